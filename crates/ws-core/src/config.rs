@@ -1,0 +1,135 @@
+//! Every limit and option of a connection, in one type shared by the standalone server,
+//! every adapter and the client.
+
+use http::HeaderMap;
+use std::time::Duration;
+
+/// Connection options and limits. Every limit has a default that is safe on the open
+/// internet.
+///
+/// ```
+/// use std::time::Duration;
+/// use ws_core::Config;
+/// let config = Config::default()
+///     .max_message_size(1 << 20)
+///     .protocols(["chat.v2", "chat.v1"])
+///     .keepalive(Some(Duration::from_secs(20)), Duration::from_secs(10));
+/// assert_eq!(config.max_message_size, 1 << 20);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The largest frame payload accepted; a larger frame fails the connection with 1009.
+    /// Default 64 MiB.
+    pub max_frame_size: usize,
+    /// The largest message accepted, all its fragments together; a larger one fails the
+    /// connection with 1009 as soon as the excess is announced. Default 64 MiB, as
+    /// websocket-driver.
+    pub max_message_size: usize,
+    /// Bytes waiting to be written beyond which sending waits (backpressure) and a
+    /// non-waiting send reports [`Error::Full`](crate::Error::Full). Default 1 MiB.
+    pub write_buffer_high_water: usize,
+    /// How long the close handshake may take once started, by either side, before the
+    /// connection is dropped. Default 5 s.
+    pub close_timeout: Duration,
+    /// How long a peer may take to send its whole opening handshake (guards against
+    /// slowloris). Default 10 s.
+    pub handshake_timeout: Duration,
+    /// The largest opening handshake accepted, request line and headers together
+    /// (431 beyond it). Default 16 KiB.
+    pub max_header_bytes: usize,
+    /// The most header fields accepted in an opening handshake (431 beyond it). Default 64.
+    pub max_headers: usize,
+    /// Send a ping after this long without traffic from the peer. Default 30 s.
+    pub ping_interval: Option<Duration>,
+    /// How long to wait for any traffic after a keepalive ping before the peer is declared
+    /// dead and the connection dropped. Default 30 s.
+    pub pong_timeout: Duration,
+    /// Subprotocols: on a server, those supported, picked in the client's order of
+    /// preference; on a client, those offered. Default none.
+    pub protocols: Vec<String>,
+    /// Extra headers: on a server, added to the 101 response; on a client, to the request
+    /// (Origin, Authorization, cookies). Default none.
+    pub extra_headers: HeaderMap,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 64 << 20,
+            max_message_size: 64 << 20,
+            write_buffer_high_water: 1 << 20,
+            close_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 << 10,
+            max_headers: 64,
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(30),
+            protocols: Vec::new(),
+            extra_headers: HeaderMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::max_frame_size`].
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets [`Config::max_message_size`].
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets [`Config::write_buffer_high_water`].
+    pub fn write_buffer_high_water(mut self, bytes: usize) -> Self {
+        self.write_buffer_high_water = bytes;
+        self
+    }
+
+    /// Sets [`Config::close_timeout`].
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::handshake_timeout`].
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::max_header_bytes`] and [`Config::max_headers`].
+    pub fn max_request_headers(mut self, bytes: usize, count: usize) -> Self {
+        self.max_header_bytes = bytes;
+        self.max_headers = count;
+        self
+    }
+
+    /// Sets the keepalive: [`Config::ping_interval`] (`None` turns it off) and
+    /// [`Config::pong_timeout`].
+    pub fn keepalive(mut self, ping_interval: Option<Duration>, pong_timeout: Duration) -> Self {
+        self.ping_interval = ping_interval;
+        self.pong_timeout = pong_timeout;
+        self
+    }
+
+    /// Sets [`Config::protocols`].
+    pub fn protocols<I, S>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds one of [`Config::extra_headers`].
+    pub fn extra_header(mut self, name: http::HeaderName, value: http::HeaderValue) -> Self {
+        self.extra_headers.append(name, value);
+        self
+    }
+}

@@ -1,0 +1,146 @@
+//! [`Connection`]: the cheap, cloneable handle to a WebSocket, websocket-driver's `ws`
+//! object. Handlers receive one; any task may hold one and send through it.
+
+use crate::close::{CloseCode, CloseFrame};
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::protocol::ReadyState;
+use crate::utf8::Utf8Bytes;
+use bytes::Bytes;
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::oneshot;
+
+/// What a [`Connection`] needs of the driver, whatever stream it runs on.
+pub(crate) trait Link: Send + Sync + 'static {
+    fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Message>) -> Poll<Result<()>>;
+    fn try_send(&self, message: Message) -> Result<()>;
+    fn ping(&self, payload: Bytes) -> Result<oneshot::Receiver<()>>;
+    fn close(&self, frame: Option<CloseFrame>) -> Result<()>;
+    fn ready_state(&self) -> ReadyState;
+    fn protocol(&self) -> Option<String>;
+    fn buffered(&self) -> usize;
+    fn add_handle(&self);
+    fn drop_handle(&self);
+}
+
+/// A handle to one WebSocket connection: send, ping, close, and ask its state. Cloning is
+/// cheap (a reference count), and every clone may be used from any task; the type is the
+/// same whatever server or stream the connection runs on, so a [`Handler`](crate::Handler)
+/// written against it runs unchanged on every adapter.
+///
+/// ```
+/// use ws_core::{Config, Message, Role, WebSocket};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ws_core::Error> {
+/// let (a, b) = tokio::io::duplex(1024);
+/// let _server = WebSocket::from_raw(a, Role::Server, &Config::default());
+/// let mut client = WebSocket::from_raw(b, Role::Client, &Config::default());
+/// let conn = _server.connection();
+/// tokio::spawn(async move { conn.send_text("from another task").await });
+/// assert_eq!(client.recv().await.transpose()?, Some(Message::text("from another task")));
+/// # Ok(()) }
+/// ```
+pub struct Connection {
+    link: Arc<dyn Link>,
+}
+
+impl Connection {
+    pub(crate) fn new(link: Arc<dyn Link>) -> Self {
+        link.add_handle();
+        Self { link }
+    }
+
+    /// Sends a text message. Waits only while the write buffer is at its high-water mark
+    /// (backpressure); the message is then queued and written at once, or with the batch
+    /// of replies the driver is collecting. Fails with [`Error::Closed`] once the close
+    /// handshake has started.
+    pub async fn send_text(&self, text: impl Into<Utf8Bytes>) -> Result<()> {
+        self.send(Message::Text(text.into())).await
+    }
+
+    /// Sends a binary message; see [`Connection::send_text`].
+    pub async fn send_binary(&self, data: impl Into<Bytes>) -> Result<()> {
+        self.send(Message::Binary(data.into())).await
+    }
+
+    /// Sends any message; see [`Connection::send_text`].
+    pub async fn send(&self, message: Message) -> Result<()> {
+        let mut message = Some(message);
+        poll_fn(|cx| self.link.poll_send(cx, &mut message)).await
+    }
+
+    /// Queues a message without waiting: [`Error::Full`] when the write buffer is at its
+    /// high-water mark.
+    pub fn try_send(&self, message: Message) -> Result<()> {
+        self.link.try_send(message)
+    }
+
+    /// Sends a ping (payload at most 125 bytes); the returned future completes when the
+    /// matching pong arrives, or fails with [`Error::Closed`] if the connection closes
+    /// first. The ping is sent whether or not the future is awaited.
+    ///
+    /// ```
+    /// # use ws_core::{Config, Role, WebSocket};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ws_core::Error> {
+    /// let (a, b) = tokio::io::duplex(1024);
+    /// let mut server = WebSocket::from_raw(a, Role::Server, &Config::default());
+    /// let mut client = WebSocket::from_raw(b, Role::Client, &Config::default());
+    /// tokio::spawn(async move { while let Some(_) = client.recv().await {} }); // answers pings
+    /// let pong = server.connection().send_ping("are you there?");
+    /// tokio::spawn(async move { while let Some(_) = server.recv().await {} }); // sees the pong
+    /// pong.await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn send_ping(&self, payload: impl Into<Bytes>) -> impl Future<Output = Result<()>> + Send + 'static {
+        let rx = self.link.ping(payload.into());
+        async move { rx?.await.map_err(|_| Error::Closed) }
+    }
+
+    /// Starts the close handshake with `code` and `reason` (at most 123 bytes). The driver
+    /// completes it, or drops the connection after the close timeout; `on_close` reports
+    /// the end.
+    pub fn close(&self, code: CloseCode, reason: &str) -> Result<()> {
+        let frame = CloseFrame::new(code, reason).map_err(Error::InvalidArgument)?;
+        self.link.close(Some(frame))
+    }
+
+    /// The ready state: connecting, open, closing or closed.
+    pub fn ready_state(&self) -> ReadyState {
+        self.link.ready_state()
+    }
+
+    /// The subprotocol negotiated in the handshake.
+    pub fn protocol(&self) -> Option<String> {
+        self.link.protocol()
+    }
+
+    /// The protocol version, as websocket-driver names it: `"hybi-13"` (RFC 6455).
+    pub fn version(&self) -> &'static str {
+        "hybi-13"
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        self.link.buffered()
+    }
+}
+
+impl Clone for Connection {
+    fn clone(&self) -> Self {
+        Self::new(self.link.clone())
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.link.drop_handle();
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection").field("ready_state", &self.ready_state()).finish_non_exhaustive()
+    }
+}

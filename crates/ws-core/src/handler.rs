@@ -1,0 +1,99 @@
+//! websocket-driver's event API: a [`Handler`] receives open, message, error and close
+//! events; [`serve`] runs one on a connection.
+
+use crate::close::CloseCode;
+use crate::connection::Connection;
+use crate::error::Error;
+use crate::message::Message;
+use crate::websocket::WebSocket;
+use std::future::Future;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// The events of one connection, as websocket-driver delivers them. Write it once; it
+/// runs unchanged on the standalone server, on every adapter, and on the client.
+///
+/// Events arrive in order, one at a time: `on_open` once, then `on_message` for each text
+/// or binary message (and `on_error` for a failure), then `on_close` exactly once, even
+/// when the peer vanished without a Close frame (code 1006). Pings are answered and the
+/// close handshake completed by the driver. Sends inside a callback return as soon as
+/// the message is queued; the replies to one batch of received frames go out together.
+///
+/// ```
+/// use ws_core::{CloseCode, Connection, Handler, Message};
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     async fn on_message(&mut self, ws: &Connection, message: Message) {
+///         let _ = ws.send(message).await;
+///     }
+///
+///     async fn on_close(&mut self, _ws: &Connection, code: CloseCode, reason: &str) {
+///         tracing::info!(%code, reason, "closed");
+///     }
+/// }
+/// ```
+pub trait Handler: Send + 'static {
+    /// The connection is open.
+    fn on_open(&mut self, ws: &Connection) -> impl Future<Output = ()> + Send {
+        let _ = ws;
+        async {}
+    }
+
+    /// A text or binary message arrived (text is validated UTF-8).
+    fn on_message(&mut self, ws: &Connection, message: Message) -> impl Future<Output = ()> + Send;
+
+    /// The connection failed: a protocol violation (already answered with the matching
+    /// close code), an I/O error, or a timeout. `on_close` follows.
+    fn on_error(&mut self, ws: &Connection, error: &Error) -> impl Future<Output = ()> + Send {
+        let _ = (ws, error);
+        async {}
+    }
+
+    /// The connection is closed: the peer's code and reason (1005 when it sent none), the
+    /// code it was failed with, or 1006 when it ended without a Close frame.
+    fn on_close(&mut self, ws: &Connection, code: CloseCode, reason: &str) -> impl Future<Output = ()> + Send {
+        let _ = (ws, code, reason);
+        async {}
+    }
+}
+
+/// Runs `handler` on `socket` until the connection closes; returns the close code and
+/// reason that `on_close` received.
+///
+/// ```
+/// use ws_core::{Config, Connection, Handler, Message, Role, WebSocket, serve};
+/// struct Echo;
+/// impl Handler for Echo {
+///     async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; }
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ws_core::Error> {
+/// let (a, b) = tokio::io::duplex(1024);
+/// let server = tokio::spawn(serve(WebSocket::from_raw(a, Role::Server, &Config::default()), Echo));
+/// let mut client = WebSocket::from_raw(b, Role::Client, &Config::default());
+/// client.send(Message::text("ping?")).await?;
+/// assert_eq!(client.recv().await.transpose()?, Some(Message::text("ping?")));
+/// client.close(ws_core::CloseCode::NORMAL, "done").await?;
+/// while client.recv().await.is_some() {}
+/// let (code, reason) = server.await.unwrap();
+/// assert_eq!((u16::from(code), reason.as_str()), (1000, "done"));
+/// # Ok(()) }
+/// ```
+pub async fn serve<S, H>(mut socket: WebSocket<S>, mut handler: H) -> (CloseCode, String)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let ws = socket.connection();
+    handler.on_open(&ws).await;
+    while let Some(item) = socket.recv().await {
+        match item {
+            Ok(message @ (Message::Text(_) | Message::Binary(_))) => handler.on_message(&ws, message).await,
+            Ok(_) => {}
+            Err(error) => handler.on_error(&ws, &error).await,
+        }
+    }
+    let (code, reason) = socket.close_status().unwrap_or((CloseCode::ABNORMAL, Default::default()));
+    handler.on_close(&ws, code, &reason).await;
+    (code, reason.as_str().to_owned())
+}

@@ -1,0 +1,127 @@
+//! The client side of the opening handshake (RFC 6455 §4.1).
+
+use super::{HandshakeError, accept_key, header_tokens};
+use crate::config::Config;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
+
+/// Builds the upgrade request for `uri` with a fresh random key; returns it with the key,
+/// which [`validate_response`] needs.
+///
+/// ```
+/// use ws_core::{Config, handshake::client};
+/// let uri: http::Uri = "ws://example.com:8080/chat?room=1".parse().unwrap();
+/// let (request, key) = client::request(&uri, &Config::default().protocols(["chat"])).unwrap();
+/// assert_eq!(request.uri(), "/chat?room=1");
+/// assert_eq!(request.headers()["host"], "example.com:8080");
+/// assert_eq!(request.headers()["sec-websocket-key"], key.as_str());
+/// assert_eq!(request.headers()["sec-websocket-protocol"], "chat");
+/// ```
+pub fn request(uri: &Uri, config: &Config) -> Result<(Request<()>, String), HandshakeError> {
+    let authority = uri.authority().ok_or_else(|| HandshakeError::Malformed(format!("no host in {uri}")))?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let key = BASE64.encode(rand::random::<[u8; 16]>());
+    let mut builder = Request::get(path);
+    let headers = builder.headers_mut().ok_or_else(|| HandshakeError::Malformed(format!("invalid uri {uri}")))?;
+    headers.extend(config.extra_headers.clone());
+    let bad = |e: http::header::InvalidHeaderValue| HandshakeError::Malformed(e.to_string());
+    headers.insert(header::HOST, HeaderValue::from_str(authority.as_str()).map_err(bad)?);
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_str(&key).map_err(bad)?);
+    headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    if !config.protocols.is_empty() {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_str(&config.protocols.join(", ")).map_err(bad)?);
+    }
+    let request = builder.body(()).map_err(|e| HandshakeError::Malformed(e.to_string()))?;
+    Ok((request, key))
+}
+
+/// Validates the server's answer (RFC 6455 §4.1, steps 1-6 of the client's checks) and
+/// returns the subprotocol it selected.
+///
+/// A non-101 status is an error carrying the status, headers and `body_start`; a 3xx is
+/// reported as a redirect rather than followed.
+pub fn validate_response(status: StatusCode, headers: &HeaderMap, body_start: Bytes, key: &str, config: &Config) -> Result<Option<String>, HandshakeError> {
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        if status.is_redirection() {
+            if let Some(location) = headers.get(header::LOCATION).and_then(|l| l.to_str().ok()) {
+                return Err(HandshakeError::Redirect { status, location: location.to_owned() });
+            }
+        }
+        return Err(HandshakeError::UnexpectedStatus { status, headers: Box::new(headers.clone()), body: body_start });
+    }
+    if !super::has_token(headers, &header::UPGRADE, "websocket") {
+        return Err(HandshakeError::InvalidUpgrade);
+    }
+    if !super::has_token(headers, &header::CONNECTION, "upgrade") {
+        return Err(HandshakeError::MissingConnectionUpgrade);
+    }
+    let expected = accept_key(key.as_bytes());
+    if headers.get(header::SEC_WEBSOCKET_ACCEPT).is_none_or(|v| v.as_bytes() != expected.as_bytes()) {
+        return Err(HandshakeError::InvalidAccept);
+    }
+    // No extension is offered yet, so any extension in the answer is one not offered.
+    if let Some(ext) = header_tokens(headers, &header::SEC_WEBSOCKET_EXTENSIONS).next() {
+        return Err(HandshakeError::UnofferedExtension(ext.to_owned()));
+    }
+    let mut selected = header_tokens(headers, &header::SEC_WEBSOCKET_PROTOCOL);
+    match (selected.next(), selected.next()) {
+        (None, _) => Ok(None),
+        (Some(p), None) if config.protocols.iter().any(|o| o == p) => Ok(Some(p.to_owned())),
+        (Some(p), _) => Err(HandshakeError::UnofferedProtocol(p.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::server;
+
+    #[test]
+    fn round_trip_with_the_server_side() {
+        let cfg = Config::default().protocols(["b", "a"]);
+        let (req, key) = request(&"ws://[::1]:9001/x".parse().unwrap(), &cfg).unwrap();
+        assert_eq!(req.headers()["host"], "[::1]:9001");
+        let accepted = server::accept(&req, &Config::default().protocols(["a"])).unwrap();
+        let r = &accepted.response;
+        assert_eq!(validate_response(r.status(), r.headers(), Bytes::new(), &key, &cfg).unwrap().as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn keys_are_fresh() {
+        let uri = "ws://h/".parse().unwrap();
+        assert_ne!(request(&uri, &Config::default()).unwrap().1, request(&uri, &Config::default()).unwrap().1);
+    }
+
+    #[test]
+    fn rejects_bad_answers() {
+        let cfg = Config::default().protocols(["a"]);
+        let (req, key) = request(&"ws://h/".parse().unwrap(), &cfg).unwrap();
+        let good = server::accept(&req, &cfg).unwrap().response;
+        let check = |status: StatusCode, headers: &HeaderMap| validate_response(status, headers, Bytes::from_static(b"nope"), &key, &cfg);
+
+        let mut wrong_accept = good.headers().clone();
+        wrong_accept.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_static("AAAA"));
+        assert_eq!(check(StatusCode::SWITCHING_PROTOCOLS, &wrong_accept), Err(HandshakeError::InvalidAccept));
+
+        let mut unoffered = good.headers().clone();
+        unoffered.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("z"));
+        assert_eq!(check(StatusCode::SWITCHING_PROTOCOLS, &unoffered), Err(HandshakeError::UnofferedProtocol("z".into())));
+
+        let mut ext = good.headers().clone();
+        ext.insert(header::SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_static("permessage-deflate"));
+        assert!(matches!(check(StatusCode::SWITCHING_PROTOCOLS, &ext), Err(HandshakeError::UnofferedExtension(_))));
+
+        let mut redirect = HeaderMap::new();
+        redirect.insert(header::LOCATION, HeaderValue::from_static("ws://elsewhere/"));
+        assert!(matches!(check(StatusCode::FOUND, &redirect), Err(HandshakeError::Redirect { location, .. }) if location == "ws://elsewhere/"));
+
+        match check(StatusCode::FORBIDDEN, &HeaderMap::new()) {
+            Err(HandshakeError::UnexpectedStatus { status, body, .. }) => assert_eq!((status, &body[..]), (StatusCode::FORBIDDEN, &b"nope"[..])),
+            other => panic!("{other:?}"),
+        }
+    }
+}

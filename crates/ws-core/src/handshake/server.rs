@@ -1,0 +1,165 @@
+//! The server side of the opening handshake (RFC 6455 §4.2).
+
+use super::{HandshakeError, accept_key, has_token, header_tokens};
+use crate::config::Config;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version, header};
+
+/// A validated upgrade request: the 101 response to send, and what was negotiated.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The `101 Switching Protocols` response, with the config's extra headers.
+    pub response: Response<()>,
+    /// The subprotocol selected, if any.
+    pub protocol: Option<String>,
+}
+
+/// Validates an upgrade request and builds the 101 response (RFC 6455 §4.2.1, §4.2.2).
+///
+/// The subprotocol is the first one the client offers (clients list them by preference)
+/// that `config.protocols` supports. Errors carry the status to answer with
+/// ([`HandshakeError::response`]).
+///
+/// ```
+/// use ws_core::{Config, handshake::server::accept};
+/// let request = http::Request::get("/chat")
+///     .header("host", "example.com")
+///     .header("upgrade", "websocket")
+///     .header("connection", "keep-alive, Upgrade")
+///     .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+///     .header("sec-websocket-version", "13")
+///     .header("sec-websocket-protocol", "chat.v1, chat.v2")
+///     .body(())
+///     .unwrap();
+/// let accepted = accept(&request, &Config::default().protocols(["chat.v2"])).unwrap();
+/// assert_eq!(accepted.response.status(), 101);
+/// assert_eq!(accepted.response.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+/// assert_eq!(accepted.protocol.as_deref(), Some("chat.v2"));
+/// ```
+pub fn accept<B>(request: &http::Request<B>, config: &Config) -> Result<Accepted, HandshakeError> {
+    accept_parts(request.method(), request.version(), request.headers(), config)
+}
+
+/// [`accept`] on the parts of a request, for servers that do not hand out a whole
+/// `http::Request`.
+pub fn accept_parts(method: &Method, version: Version, headers: &HeaderMap, config: &Config) -> Result<Accepted, HandshakeError> {
+    if method != Method::GET {
+        return Err(HandshakeError::MethodNotAllowed(method.clone()));
+    }
+    if version < Version::HTTP_11 {
+        return Err(HandshakeError::HttpVersion);
+    }
+    if headers.get(header::UPGRADE).is_none() {
+        return Err(HandshakeError::NotUpgrade);
+    }
+    if !has_token(headers, &header::UPGRADE, "websocket") {
+        return Err(HandshakeError::InvalidUpgrade);
+    }
+    if !has_token(headers, &header::CONNECTION, "upgrade") {
+        return Err(HandshakeError::MissingConnectionUpgrade);
+    }
+    if headers.get(header::HOST).is_none() {
+        return Err(HandshakeError::MissingHost);
+    }
+    if !header_tokens(headers, &header::SEC_WEBSOCKET_VERSION).any(|v| v == "13") {
+        return Err(HandshakeError::UnsupportedVersion);
+    }
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(HandshakeError::MissingKey)?;
+    if !matches!(BASE64.decode(key.as_bytes()), Ok(k) if k.len() == 16) {
+        return Err(HandshakeError::InvalidKey);
+    }
+
+    let protocol = header_tokens(headers, &header::SEC_WEBSOCKET_PROTOCOL)
+        .find(|offered| config.protocols.iter().any(|p| p == offered))
+        .map(str::to_owned);
+
+    let mut response = Response::new(());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.extend(config.extra_headers.clone());
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    let accept = HeaderValue::from_str(&accept_key(key.as_bytes())).map_err(|_| HandshakeError::InvalidKey)?;
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if let Some(p) = &protocol {
+        // The name came from a header value, so it is a valid one.
+        if let Ok(v) = HeaderValue::from_str(p) {
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+        }
+    }
+    Ok(Accepted { response, protocol })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> http::request::Builder {
+        http::Request::get("/")
+            .header("host", "localhost")
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-version", "13")
+    }
+
+    fn run(b: http::request::Builder) -> Result<Accepted, HandshakeError> {
+        accept(&b.body(()).unwrap(), &Config::default().protocols(["b", "a"]))
+    }
+
+    fn without(name: &str) -> http::request::Builder {
+        let full = request().body(()).unwrap();
+        let mut b = http::Request::get("/");
+        for (n, v) in full.headers() {
+            if n.as_str() != name {
+                b = b.header(n, v);
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn accepts_a_valid_request() {
+        let a = run(request()).unwrap();
+        assert_eq!(a.response.status(), 101);
+        assert_eq!(a.response.headers()["upgrade"], "websocket");
+        assert_eq!(a.protocol, None);
+        assert!(a.response.headers().get("sec-websocket-protocol").is_none());
+    }
+
+    #[test]
+    fn tokens_are_case_insensitive_lists() {
+        let a = run(request().header("connection", "keep-alive, UPGRADE").header("upgrade", "WebSocket"));
+        assert!(a.is_ok());
+    }
+
+    #[test]
+    fn picks_in_client_preference_order() {
+        let a = run(request().header("sec-websocket-protocol", "x, a").header("sec-websocket-protocol", "b")).unwrap();
+        assert_eq!(a.protocol.as_deref(), Some("a"));
+        assert_eq!(a.response.headers()["sec-websocket-protocol"], "a");
+        assert_eq!(run(request().header("sec-websocket-protocol", "x")).unwrap().protocol, None);
+    }
+
+    #[test]
+    fn rejections_have_precise_errors() {
+        assert_eq!(run(request().method("POST")).unwrap_err(), HandshakeError::MethodNotAllowed(Method::POST));
+        assert_eq!(run(request().version(Version::HTTP_10)).unwrap_err(), HandshakeError::HttpVersion);
+        assert_eq!(run(without("upgrade")).unwrap_err(), HandshakeError::NotUpgrade);
+        assert_eq!(run(without("upgrade").header("upgrade", "h2c")).unwrap_err(), HandshakeError::InvalidUpgrade);
+        assert_eq!(run(without("connection")).unwrap_err(), HandshakeError::MissingConnectionUpgrade);
+        assert_eq!(run(without("host")).unwrap_err(), HandshakeError::MissingHost);
+        assert_eq!(run(without("sec-websocket-key")).unwrap_err(), HandshakeError::MissingKey);
+        assert_eq!(run(without("sec-websocket-key").header("sec-websocket-key", "c2hvcnQ=")).unwrap_err(), HandshakeError::InvalidKey);
+        assert_eq!(run(without("sec-websocket-version")).unwrap_err(), HandshakeError::UnsupportedVersion);
+        assert_eq!(run(without("sec-websocket-version").header("sec-websocket-version", "8")).unwrap_err(), HandshakeError::UnsupportedVersion);
+    }
+
+    #[test]
+    fn extra_headers_are_added() {
+        let cfg = Config::default().extra_header(header::SERVER, HeaderValue::from_static("wsdriver"));
+        let a = accept(&request().body(()).unwrap(), &cfg).unwrap();
+        assert_eq!(a.response.headers()["server"], "wsdriver");
+    }
+}

@@ -1,0 +1,51 @@
+//! The protocol core of wsdriver: RFC 6455 (WebSocket version 13).
+//!
+//! From the bottom up, one file per concept of the RFC: [`frame`] headers, [`mask`]ing,
+//! incremental [`utf8`] validation, [`close`] codes, the [`handshake`] on `http` types, the
+//! sans-IO [`protocol`] state machine, and on top the async driver ([`WebSocket`], a
+//! [`Stream`](futures_core::Stream) and [`Sink`](futures_sink::Sink)), the cloneable
+//! [`Connection`] handle, websocket-driver's [`Handler`] events, and a standalone
+//! [`Server`].
+//!
+//! ```no_run
+//! use ws_core::{Connection, Handler, Message, Server};
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     async fn on_message(&mut self, ws: &Connection, message: Message) {
+//!         let _ = ws.send(message).await;
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! Server::bind("127.0.0.1:9001").await?.serve(|_request| Echo).await
+//! # }
+//! ```
+
+pub mod close;
+pub mod config;
+mod connection;
+pub mod error;
+pub mod extensions;
+pub mod frame;
+mod handler;
+pub mod handshake;
+pub mod mask;
+mod message;
+pub mod protocol;
+mod server;
+pub mod utf8;
+mod websocket;
+pub mod write_buf;
+
+pub use close::{CloseCode, CloseFrame};
+pub use config::Config;
+pub use connection::Connection;
+pub use error::{Error, ProtocolError, Result};
+pub use handler::{Handler, serve};
+pub use message::Message;
+pub use protocol::{ReadyState, Role};
+pub use server::{Server, accept};
+pub use utf8::Utf8Bytes;
+pub use websocket::{SplitSink, SplitStream, WebSocket};

@@ -1,0 +1,165 @@
+//! The standalone server, the embedded default: accepts TCP connections, reads the
+//! HTTP/1.1 upgrade request itself, and runs a [`Handler`] (or a closure) per connection.
+//! No web framework needed.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::handler::{Handler, serve};
+use crate::handshake::{HandshakeError, http1, server as hs};
+use crate::protocol::Role;
+use crate::websocket::WebSocket;
+use bytes::BytesMut;
+use http::Request;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+
+/// Performs the server side of the opening handshake on `io`: reads the request (within
+/// the configured time, size and header-count limits), validates it, and answers 101, or
+/// the precise error status with a short reason, in which case the error is returned.
+///
+/// ```
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let (mut client, server) = tokio::io::duplex(4096);
+/// let accepting = tokio::spawn(async move { ws_core::accept(server, &ws_core::Config::default()).await });
+/// client.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+/// let mut answer = String::new();
+/// client.read_to_string(&mut answer).await.unwrap();
+/// assert!(answer.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+/// assert!(accepting.await.unwrap().is_err());
+/// # }
+/// ```
+pub async fn accept<IO>(mut io: IO, config: &Config) -> Result<(WebSocket<IO>, Request<()>)>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut buf = BytesMut::new();
+    let read = http1::read_head(&mut io, &mut buf, config.max_header_bytes, |b| http1::parse_request(b, config.max_headers));
+    let outcome = match tokio::time::timeout(config.handshake_timeout, read).await {
+        Ok(Ok(request)) => hs::accept(&request, config).map(|accepted| (request, accepted)).map_err(Error::from),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(HandshakeError::Timeout.into()),
+    };
+    let (request, accepted) = match outcome {
+        Ok(ok) => ok,
+        Err(Error::Handshake(e)) => {
+            if !matches!(e, HandshakeError::ConnectionClosed) {
+                tracing::debug!(error = %e, "rejecting websocket handshake");
+                let mut out = BytesMut::new();
+                let response = e.response();
+                http1::write_response(&response, response.body().as_bytes(), &mut out);
+                // Best effort: the peer may already be gone.
+                let _ = tokio::time::timeout(config.close_timeout, async {
+                    io.write_all(&out).await?;
+                    io.shutdown().await
+                })
+                .await;
+            }
+            return Err(e.into());
+        }
+        Err(e) => return Err(e),
+    };
+    let mut out = BytesMut::new();
+    http1::write_response(&accepted.response, &[], &mut out);
+    io.write_all(&out).await?;
+    let socket = WebSocket::from_upgraded(io, Role::Server, config, accepted.protocol, buf);
+    Ok((socket, request))
+}
+
+/// A standalone WebSocket server on a TCP listener.
+///
+/// ```no_run
+/// use ws_core::{Connection, Handler, Message, Server};
+/// struct Echo;
+/// impl Handler for Echo {
+///     async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; }
+/// }
+/// # #[tokio::main] async fn main() -> std::io::Result<()> {
+/// Server::bind("127.0.0.1:9001").await?.serve(|_request| Echo).await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    config: Arc<Config>,
+}
+
+impl Server {
+    /// Listens on `addr`.
+    pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
+        Ok(Self::from_listener(TcpListener::bind(addr).await?))
+    }
+
+    /// Serves on a listener bound elsewhere.
+    pub fn from_listener(listener: TcpListener) -> Self {
+        Self { listener, config: Arc::new(Config::default()) }
+    }
+
+    /// Sets the options and limits for every connection.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Arc::new(config);
+        self
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves each connection with a fresh handler from `make_handler`, which sees the
+    /// upgrade request (path, query, headers). Runs until the listener fails.
+    pub async fn serve<H, F>(self, make_handler: F) -> io::Result<()>
+    where
+        H: Handler,
+        F: Fn(&Request<()>) -> H + Send + Sync + 'static,
+    {
+        self.serve_with(move |socket, request| {
+            let handler = make_handler(&request);
+            async move {
+                serve(socket, handler).await;
+            }
+        })
+        .await
+    }
+
+    /// Serves each connection with `f`, which receives the socket as a stream and sink
+    /// with its upgrade request.
+    pub async fn serve_with<F, Fut>(self, f: F) -> io::Result<()>
+    where
+        F: Fn(WebSocket<TcpStream>, Request<()>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) if is_transient(&e) => {
+                    // Out of file descriptors, or a connection reset while queued: keep
+                    // serving the others.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let _ = stream.set_nodelay(true);
+            let config = self.config.clone();
+            let f = f.clone();
+            tokio::spawn(async move {
+                match accept(stream, &config).await {
+                    Ok((socket, request)) => f(socket, request).await,
+                    Err(error) => tracing::debug!(%peer, %error, "handshake failed"),
+                }
+            });
+        }
+    }
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock)
+        || e.raw_os_error().is_some_and(|code| code == 23 || code == 24) // ENFILE, EMFILE
+}

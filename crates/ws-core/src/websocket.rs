@@ -1,0 +1,797 @@
+//! The async driver: a [`WebSocket`] over any `AsyncRead + AsyncWrite`.
+//!
+//! One [`Protocol`] and one stream sit behind a mutex that is never held across an await.
+//! Whoever polls drives the I/O: the reader (the [`Stream`] side, or the [`Handler`]
+//! loop) parses input, answers pings and closes, runs the keepalive and close timers, and
+//! flushes what others queued; a sender from any task encodes its frame and writes it at
+//! once. The stream is always polled with a proxy waker that fans out to every task
+//! waiting on it, so a reader and several writers in different tasks never steal each
+//! other's wake-ups.
+//!
+//! Writes are corked per batch: while complete frames the reader has not handled yet are
+//! still buffered, replies are queued and go out together, in one vectored write, when the
+//! batch is done.
+//!
+//! [`Handler`]: crate::Handler
+
+use crate::close::{CloseCode, CloseFrame};
+use crate::config::Config;
+use crate::connection::{Connection, Link};
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::protocol::{Protocol, ReadyState, Role};
+use crate::utf8::Utf8Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+use futures_sink::Sink;
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
+
+/// Read at least this much at a time when no frame size says otherwise.
+const READ_CHUNK: usize = 8 << 10;
+/// Never reserve more than this at once for a large frame still arriving.
+const MAX_READ_RESERVE: usize = 1 << 20;
+/// Slices per vectored write.
+const MAX_IO_SLICES: usize = 64;
+
+/// The wakers of every task waiting on one direction of the stream. The stream itself
+/// only ever sees the fan's own waker.
+#[derive(Default)]
+struct WakerFan(Mutex<Vec<Waker>>);
+
+impl WakerFan {
+    fn register(&self, waker: &Waker) {
+        let mut wakers = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+    }
+
+    fn wake_all(&self) {
+        let wakers = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        for w in wakers {
+            w.wake();
+        }
+    }
+}
+
+impl Wake for WakerFan {
+    fn wake(self: Arc<Self>) {
+        self.wake_all();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wake_all();
+    }
+}
+
+/// The timing options the driver needs from [`Config`].
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    high_water: usize,
+    close_timeout: Duration,
+    ping_interval: Option<Duration>,
+    pong_timeout: Duration,
+}
+
+/// What one connection shares between its handles.
+pub(crate) struct Shared<S> {
+    inner: Mutex<Inner<S>>,
+    read_fan: Arc<WakerFan>,
+    write_fan: Arc<WakerFan>,
+    read_waker: Waker,
+    write_waker: Waker,
+    /// Application handles alive: the socket, its halves, and every [`Connection`].
+    handles: AtomicUsize,
+    timing: Timing,
+}
+
+struct Keepalive {
+    timer: Pin<Box<Sleep>>,
+    last_read: Instant,
+    ping_sent: Option<Instant>,
+}
+
+struct Inner<S> {
+    io: Option<S>,
+    proto: Protocol,
+    rbuf: BytesMut,
+    protocol: Option<String>,
+    /// The stream has ended: nothing more will be read or reported.
+    finished: bool,
+    /// An error to report on the next poll of the stream.
+    pending_error: Option<Error>,
+    /// The code and reason `on_close` reports, once known.
+    close_status: Option<(CloseCode, Utf8Bytes)>,
+    close_deadline: Option<Pin<Box<Sleep>>>,
+    /// The write half of the stream was shut down (server) or EOF seen (client).
+    shut_down: bool,
+    keepalive: Option<Keepalive>,
+    pings: VecDeque<(Bytes, oneshot::Sender<()>)>,
+}
+
+impl<S> Shared<S> {
+    fn lock(&self) -> MutexGuard<'_, Inner<S>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
+    /// Writes queued bytes until none remain or the stream would block.
+    fn poll_write_out(&mut self, shared: &Shared<S>) -> Poll<io::Result<()>> {
+        let Some(io) = self.io.as_mut() else { return Poll::Pending };
+        let mut cx = Context::from_waker(&shared.write_waker);
+        let was_high = self.proto.buffered() >= shared.timing.high_water;
+        let mut wrote = false;
+        let result = loop {
+            let out = self.proto.out();
+            if out.is_empty() {
+                break match Pin::new(&mut *io).poll_flush(&mut cx) {
+                    Poll::Ready(r) => Poll::Ready(r),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
+            let n = out.io_slices(&mut slices);
+            match Pin::new(&mut *io).poll_write_vectored(&mut cx, &slices[..n]) {
+                Poll::Ready(Ok(0)) => break Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    out.advance(n);
+                    wrote = true;
+                }
+                Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        if wrote && was_high && self.proto.buffered() < shared.timing.high_water {
+            shared.write_fan.wake_all();
+        }
+        result
+    }
+
+    /// Writes what can be written now, without waiting; a failure is kept for the reader.
+    fn write_now(&mut self, shared: &Shared<S>) {
+        if let Poll::Ready(Err(e)) = self.poll_write_out(shared) {
+            self.fail_io(e);
+        }
+    }
+
+    fn fail_io(&mut self, e: io::Error) {
+        tracing::debug!(error = %e, "websocket i/o error");
+        self.proto.transport_closed();
+        self.close_status.get_or_insert((CloseCode::ABNORMAL, Utf8Bytes::new()));
+        self.shut_down = true;
+        if self.pending_error.is_none() && !self.finished {
+            self.pending_error = Some(Error::Io(e));
+        }
+    }
+
+    fn arm_close_deadline(&mut self, timeout: Duration) {
+        if self.close_deadline.is_none() {
+            self.close_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        }
+    }
+
+    fn close_deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
+        self.close_deadline.as_mut().is_some_and(|d| d.as_mut().poll(cx).is_ready())
+    }
+
+    /// The reader's poll: returns the next message, or `None` once the connection is
+    /// closed and the stream shut down.
+    fn poll_next(&mut self, shared: &Shared<S>, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        loop {
+            if let Some(e) = self.pending_error.take() {
+                return Poll::Ready(Some(Err(e)));
+            }
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            if self.io.is_none() {
+                shared.read_fan.register(cx.waker());
+                return Poll::Pending;
+            }
+            match self.proto.read(&mut self.rbuf) {
+                Ok(Some(message)) => {
+                    self.on_message(shared, &message);
+                    return Poll::Ready(Some(Ok(message)));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.close_status = Some((e.close_code(), Utf8Bytes::new()));
+                    self.arm_close_deadline(shared.timing.close_timeout);
+                    self.write_now(shared);
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+            match self.proto.ready_state() {
+                ReadyState::Closed => return self.poll_finish(shared, cx).map(|()| None),
+                ReadyState::Closing => {
+                    self.arm_close_deadline(shared.timing.close_timeout);
+                    if self.close_deadline_passed(cx) {
+                        return Poll::Ready(Some(Err(self.time_out(Error::CloseTimeout))));
+                    }
+                }
+                _ => {
+                    if let Some(e) = self.poll_keepalive(shared, cx) {
+                        return Poll::Ready(Some(Err(self.time_out(e))));
+                    }
+                }
+            }
+            if !self.proto.out().is_empty() {
+                shared.write_fan.register(cx.waker());
+                self.write_now(shared);
+                if self.pending_error.is_some() {
+                    continue;
+                }
+            }
+            shared.read_fan.register(cx.waker());
+            match ready!(self.poll_read(shared)) {
+                Ok(0) => {
+                    self.rbuf = BytesMut::new();
+                    self.proto.transport_closed();
+                    self.shut_down = true;
+                    if self.close_status.is_none() {
+                        self.close_status = Some((CloseCode::ABNORMAL, Utf8Bytes::new()));
+                        self.finished = true;
+                        return Poll::Ready(Some(Err(Error::ConnectionReset)));
+                    }
+                }
+                Ok(_) => {
+                    if let Some(k) = self.keepalive.as_mut() {
+                        k.last_read = Instant::now();
+                    }
+                }
+                Err(e) => self.fail_io(e),
+            }
+        }
+    }
+
+    /// Reads into the read buffer, allocating it only when there is something to read and
+    /// releasing it when the stream is idle.
+    fn poll_read(&mut self, shared: &Shared<S>) -> Poll<io::Result<usize>> {
+        let Some(io) = self.io.as_mut() else { return Poll::Pending };
+        let want = match self.proto.pending_frame_bytes(&self.rbuf) {
+            0 => READ_CHUNK,
+            n => n.clamp(READ_CHUNK, MAX_READ_RESERVE),
+        };
+        self.rbuf.reserve(want);
+        let mut cx = Context::from_waker(&shared.read_waker);
+        let result = tokio_util::io::poll_read_buf(Pin::new(io), &mut cx, &mut self.rbuf);
+        if result.is_pending() {
+            if self.rbuf.is_empty() {
+                self.rbuf = BytesMut::new();
+            }
+            self.proto.out().release_if_empty();
+        }
+        result
+    }
+
+    /// Bookkeeping for a message about to be handed to the application.
+    fn on_message(&mut self, shared: &Shared<S>, message: &Message) {
+        match message {
+            Message::Pong(payload) => {
+                if let Some(i) = self.pings.iter().position(|(p, _)| p == payload) {
+                    // A pong answers its ping and every ping sent before it (§5.5.3).
+                    for (_, tx) in self.pings.drain(..=i) {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+            Message::Close(frame) => {
+                let reason = frame.as_ref().map(|f| f.reason.clone()).unwrap_or_default();
+                self.close_status = Some((CloseFrame::code_of(frame.as_ref()), reason));
+                self.arm_close_deadline(shared.timing.close_timeout);
+                // The reply goes out now, whatever the application does next.
+                self.write_now(shared);
+            }
+            _ => {}
+        }
+    }
+
+    /// The close handshake is over (or the connection failed): flush, then shut the
+    /// stream down (server) or wait for the server to (client), within the close timeout.
+    fn poll_finish(&mut self, shared: &Shared<S>, cx: &mut Context<'_>) -> Poll<()> {
+        self.arm_close_deadline(shared.timing.close_timeout);
+        loop {
+            if self.shut_down || self.close_deadline_passed(cx) {
+                self.finish();
+                return Poll::Ready(());
+            }
+            shared.write_fan.register(cx.waker());
+            match self.poll_write_out(shared) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => self.shut_down = true,
+                Poll::Ready(Ok(())) => {
+                    let Some(io) = self.io.as_mut() else { return Poll::Pending };
+                    match self.proto.role() {
+                        Role::Server => {
+                            let mut wcx = Context::from_waker(&shared.write_waker);
+                            ready!(Pin::new(io).poll_shutdown(&mut wcx)).ok();
+                            self.shut_down = true;
+                        }
+                        Role::Client => {
+                            // §7.1.1: the server closes the TCP connection first; drain
+                            // until it does.
+                            shared.read_fan.register(cx.waker());
+                            self.rbuf.clear();
+                            match ready!(self.poll_read(shared)) {
+                                Ok(0) | Err(_) => self.shut_down = true,
+                                Ok(_) => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        self.finished = true;
+        self.proto.transport_closed();
+        self.close_status.get_or_insert((CloseCode::ABNORMAL, Utf8Bytes::new()));
+        self.close_deadline = None;
+        self.keepalive = None;
+        self.pings.clear();
+        self.rbuf = BytesMut::new();
+    }
+
+    /// Ends the connection on a timeout: the peer is gone or stuck.
+    fn time_out(&mut self, error: Error) -> Error {
+        tracing::debug!(%error, "websocket timed out");
+        self.close_status = Some((CloseCode::ABNORMAL, Utf8Bytes::new()));
+        self.finish();
+        error
+    }
+
+    /// Sends a keepalive ping after `ping_interval` without input; declares the peer dead
+    /// when nothing arrives within `pong_timeout` of it.
+    fn poll_keepalive(&mut self, shared: &Shared<S>, cx: &mut Context<'_>) -> Option<Error> {
+        let interval = shared.timing.ping_interval?;
+        if self.proto.ready_state() != ReadyState::Open {
+            return None;
+        }
+        let k = self.keepalive.get_or_insert_with(|| Keepalive {
+            timer: Box::pin(tokio::time::sleep(interval)),
+            last_read: Instant::now(),
+            ping_sent: None,
+        });
+        while k.timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            match k.ping_sent {
+                Some(sent) if k.last_read <= sent => return Some(Error::KeepaliveTimeout),
+                _ if now.duration_since(k.last_read) >= interval => {
+                    k.ping_sent = Some(now);
+                    k.timer.as_mut().reset(now + shared.timing.pong_timeout);
+                    let _ = self.proto.send(Message::Ping(Bytes::new()));
+                    return None;
+                }
+                _ => {
+                    k.ping_sent = None;
+                    let next = k.last_read + interval;
+                    k.timer.as_mut().reset(next);
+                }
+            }
+        }
+        None
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
+    fn new(io: Option<S>, role: Role, config: &Config, protocol: Option<String>, leftover: BytesMut) -> Arc<Self> {
+        let read_fan = Arc::new(WakerFan::default());
+        let write_fan = Arc::new(WakerFan::default());
+        let mut proto = Protocol::new(role, config);
+        if io.is_some() {
+            proto.open();
+        }
+        Arc::new(Self {
+            inner: Mutex::new(Inner {
+                io,
+                proto,
+                rbuf: leftover,
+                protocol,
+                finished: false,
+                pending_error: None,
+                close_status: None,
+                close_deadline: None,
+                shut_down: false,
+                keepalive: None,
+                pings: VecDeque::new(),
+            }),
+            read_waker: Waker::from(read_fan.clone()),
+            write_waker: Waker::from(write_fan.clone()),
+            read_fan,
+            write_fan,
+            handles: AtomicUsize::new(0),
+            timing: Timing {
+                high_water: config.write_buffer_high_water,
+                close_timeout: config.close_timeout,
+                ping_interval: config.ping_interval,
+                pong_timeout: config.pong_timeout,
+            },
+        })
+    }
+
+    /// Queues a message once the write buffer is below its high-water mark, and writes it
+    /// unless the reader has a batch to finish first.
+    fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Message>) -> Poll<Result<()>> {
+        let mut inner = self.lock();
+        if inner.proto.buffered() >= self.timing.high_water {
+            self.write_fan.register(cx.waker());
+            if let Poll::Ready(Err(e)) = inner.poll_write_out(self) {
+                inner.fail_io(e);
+                return Poll::Ready(Err(Error::Closed));
+            }
+            if inner.proto.buffered() >= self.timing.high_water {
+                // The reader must keep flushing even if this task is the one woken.
+                self.read_fan.wake_all();
+                return Poll::Pending;
+            }
+        }
+        let Some(message) = message.take() else { return Poll::Ready(Ok(())) };
+        self.enqueue(&mut inner, message)?;
+        Poll::Ready(Ok(()))
+    }
+
+    fn enqueue(&self, inner: &mut Inner<S>, message: Message) -> Result<()> {
+        if inner.finished {
+            return Err(Error::Closed);
+        }
+        inner.proto.send(message)?;
+        let corked = inner.proto.has_buffered_frame(&inner.rbuf);
+        if !corked {
+            inner.write_now(self);
+        }
+        if !inner.proto.out().is_empty() || inner.proto.ready_state() == ReadyState::Closing {
+            // The reader finishes the write (and runs the close timer).
+            self.read_fan.wake_all();
+        }
+        Ok(())
+    }
+
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let mut inner = self.lock();
+        self.write_fan.register(cx.waker());
+        match ready!(inner.poll_write_out(self)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(e) => {
+                inner.fail_io(e);
+                Poll::Ready(Err(Error::Closed))
+            }
+        }
+    }
+
+    fn add_handle(&self) {
+        self.handles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn drop_handle(&self) {
+        if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The background finisher, if one runs, closes the connection now.
+            self.read_fan.wake_all();
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Shared<S> {
+    /// The stream was dropped before it ended: finish the connection in the background,
+    /// answering pings and the close handshake, until every handle is gone and the close
+    /// handshake is over or timed out.
+    fn spawn_finisher(self: Arc<Self>) {
+        if self.lock().finished {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!("no tokio runtime to finish the websocket close handshake; dropping it");
+            return;
+        };
+        runtime.spawn(async move {
+            poll_fn(|cx| {
+                let mut inner = self.lock();
+                loop {
+                    if self.handles.load(Ordering::Acquire) == 0 && inner.proto.ready_state() == ReadyState::Open {
+                        let _ = inner.proto.close(Some(CloseFrame { code: CloseCode::NORMAL, reason: Utf8Bytes::new() }));
+                    }
+                    match inner.poll_next(&self, cx) {
+                        Poll::Ready(Some(_)) => continue,
+                        Poll::Ready(None) => return Poll::Ready(()),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+            })
+            .await;
+        });
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Link for Shared<S> {
+    fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Message>) -> Poll<Result<()>> {
+        Shared::poll_send(self, cx, message)
+    }
+
+    fn try_send(&self, message: Message) -> Result<()> {
+        let mut inner = self.lock();
+        if inner.proto.buffered() >= self.timing.high_water {
+            inner.write_now(self);
+            if inner.proto.buffered() >= self.timing.high_water {
+                return Err(Error::Full);
+            }
+        }
+        self.enqueue(&mut inner, message)
+    }
+
+    fn ping(&self, payload: Bytes) -> Result<oneshot::Receiver<()>> {
+        let mut inner = self.lock();
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(&mut inner, Message::Ping(payload.clone()))?;
+        inner.pings.push_back((payload, tx));
+        Ok(rx)
+    }
+
+    fn close(&self, frame: Option<CloseFrame>) -> Result<()> {
+        let mut inner = self.lock();
+        self.enqueue(&mut inner, Message::Close(frame))
+    }
+
+    fn ready_state(&self) -> ReadyState {
+        self.lock().proto.ready_state()
+    }
+
+    fn protocol(&self) -> Option<String> {
+        self.lock().protocol.clone()
+    }
+
+    fn buffered(&self) -> usize {
+        self.lock().proto.buffered()
+    }
+
+    fn add_handle(&self) {
+        Shared::add_handle(self)
+    }
+
+    fn drop_handle(&self) {
+        Shared::drop_handle(self)
+    }
+}
+
+/// A WebSocket connection over a byte stream `S`: a [`Stream`] of received [`Message`]s
+/// and a [`Sink`] of messages to send.
+///
+/// Pings are answered, and the close handshake completed, by the driver: a received Close
+/// is answered before it is handed to the application, and once the socket is dropped,
+/// a background task finishes whatever handshake is still under way, bounded by the close
+/// timeout. The stream ends (`None`) once the connection is closed; text arrives
+/// validated, binary as shared [`Bytes`].
+///
+/// ```
+/// use ws_core::{Config, Message, Role, WebSocket};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ws_core::Error> {
+/// let (a, b) = tokio::io::duplex(1024);
+/// let mut server = WebSocket::from_raw(a, Role::Server, &Config::default());
+/// let mut client = WebSocket::from_raw(b, Role::Client, &Config::default());
+/// client.send(Message::text("hi")).await?;
+/// assert_eq!(server.recv().await.transpose()?, Some(Message::text("hi")));
+/// server.close(ws_core::CloseCode::NORMAL, "bye").await?;
+/// assert!(matches!(client.recv().await, Some(Ok(Message::Close(Some(_))))));
+/// assert!(client.recv().await.is_none());
+/// # Ok(()) }
+/// ```
+pub struct WebSocket<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WebSocket<S> {
+    /// Wraps a stream on which the opening handshake has already completed.
+    pub fn from_raw(io: S, role: Role, config: &Config) -> Self {
+        Self::from_upgraded(io, role, config, None, BytesMut::new())
+    }
+
+    /// Wraps a stream on which the handshake completed, with the negotiated subprotocol
+    /// and any bytes the peer sent right after its handshake (read with it).
+    pub fn from_upgraded(io: S, role: Role, config: &Config, protocol: Option<String>, leftover: BytesMut) -> Self {
+        Self::with_shared(Shared::new(Some(io), role, config, protocol, leftover))
+    }
+
+    /// A socket whose handshake is still under way: it is [`ReadyState::Connecting`],
+    /// messages sent now are queued, and [`WebSocket::attach`] opens it.
+    pub fn connecting(role: Role, config: &Config) -> Self {
+        Self::with_shared(Shared::new(None, role, config, None, BytesMut::new()))
+    }
+
+    /// Completes a [`WebSocket::connecting`] socket: attaches the stream, records the
+    /// subprotocol, and sends what was queued.
+    pub fn attach(&self, io: S, protocol: Option<String>, leftover: BytesMut) {
+        let mut inner = self.shared.lock();
+        if inner.io.is_some() || inner.finished {
+            return;
+        }
+        inner.io = Some(io);
+        inner.protocol = protocol;
+        inner.rbuf = leftover;
+        inner.proto.open();
+        inner.write_now(&self.shared);
+        drop(inner);
+        self.shared.read_fan.wake_all();
+    }
+
+    fn with_shared(shared: Arc<Shared<S>>) -> Self {
+        shared.add_handle();
+        Self { shared }
+    }
+
+    /// A cheap, cloneable handle for sending from other tasks.
+    pub fn connection(&self) -> Connection {
+        Connection::new(self.shared.clone())
+    }
+
+    /// Receives the next message; `None` once the connection is closed.
+    pub async fn recv(&mut self) -> Option<Result<Message>> {
+        poll_fn(|cx| self.shared.lock().poll_next(&self.shared, cx)).await
+    }
+
+    /// Sends a message: waits while the write buffer is at its high-water mark, then queues
+    /// it; it is written at once, or with the rest of the batch being handled.
+    pub async fn send(&mut self, message: Message) -> Result<()> {
+        let mut message = Some(message);
+        poll_fn(|cx| self.shared.poll_send(cx, &mut message)).await
+    }
+
+    /// Starts the close handshake with `code` and `reason`; keep receiving to see it
+    /// finish (the stream ends), or drop the socket and let the driver finish it.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+        let frame = CloseFrame::new(code, reason).map_err(Error::InvalidArgument)?;
+        self.send(Message::Close(Some(frame))).await
+    }
+
+    /// The ready state.
+    pub fn ready_state(&self) -> ReadyState {
+        self.shared.lock().proto.ready_state()
+    }
+
+    /// The subprotocol negotiated in the handshake.
+    pub fn protocol(&self) -> Option<String> {
+        self.shared.lock().protocol.clone()
+    }
+
+    /// The code and reason the connection closed with: the peer's Close (1005 when it
+    /// had no code), the code a protocol violation failed it with, or 1006 when it ended
+    /// without a Close. `None` while it is still open.
+    pub fn close_status(&self) -> Option<(CloseCode, Utf8Bytes)> {
+        self.shared.lock().close_status.clone()
+    }
+
+    /// Splits into a sending and a receiving half, usable from different tasks. No lock
+    /// is held across awaits, so neither half waits for the other.
+    pub fn split(self) -> (SplitSink<S>, SplitStream<S>) {
+        let shared = self.shared.clone();
+        shared.add_handle();
+        // `self` becomes the stream half: its drop keeps the finisher logic.
+        (SplitSink { shared }, SplitStream { socket: self })
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for WebSocket<S> {
+    fn drop(&mut self) {
+        self.shared.drop_handle();
+        self.shared.clone().spawn_finisher();
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> std::fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket").field("proto", &self.shared.lock().proto).finish()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for WebSocket<S> {
+    type Item = Result<Message>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.shared.lock().poll_next(&self.shared, cx)
+    }
+}
+
+fn sink_start_send<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(shared: &Shared<S>, message: Message) -> Result<()> {
+    shared.enqueue(&mut shared.lock(), message)
+}
+
+fn sink_poll_close<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(shared: &Shared<S>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+    {
+        let mut inner = shared.lock();
+        if inner.proto.ready_state() == ReadyState::Open {
+            let _ = shared.enqueue(&mut inner, Message::Close(Some(CloseFrame { code: CloseCode::NORMAL, reason: Utf8Bytes::new() })));
+        }
+    }
+    shared.poll_flush(cx)
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Sink<Message> for WebSocket<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.shared.poll_send(cx, &mut None)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
+        sink_start_send(&self.shared, item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.shared.poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        sink_poll_close(&self.shared, cx)
+    }
+}
+
+/// The sending half of a [`WebSocket`] (see [`WebSocket::split`]).
+pub struct SplitSink<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> SplitSink<S> {
+    /// A cheap, cloneable handle for sending from other tasks.
+    pub fn connection(&self) -> Connection {
+        Connection::new(self.shared.clone())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for SplitSink<S> {
+    fn drop(&mut self) {
+        self.shared.drop_handle();
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Sink<Message> for SplitSink<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.shared.poll_send(cx, &mut None)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
+        sink_start_send(&self.shared, item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.shared.poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        sink_poll_close(&self.shared, cx)
+    }
+}
+
+/// The receiving half of a [`WebSocket`] (see [`WebSocket::split`]).
+pub struct SplitStream<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
+    socket: WebSocket<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> SplitStream<S> {
+    /// Receives the next message; `None` once the connection is closed.
+    pub async fn recv(&mut self) -> Option<Result<Message>> {
+        self.socket.recv().await
+    }
+
+    /// See [`WebSocket::close_status`].
+    pub fn close_status(&self) -> Option<(CloseCode, Utf8Bytes)> {
+        self.socket.close_status()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for SplitStream<S> {
+    type Item = Result<Message>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.socket).poll_next(cx)
+    }
+}

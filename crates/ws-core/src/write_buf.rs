@@ -1,0 +1,143 @@
+//! The outgoing byte queue: encoded frames waiting to be written, drained with vectored
+//! writes so a batch of frames goes out in one system call.
+//!
+//! Headers and small payloads are copied into one contiguous tail; large payloads are kept
+//! as shared [`Bytes`] chunks (never copied), which lets one encoded broadcast frame be
+//! queued on many connections.
+
+use bytes::{Buf, Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+/// Payloads at least this long are queued by reference instead of copied.
+pub(crate) const SHARE_THRESHOLD: usize = 4096;
+
+/// Capacity kept by an empty tail; anything larger is released once drained.
+const KEEP_CAPACITY: usize = 16 << 10;
+
+/// Bytes queued for writing, in order: `chunks` first, then `tail`.
+#[derive(Debug, Default)]
+pub struct WriteBuf {
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
+    len: usize,
+}
+
+impl WriteBuf {
+    /// Total bytes queued.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends a copy of `data`.
+    pub fn put_slice(&mut self, data: &[u8]) {
+        self.tail.extend_from_slice(data);
+        self.len += data.len();
+    }
+
+    /// Appends `data` by reference (copying it if it is small).
+    pub fn put_bytes(&mut self, data: Bytes) {
+        if data.len() < SHARE_THRESHOLD {
+            return self.put_slice(&data);
+        }
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+        self.len += data.len();
+        self.chunks.push_back(data);
+    }
+
+    /// Appends `n` bytes produced in place by `fill` (used to mask client payloads while
+    /// copying them).
+    pub fn put_with(&mut self, n: usize, fill: impl FnOnce(&mut [u8])) {
+        let start = self.tail.len();
+        self.tail.resize(start + n, 0);
+        fill(&mut self.tail[start..]);
+        self.len += n;
+    }
+
+    /// Fills `dst` with the queued bytes in order, returning how many slices were used.
+    pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for chunk in self.chunks.iter().map(|c| &c[..]).chain(std::iter::once(&self.tail[..])) {
+            if n == dst.len() {
+                break;
+            }
+            if !chunk.is_empty() {
+                dst[n] = IoSlice::new(chunk);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Drops the first `n` bytes, which were written.
+    pub fn advance(&mut self, mut n: usize) {
+        debug_assert!(n <= self.len);
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                self.tail.advance(n);
+                break;
+            };
+            if n < front.len() {
+                front.advance(n);
+                return;
+            }
+            n -= front.len();
+            self.chunks.pop_front();
+        }
+        if self.len == 0 && self.tail.capacity() > KEEP_CAPACITY {
+            self.tail = BytesMut::new();
+        }
+    }
+
+    /// Releases all memory once nothing is queued (an idle connection keeps none).
+    pub fn release_if_empty(&mut self) {
+        if self.len == 0 {
+            self.tail = BytesMut::new();
+            self.chunks = VecDeque::new();
+        }
+    }
+
+    /// Copies out everything queued (tests and the fuzzers).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len);
+        for c in &self.chunks {
+            v.extend_from_slice(c);
+        }
+        v.extend_from_slice(&self.tail);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_order_across_shared_and_copied() {
+        let mut w = WriteBuf::default();
+        w.put_slice(b"ab");
+        let big = Bytes::from(vec![7u8; SHARE_THRESHOLD]);
+        w.put_bytes(big.clone());
+        w.put_slice(b"cd");
+        let mut expected = b"ab".to_vec();
+        expected.extend_from_slice(&big);
+        expected.extend_from_slice(b"cd");
+        assert_eq!(w.to_vec(), expected);
+        let mut slices = [IoSlice::new(&[]); 8];
+        assert_eq!(w.io_slices(&mut slices), 3);
+        w.advance(3);
+        assert_eq!(w.to_vec(), expected[3..]);
+        w.advance(w.len() - 1);
+        assert_eq!(w.to_vec(), b"d");
+        w.advance(1);
+        assert!(w.is_empty());
+    }
+}
