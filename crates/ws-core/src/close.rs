@@ -161,7 +161,10 @@ mod tests {
     fn parse_payloads() {
         assert_eq!(CloseFrame::parse(Bytes::new()), Ok(None));
         assert_eq!(CloseFrame::parse(Bytes::from_static(&[3])), Err(ProtocolError::InvalidClosePayload));
-        assert_eq!(CloseFrame::parse(Bytes::from_static(&[0x03, 0xE8, b'o', b'k'])), Ok(Some(CloseFrame { code: CloseCode::NORMAL, reason: "ok".into() })));
+        assert_eq!(
+            CloseFrame::parse(Bytes::from_static(&[0x03, 0xE8, b'o', b'k'])),
+            Ok(Some(CloseFrame { code: CloseCode::NORMAL, reason: "ok".into() }))
+        );
         assert_eq!(CloseFrame::parse(Bytes::from_static(&[0x03, 0xED])), Err(ProtocolError::InvalidCloseCode(1005)));
         assert_eq!(CloseFrame::parse(Bytes::from_static(&[0x03, 0xE8, 0xff])), Err(ProtocolError::InvalidUtf8));
     }

@@ -253,7 +253,10 @@ mod tests {
 
     #[test]
     fn rfc_binary_lengths() {
-        assert_eq!(decode_all(&[0x82, 0x7E, 0x01, 0x00]), (FrameHeader { fin: true, rsv: 0, opcode: OpCode::Binary, mask: None, payload_len: 256 }, 4));
+        assert_eq!(
+            decode_all(&[0x82, 0x7E, 0x01, 0x00]),
+            (FrameHeader { fin: true, rsv: 0, opcode: OpCode::Binary, mask: None, payload_len: 256 }, 4)
+        );
         let (h, n) = decode_all(&[0x82, 0x7F, 0, 0, 0, 0, 0, 0x01, 0, 0]);
         assert_eq!((h.payload_len, n), (65536, 10));
     }
@@ -279,8 +282,12 @@ mod tests {
 
     fn any_header() -> impl Strategy<Value = FrameHeader> {
         let opcode = prop_oneof![
-            Just(OpCode::Continuation), Just(OpCode::Text), Just(OpCode::Binary),
-            Just(OpCode::Close), Just(OpCode::Ping), Just(OpCode::Pong)
+            Just(OpCode::Continuation),
+            Just(OpCode::Text),
+            Just(OpCode::Binary),
+            Just(OpCode::Close),
+            Just(OpCode::Ping),
+            Just(OpCode::Pong)
         ];
         (opcode, any::<bool>(), 0u8..8, any::<Option<[u8; 4]>>(), any::<u64>()).prop_map(|(opcode, fin, rsv, mask, len)| {
             let (fin, payload_len) = if opcode.is_control() { (true, len % 126) } else { (fin, len >> 1) };

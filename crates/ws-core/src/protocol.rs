@@ -98,7 +98,11 @@ pub struct Protocol {
 
 impl std::fmt::Debug for Protocol {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Protocol").field("role", &self.role).field("state", &self.state).field("out", &self.out.len()).finish_non_exhaustive()
+        f.debug_struct("Protocol")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("out", &self.out.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -495,11 +499,7 @@ impl Protocol {
 }
 
 fn data_message(opcode: OpCode, payload: Bytes) -> Message {
-    if opcode == OpCode::Text {
-        Message::Text(Utf8Bytes::from_validated(payload))
-    } else {
-        Message::Binary(payload)
-    }
+    if opcode == OpCode::Text { Message::Text(Utf8Bytes::from_validated(payload)) } else { Message::Binary(payload) }
 }
 
 #[cfg(test)]

@@ -97,7 +97,8 @@ pub(crate) struct Shared<S> {
 struct Keepalive {
     timer: Pin<Box<Sleep>>,
     last_read: Instant,
-    ping_sent: Option<Instant>,
+    /// A keepalive ping went out and nothing has arrived since.
+    awaiting: bool,
 }
 
 struct Inner<S> {
@@ -247,6 +248,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 Ok(_) => {
                     if let Some(k) = self.keepalive.as_mut() {
                         k.last_read = Instant::now();
+                        k.awaiting = false;
                     }
                 }
                 Err(e) => self.fail_io(e),
@@ -289,8 +291,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 let reason = frame.as_ref().map(|f| f.reason.clone()).unwrap_or_default();
                 self.close_status = Some((CloseFrame::code_of(frame.as_ref()), reason));
                 self.arm_close_deadline(shared.timing.close_timeout);
-                // The reply goes out now, whatever the application does next.
+                // The reply goes out now, whatever the application does next; a server
+                // then closes the TCP connection (§7.1.1) without waiting to be polled.
                 self.write_now(shared);
+                if self.proto.role() == Role::Server && self.proto.out().is_empty() {
+                    let _ = self.try_shutdown(shared);
+                }
             }
             _ => {}
         }
@@ -310,13 +316,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(_)) => self.shut_down = true,
                 Poll::Ready(Ok(())) => {
-                    let Some(io) = self.io.as_mut() else { return Poll::Pending };
                     match self.proto.role() {
-                        Role::Server => {
-                            let mut wcx = Context::from_waker(&shared.write_waker);
-                            ready!(Pin::new(io).poll_shutdown(&mut wcx)).ok();
-                            self.shut_down = true;
-                        }
+                        Role::Server => ready!(self.try_shutdown(shared)),
                         Role::Client => {
                             // §7.1.1: the server closes the TCP connection first; drain
                             // until it does.
@@ -331,6 +332,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 }
             }
         }
+    }
+
+    /// Shuts the write side down if that completes without waiting.
+    fn try_shutdown(&mut self, shared: &Shared<S>) -> Poll<()> {
+        let Some(io) = self.io.as_mut() else { return Poll::Pending };
+        let mut cx = Context::from_waker(&shared.write_waker);
+        let done = Pin::new(io).poll_shutdown(&mut cx).map(|_| ());
+        if done.is_ready() {
+            self.shut_down = true;
+        }
+        done
     }
 
     fn finish(&mut self) {
@@ -361,24 +373,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         let k = self.keepalive.get_or_insert_with(|| Keepalive {
             timer: Box::pin(tokio::time::sleep(interval)),
             last_read: Instant::now(),
-            ping_sent: None,
+            awaiting: false,
         });
         while k.timer.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
-            match k.ping_sent {
-                Some(sent) if k.last_read <= sent => return Some(Error::KeepaliveTimeout),
-                _ if now.duration_since(k.last_read) >= interval => {
-                    k.ping_sent = Some(now);
-                    k.timer.as_mut().reset(now + shared.timing.pong_timeout);
-                    let _ = self.proto.send(Message::Ping(Bytes::new()));
-                    return None;
-                }
-                _ => {
-                    k.ping_sent = None;
-                    let next = k.last_read + interval;
-                    k.timer.as_mut().reset(next);
-                }
+            if k.awaiting {
+                return Some(Error::KeepaliveTimeout);
             }
+            if now.duration_since(k.last_read) >= interval {
+                k.awaiting = true;
+                k.timer.as_mut().reset(now + shared.timing.pong_timeout);
+                let _ = self.proto.send(Message::Ping(Bytes::new()));
+                return None;
+            }
+            let next = k.last_read + interval;
+            k.timer.as_mut().reset(next);
         }
         None
     }
@@ -466,6 +475,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
                 inner.fail_io(e);
                 Poll::Ready(Err(Error::Closed))
             }
+        }
+    }
+
+    /// Starts the close handshake with 1000 unless it has started.
+    fn start_close(&self) {
+        let mut inner = self.lock();
+        if inner.proto.ready_state() == ReadyState::Open {
+            let _ = self.enqueue(&mut inner, Message::Close(Some(CloseFrame { code: CloseCode::NORMAL, reason: Utf8Bytes::new() })));
         }
     }
 
@@ -562,6 +579,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Link for Shared<S> {
     }
 }
 
+/// The [`Sink`] of a type holding `shared`: sends wait at the high-water mark, and close
+/// starts the close handshake with 1000.
+macro_rules! impl_sink {
+    ($ty:ident) => {
+        impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Sink<Message> for $ty<S> {
+            type Error = Error;
+
+            fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+                self.shared.poll_send(cx, &mut None)
+            }
+
+            fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
+                self.shared.enqueue(&mut self.shared.lock(), item)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+                self.shared.poll_flush(cx)
+            }
+
+            fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+                self.shared.start_close();
+                self.shared.poll_flush(cx)
+            }
+        }
+    };
+}
+
 /// A WebSocket connection over a byte stream `S`: a [`Stream`] of received [`Message`]s
 /// and a [`Sink`] of messages to send.
 ///
@@ -580,8 +624,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Link for Shared<S> {
 /// client.send(Message::text("hi")).await?;
 /// assert_eq!(server.recv().await.transpose()?, Some(Message::text("hi")));
 /// server.close(ws_core::CloseCode::NORMAL, "bye").await?;
+/// tokio::spawn(async move { while server.recv().await.is_some() {} }); // sees the reply
 /// assert!(matches!(client.recv().await, Some(Ok(Message::Close(Some(_))))));
-/// assert!(client.recv().await.is_none());
+/// assert!(client.recv().await.is_none()); // the server closed the stream
 /// # Ok(()) }
 /// ```
 pub struct WebSocket<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
@@ -699,39 +744,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for WebSocket<S>
     }
 }
 
-fn sink_start_send<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(shared: &Shared<S>, message: Message) -> Result<()> {
-    shared.enqueue(&mut shared.lock(), message)
-}
-
-fn sink_poll_close<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(shared: &Shared<S>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-    {
-        let mut inner = shared.lock();
-        if inner.proto.ready_state() == ReadyState::Open {
-            let _ = shared.enqueue(&mut inner, Message::Close(Some(CloseFrame { code: CloseCode::NORMAL, reason: Utf8Bytes::new() })));
-        }
-    }
-    shared.poll_flush(cx)
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Sink<Message> for WebSocket<S> {
-    type Error = Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.shared.poll_send(cx, &mut None)
-    }
-
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        sink_start_send(&self.shared, item)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.shared.poll_flush(cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        sink_poll_close(&self.shared, cx)
-    }
-}
+impl_sink!(WebSocket);
 
 /// The sending half of a [`WebSocket`] (see [`WebSocket::split`]).
 pub struct SplitSink<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
@@ -751,25 +764,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for SplitSink<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Sink<Message> for SplitSink<S> {
-    type Error = Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.shared.poll_send(cx, &mut None)
-    }
-
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        sink_start_send(&self.shared, item)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.shared.poll_flush(cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        sink_poll_close(&self.shared, cx)
-    }
-}
+impl_sink!(SplitSink);
 
 /// The receiving half of a [`WebSocket`] (see [`WebSocket::split`]).
 pub struct SplitStream<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {

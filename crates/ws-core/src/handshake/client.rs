@@ -44,7 +44,13 @@ pub fn request(uri: &Uri, config: &Config) -> Result<(Request<()>, String), Hand
 ///
 /// A non-101 status is an error carrying the status, headers and `body_start`; a 3xx is
 /// reported as a redirect rather than followed.
-pub fn validate_response(status: StatusCode, headers: &HeaderMap, body_start: Bytes, key: &str, config: &Config) -> Result<Option<String>, HandshakeError> {
+pub fn validate_response(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body_start: Bytes,
+    key: &str,
+    config: &Config,
+) -> Result<Option<String>, HandshakeError> {
     if status != StatusCode::SWITCHING_PROTOCOLS {
         if status.is_redirection() {
             if let Some(location) = headers.get(header::LOCATION).and_then(|l| l.to_str().ok()) {
@@ -117,10 +123,14 @@ mod tests {
 
         let mut redirect = HeaderMap::new();
         redirect.insert(header::LOCATION, HeaderValue::from_static("ws://elsewhere/"));
-        assert!(matches!(check(StatusCode::FOUND, &redirect), Err(HandshakeError::Redirect { location, .. }) if location == "ws://elsewhere/"));
+        assert!(
+            matches!(check(StatusCode::FOUND, &redirect), Err(HandshakeError::Redirect { location, .. }) if location == "ws://elsewhere/")
+        );
 
         match check(StatusCode::FORBIDDEN, &HeaderMap::new()) {
-            Err(HandshakeError::UnexpectedStatus { status, body, .. }) => assert_eq!((status, &body[..]), (StatusCode::FORBIDDEN, &b"nope"[..])),
+            Err(HandshakeError::UnexpectedStatus { status, body, .. }) => {
+                assert_eq!((status, &body[..]), (StatusCode::FORBIDDEN, &b"nope"[..]))
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -28,10 +28,11 @@ pub fn parse_request(buf: &[u8], max_headers: usize) -> Result<Option<(Request<(
         Err(e) => return Err(HandshakeError::Malformed(e.to_string())),
     };
     let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes()).map_err(|e| HandshakeError::Malformed(e.to_string()))?;
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(req.path.unwrap_or("/"))
-        .version(if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 });
+    let mut builder = Request::builder().method(method).uri(req.path.unwrap_or("/")).version(if req.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    });
     if let Some(headers) = builder.headers_mut() {
         *headers = to_header_map(req.headers)?;
     }
@@ -107,7 +108,12 @@ pub fn write_request(request: &Request<()>, out: &mut BytesMut) {
 /// [`HandshakeError::HeadersTooLarge`] past `max_bytes` and
 /// [`HandshakeError::ConnectionClosed`] at end of stream. The bytes after the head stay
 /// in `buf`.
-pub async fn read_head<IO, T>(io: &mut IO, buf: &mut BytesMut, max_bytes: usize, parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, HandshakeError>) -> Result<T, crate::Error>
+pub async fn read_head<IO, T>(
+    io: &mut IO,
+    buf: &mut BytesMut,
+    max_bytes: usize,
+    parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, HandshakeError>,
+) -> Result<T, crate::Error>
 where
     IO: AsyncRead + Unpin,
 {

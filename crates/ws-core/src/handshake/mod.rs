@@ -149,13 +149,7 @@ impl HandshakeError {
 
 /// The comma-separated tokens of every `name` header, trimmed.
 pub(crate) fn header_tokens<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> impl Iterator<Item = &'a str> {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+    headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim).filter(|t| !t.is_empty())
 }
 
 /// Whether any `name` header has `token`, compared case-insensitively.

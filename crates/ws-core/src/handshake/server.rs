@@ -153,7 +153,10 @@ mod tests {
         assert_eq!(run(without("sec-websocket-key")).unwrap_err(), HandshakeError::MissingKey);
         assert_eq!(run(without("sec-websocket-key").header("sec-websocket-key", "c2hvcnQ=")).unwrap_err(), HandshakeError::InvalidKey);
         assert_eq!(run(without("sec-websocket-version")).unwrap_err(), HandshakeError::UnsupportedVersion);
-        assert_eq!(run(without("sec-websocket-version").header("sec-websocket-version", "8")).unwrap_err(), HandshakeError::UnsupportedVersion);
+        assert_eq!(
+            run(without("sec-websocket-version").header("sec-websocket-version", "8")).unwrap_err(),
+            HandshakeError::UnsupportedVersion
+        );
     }
 
     #[test]
