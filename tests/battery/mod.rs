@@ -1,0 +1,118 @@
+//! The conformance battery: one set of checks against an echo server, written once and run
+//! against every way of serving a handler (`echo_battery!(start)` generates the tests).
+//! `start(config)` must return the address of a server echoing text and binary on any
+//! path, configured with `config` (the subprotocol check relies on its `protocols`).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use crate::common::{bounded, connect, connect_with_response};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use wsdriver::{CloseCode, CloseFrame, Config, Message};
+
+/// The config every battery server is started with.
+pub fn server_config() -> Config {
+    Config::default().protocols(["echo.v2", "echo.v1"])
+}
+
+async fn echo_one(addr: SocketAddr, message: Message) {
+    let mut ws = connect(addr, "/any/path?x=1", &Config::default()).await;
+    ws.send(message.clone()).await.unwrap();
+    let got = bounded(ws.recv()).await.unwrap().unwrap();
+    assert_eq!(got.len(), message.len());
+    assert!(got == message, "echo differs");
+}
+
+pub async fn text_multibyte(addr: SocketAddr) {
+    echo_one(addr, Message::text("héllo wörld — ✓ 𝄞 ∑ 日本語")).await;
+}
+
+pub async fn binary_all_byte_values(addr: SocketAddr) {
+    echo_one(addr, Message::binary((0..=255u8).collect::<Vec<_>>())).await;
+}
+
+pub async fn empty_messages(addr: SocketAddr) {
+    echo_one(addr, Message::text("")).await;
+    echo_one(addr, Message::binary(Bytes::new())).await;
+}
+
+pub async fn length_boundaries(addr: SocketAddr) {
+    let mut ws = connect(addr, "/", &Config::default()).await;
+    for len in [125usize, 126, 127, 65535, 65536, 65537] {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        ws.send(Message::binary(payload.clone())).await.unwrap();
+        assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::binary(payload), "length {len}");
+        let text = "é".repeat(len / 2) + if len % 2 == 1 { "x" } else { "" };
+        ws.send(Message::text(text.clone())).await.unwrap();
+        assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::text(text), "text length {len}");
+    }
+}
+
+pub async fn sixteen_mib(addr: SocketAddr) {
+    let payload: Vec<u8> = (0..16usize << 20).map(|i| (i % 253) as u8).collect();
+    echo_one(addr, Message::binary(payload)).await;
+}
+
+pub async fn pipelined_in_order(addr: SocketAddr) {
+    let ws = connect(addr, "/", &Config::default()).await;
+    let (mut tx, mut rx) = ws.split();
+    let sender = tokio::spawn(async move {
+        for i in 0..1000 {
+            tx.feed(Message::text(format!("message {i}"))).await.unwrap();
+        }
+        tx.flush().await.unwrap();
+        tx
+    });
+    for i in 0..1000 {
+        let got = bounded(rx.next()).await.unwrap().unwrap();
+        assert_eq!(got, Message::text(format!("message {i}")));
+    }
+    drop(sender.await.unwrap());
+}
+
+pub async fn subprotocol_selection(addr: SocketAddr) {
+    let offered = Config::default().protocols(["x.unknown", "echo.v1", "echo.v2"]);
+    let (ws, response) = connect_with_response(addr, "/", &offered).await;
+    assert_eq!(ws.protocol().as_deref(), Some("echo.v1"), "client preference order");
+    assert_eq!(response.headers()["sec-websocket-protocol"], "echo.v1");
+    let (ws, response) = connect_with_response(addr, "/", &Config::default().protocols(["nope"])).await;
+    assert_eq!(ws.protocol(), None);
+    assert!(response.headers().get("sec-websocket-protocol").is_none());
+}
+
+pub async fn close_with_code_and_reason(addr: SocketAddr) {
+    let mut ws = connect(addr, "/", &Config::default()).await;
+    ws.close(CloseCode::from(4001), "done here").await.unwrap();
+    let got = bounded(ws.recv()).await.unwrap().unwrap();
+    assert_eq!(got, Message::Close(Some(CloseFrame { code: CloseCode::from(4001), reason: "".into() })));
+    assert!(bounded(ws.recv()).await.is_none(), "the stream ends after the close handshake");
+    assert_eq!(ws.close_status().unwrap().0, 4001);
+}
+
+pub async fn ping_is_answered(addr: SocketAddr) {
+    let ws = connect(addr, "/", &Config::default()).await;
+    let conn = ws.connection();
+    let (_tx, mut rx) = ws.split();
+    let reader = tokio::spawn(async move { while let Some(Ok(_)) = rx.next().await {} });
+    bounded(conn.send_ping("x".repeat(125))).await.unwrap();
+    reader.abort();
+}
+
+/// Generates one test per battery check against the server `$start(config)` returns.
+#[macro_export]
+macro_rules! echo_battery {
+    ($start:expr) => {
+        $crate::echo_battery!(@tests $start; text_multibyte, binary_all_byte_values, empty_messages,
+            length_boundaries, sixteen_mib, pipelined_in_order, subprotocol_selection,
+            close_with_code_and_reason, ping_is_answered);
+    };
+    (@tests $start:expr; $($check:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let addr = $start($crate::battery::server_config()).await;
+                $crate::common::bounded($crate::battery::$check(addr)).await;
+            }
+        )*
+    };
+}

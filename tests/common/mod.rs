@@ -1,0 +1,202 @@
+//! Helpers shared by the integration tests: a minimal client built from the core's own
+//! handshake pieces, raw frame I/O for feeding bad input, and server starters.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::BytesMut;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use wsdriver::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
+use wsdriver::handshake::{client, http1};
+use wsdriver::{Config, Handler, Role, Server, WebSocket, mask::apply_mask};
+
+/// Upper bound for any single wait in a test: a hang fails the test instead of the suite.
+pub const LIMIT: Duration = Duration::from_secs(20);
+
+/// Awaits `f`, failing the test if it takes longer than [`LIMIT`].
+pub async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, f).await.expect("timed out")
+}
+
+/// Starts the standalone server with `config`, a fresh handler per connection.
+pub async fn start_server<H, F>(config: Config, make: F) -> SocketAddr
+where
+    H: Handler,
+    F: Fn() -> H + Send + Sync + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = Server::from_listener(listener).config(config);
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server.serve(move |_| make()));
+    addr
+}
+
+/// Connects a client socket to `ws://addr{path}` with `config` (its protocols are offered).
+pub async fn connect(addr: SocketAddr, path: &str, config: &Config) -> WebSocket<TcpStream> {
+    let (ws, _) = connect_with_response(addr, path, config).await;
+    ws
+}
+
+/// As [`connect`], also returning the 101 response.
+pub async fn connect_with_response(addr: SocketAddr, path: &str, config: &Config) -> (WebSocket<TcpStream>, http::Response<()>) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let uri: http::Uri = format!("ws://{addr}{path}").parse().unwrap();
+    let (request, key) = client::request(&uri, config).unwrap();
+    let mut out = BytesMut::new();
+    http1::write_request(&request, &mut out);
+    stream.write_all(&out).await.unwrap();
+    let mut buf = BytesMut::new();
+    let response = http1::read_head(&mut stream, &mut buf, 16 << 10, |b| http1::parse_response(b, 64)).await.unwrap();
+    let protocol = client::validate_response(response.status(), response.headers(), bytes::Bytes::new(), &key, config).unwrap();
+    (WebSocket::from_upgraded(stream, Role::Client, config, protocol, buf), response)
+}
+
+/// A TCP stream on which a client handshake completed, for writing raw frames.
+pub async fn raw_client(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_until_blank_line(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    stream
+}
+
+/// Sends raw bytes as an HTTP request and returns the whole answer (until the server
+/// closes the connection).
+pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    bounded(stream.read_to_end(&mut answer)).await.unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+async fn read_until_blank_line(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        bounded(stream.read_exact(&mut byte)).await.unwrap();
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// A frame as a client sends it: masked.
+pub fn client_frame(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let key = [0x11, 0x22, 0x33, 0x44];
+    let header = FrameHeader { fin, rsv: 0, opcode, mask: Some(key), payload_len: payload.len() as u64 };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    let mut out = head[..n].to_vec();
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], key, 0);
+    out
+}
+
+/// Reads one unmasked frame from the server: its opcode and payload; `None` at EOF.
+pub async fn read_frame(stream: &mut TcpStream) -> Option<(OpCode, Vec<u8>)> {
+    let mut buf = Vec::new();
+    loop {
+        if let Some((h, n)) = FrameHeader::decode(&buf).unwrap() {
+            assert!(h.mask.is_none(), "server frames are unmasked");
+            let total = n + h.payload_len as usize;
+            while buf.len() < total {
+                let mut chunk = vec![0u8; total - buf.len()];
+                let got = bounded(stream.read(&mut chunk)).await.unwrap();
+                assert!(got > 0, "eof inside a frame");
+                buf.extend_from_slice(&chunk[..got]);
+            }
+            return Some((h.opcode, buf[n..total].to_vec()));
+        }
+        let mut byte = [0u8];
+        match bounded(stream.read(&mut byte)).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => buf.push(byte[0]),
+        }
+    }
+}
+
+/// Reads frames until a Close arrives; returns its code (`None` for an empty Close).
+pub async fn read_close(stream: &mut TcpStream) -> Option<u16> {
+    loop {
+        let (op, payload) = read_frame(stream).await.expect("eof before a close frame");
+        if op == OpCode::Close {
+            return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+        }
+    }
+}
+
+/// Asserts the server closes the TCP connection (EOF, or a reset).
+pub async fn assert_eof(stream: &mut TcpStream) {
+    let mut rest = Vec::new();
+    let _ = bounded(stream.read_to_end(&mut rest)).await;
+}
+
+/// What a [`Recorder`] saw, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Open,
+    Message(wsdriver::Message),
+    Error(String),
+    Close(u16, String),
+    /// The handler was dropped: nothing can follow.
+    Dropped,
+}
+
+/// A handler that reports every event on a channel, and echoes messages when `echo` is set.
+pub struct Recorder {
+    pub events: tokio::sync::mpsc::UnboundedSender<Event>,
+    pub echo: bool,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let _ = self.events.send(Event::Dropped);
+    }
+}
+
+impl Handler for Recorder {
+    async fn on_open(&mut self, _ws: &wsdriver::Connection) {
+        let _ = self.events.send(Event::Open);
+    }
+    async fn on_message(&mut self, ws: &wsdriver::Connection, message: wsdriver::Message) {
+        let _ = self.events.send(Event::Message(message.clone()));
+        if self.echo {
+            let _ = ws.send(message).await;
+        }
+    }
+    async fn on_error(&mut self, _ws: &wsdriver::Connection, error: &wsdriver::Error) {
+        let _ = self.events.send(Event::Error(error.to_string()));
+    }
+    async fn on_close(&mut self, _ws: &wsdriver::Connection, code: wsdriver::CloseCode, reason: &str) {
+        let _ = self.events.send(Event::Close(code.into(), reason.to_owned()));
+    }
+}
+
+/// Starts a server whose connections are served by [`Recorder`]s reporting on the
+/// returned channel.
+pub async fn start_recorder(config: Config, echo: bool) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let addr = start_server(config, move || Recorder { events: tx.clone(), echo }).await;
+    (addr, rx)
+}
+
+/// Collects events until (and including) the connection's `Close`, then checks that no
+/// further event follows from that connection.
+pub async fn events_until_close(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Vec<Event> {
+    let mut events = Vec::new();
+    loop {
+        let event = bounded(rx.recv()).await.expect("handler channel closed");
+        let done = matches!(event, Event::Close(..));
+        events.push(event);
+        if done {
+            return events;
+        }
+    }
+}

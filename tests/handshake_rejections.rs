@@ -1,0 +1,99 @@
+//! A malformed or unacceptable opening handshake gets a precise HTTP status and a short
+//! reason from the standalone server, never a panic or a hang.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod common;
+
+use common::{bounded, raw_request};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wsdriver::Config;
+
+const GOOD_HEADERS: &str = "Host: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+async fn server(config: Config) -> std::net::SocketAddr {
+    common::start_recorder(config, true).await.0
+}
+
+fn status_line(answer: &str) -> &str {
+    answer.lines().next().unwrap_or("")
+}
+
+#[tokio::test]
+async fn non_get_is_405_with_allow() {
+    let addr = server(Config::default()).await;
+    let answer = raw_request(addr, format!("POST / HTTP/1.1\r\n{GOOD_HEADERS}Sec-WebSocket-Version: 13\r\n\r\n").as_bytes()).await;
+    assert_eq!(status_line(&answer), "HTTP/1.1 405 Method Not Allowed");
+    assert!(answer.contains("allow: GET\r\n"), "{answer}");
+    assert!(answer.contains("a websocket handshake is a GET"), "{answer}");
+}
+
+#[tokio::test]
+async fn wrong_version_is_426_naming_13() {
+    let addr = server(Config::default()).await;
+    let answer = raw_request(addr, format!("GET / HTTP/1.1\r\n{GOOD_HEADERS}Sec-WebSocket-Version: 8\r\n\r\n").as_bytes()).await;
+    assert_eq!(status_line(&answer), "HTTP/1.1 426 Upgrade Required");
+    assert!(answer.contains("sec-websocket-version: 13\r\n"), "{answer}");
+}
+
+#[tokio::test]
+async fn plain_http_is_426() {
+    let addr = server(Config::default()).await;
+    let answer = raw_request(addr, b"GET / HTTP/1.1\r\nHost: test\r\n\r\n").await;
+    assert_eq!(status_line(&answer), "HTTP/1.1 426 Upgrade Required");
+    assert!(answer.contains("upgrade: websocket\r\n"), "{answer}");
+}
+
+#[tokio::test]
+async fn malformed_upgrades_are_400_with_a_reason() {
+    let addr = server(Config::default()).await;
+    let cases = [
+        (
+            "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "missing sec-websocket-key",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "not 16 base64-encoded bytes",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "connection header does not include 'upgrade'",
+        ),
+        (
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "missing host",
+        ),
+        (
+            "GET / HTTP/1.0\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "http/1.1 or later",
+        ),
+        ("\x16\x03\x01\x02\x00 not http\r\n\r\n", "malformed http request"),
+    ];
+    for (request, reason) in cases {
+        let answer = raw_request(addr, request.as_bytes()).await;
+        assert_eq!(status_line(&answer), "HTTP/1.1 400 Bad Request", "{request:?}");
+        assert!(answer.contains(reason), "{request:?} -> {answer}");
+    }
+}
+
+#[tokio::test]
+async fn oversized_heads_are_431() {
+    let addr = server(Config::default().max_request_headers(1024, 8)).await;
+    let big = format!("GET / HTTP/1.1\r\n{GOOD_HEADERS}X-Big: {}\r\n\r\n", "a".repeat(2000));
+    assert_eq!(status_line(&raw_request(addr, big.as_bytes()).await), "HTTP/1.1 431 Request Header Fields Too Large");
+    let many: String = (0..9).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
+    assert_eq!(status_line(&raw_request(addr, many.as_bytes()).await), "HTTP/1.1 431 Request Header Fields Too Large");
+}
+
+#[tokio::test]
+async fn slowloris_is_cut_off_by_the_handshake_timeout() {
+    let addr = server(Config::default().handshake_timeout(Duration::from_millis(300))).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").await.unwrap(); // never finished
+    let mut answer = Vec::new();
+    bounded(stream.read_to_end(&mut answer)).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408 Request Timeout"));
+}
