@@ -1,24 +1,18 @@
-//! Echo server on the standalone server (the embedded default).
+//! Echo server on the standalone server (the embedded default, no web framework).
 //!
 //! `cargo run --release --example echo -- [ADDR]` (default `127.0.0.1:9001`): echoes every
 //! text and binary message, on any path.
 
-use wsdriver::{Connection, Handler, Message, Server};
+#[path = "shared/echo.rs"]
+mod shared;
 
-/// Sends every message back.
-struct Echo;
-
-impl Handler for Echo {
-    async fn on_message(&mut self, ws: &Connection, message: Message) {
-        let _ = ws.send(message).await;
-    }
-}
+use shared::{Echo, init_logging, listen_addr};
+use wsdriver::Server;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_owned());
-    let server = Server::bind(&addr).await?;
+    init_logging();
+    let server = Server::bind(listen_addr()).await?;
     println!("echo server listening on ws://{}", server.local_addr()?);
     server.serve(|_request| Echo).await
 }

@@ -4,7 +4,7 @@
 //! path, configured with `config` (the subprotocol check relies on its `protocols`).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common::{bounded, connect, connect_with_response};
+use crate::common::{bounded, connect, connect_with_response, raw_request};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
@@ -98,13 +98,28 @@ pub async fn ping_is_answered(addr: SocketAddr) {
     reader.abort();
 }
 
+pub async fn rejects_bad_handshakes(addr: SocketAddr) {
+    let headers = "Host: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let answer = raw_request(addr, format!("GET / HTTP/1.1\r\n{headers}Sec-WebSocket-Version: 8\r\n\r\n").as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 426 "), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("sec-websocket-version: 13\r\n"), "{answer}");
+    let answer =
+        raw_request(addr, format!("POST / HTTP/1.1\r\n{headers}Sec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+    let answer =
+        raw_request(addr, b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            .await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.contains("missing sec-websocket-key"), "{answer}");
+}
+
 /// Generates one test per battery check against the server `$start(config)` returns.
 #[macro_export]
 macro_rules! echo_battery {
     ($start:expr) => {
         $crate::echo_battery!(@tests $start; text_multibyte, binary_all_byte_values, empty_messages,
             length_boundaries, sixteen_mib, pipelined_in_order, subprotocol_selection,
-            close_with_code_and_reason, ping_is_answered);
+            close_with_code_and_reason, ping_is_answered, rejects_bad_handshakes);
     };
     (@tests $start:expr; $($check:ident),*) => {
         $(

@@ -2,6 +2,8 @@
 //! handshake pieces, raw frame I/O for feeding bad input, and server starters.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod servers;
+
 use bytes::BytesMut;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -66,21 +68,36 @@ pub async fn raw_client(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-/// Sends raw bytes as an HTTP request and returns the whole answer (until the server
-/// closes the connection).
+/// Sends raw bytes as an HTTP request and returns the answer: its head and, after it, a
+/// body of `Content-Length` bytes (or everything until the server closes, without one).
 pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
-    let mut answer = Vec::new();
-    bounded(stream.read_to_end(&mut answer)).await.unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
+    let head = read_until_blank_line(&mut stream).await;
+    let length = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
+    });
+    let mut body = Vec::new();
+    match length {
+        Some(n) => {
+            body.resize(n, 0);
+            bounded(stream.read_exact(&mut body)).await.unwrap();
+        }
+        None => {
+            bounded(stream.read_to_end(&mut body)).await.unwrap();
+        }
+    }
+    head + &String::from_utf8_lossy(&body)
 }
 
 async fn read_until_blank_line(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8];
-        bounded(stream.read_exact(&mut byte)).await.unwrap();
+        if bounded(stream.read(&mut byte)).await.unwrap() == 0 {
+            break;
+        }
         head.push(byte[0]);
     }
     String::from_utf8(head).unwrap()
@@ -136,6 +153,15 @@ pub async fn read_close(stream: &mut TcpStream) -> Option<u16> {
 pub async fn assert_eof(stream: &mut TcpStream) {
     let mut rest = Vec::new();
     let _ = bounded(stream.read_to_end(&mut rest)).await;
+}
+
+/// The echo handler every battery server runs.
+pub struct Echo;
+
+impl Handler for Echo {
+    async fn on_message(&mut self, ws: &wsdriver::Connection, message: wsdriver::Message) {
+        ws.send(message).await.unwrap();
+    }
 }
 
 /// What a [`Recorder`] saw, in order.

@@ -2,7 +2,56 @@
 //! every adapter and the client.
 
 use http::HeaderMap;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// A predicate on a request's `Origin` header (`None` when it has none).
+pub type OriginPredicate = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
+
+/// Which `Origin`s a server accepts (RFC 6455 §10.2). Browsers always send one; other
+/// clients usually send none, and a request without one is accepted unless the check is
+/// [`OriginCheck::Custom`] and says otherwise.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum OriginCheck {
+    /// Any origin (the default).
+    #[default]
+    Any,
+    /// Only these origins, compared exactly (e.g. `https://example.com`).
+    AllowList(Vec<String>),
+    /// A predicate on the `Origin` header, `None` when the request has none.
+    Custom(OriginPredicate),
+}
+
+impl OriginCheck {
+    /// Whether a request with this `Origin` header is accepted.
+    ///
+    /// ```
+    /// use ws_core::config::OriginCheck;
+    /// let check = OriginCheck::AllowList(vec!["https://example.com".into()]);
+    /// assert!(check.allows(Some("https://example.com")));
+    /// assert!(!check.allows(Some("https://evil.example")));
+    /// assert!(check.allows(None)); // not a browser
+    /// ```
+    pub fn allows(&self, origin: Option<&str>) -> bool {
+        match self {
+            Self::Any => true,
+            Self::AllowList(list) => origin.is_none_or(|o| list.iter().any(|allowed| allowed == o)),
+            Self::Custom(f) => f(origin),
+        }
+    }
+}
+
+impl fmt::Debug for OriginCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("Any"),
+            Self::AllowList(list) => f.debug_tuple("AllowList").field(list).finish(),
+            Self::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
 
 /// Connection options and limits. Every limit has a default that is safe on the open
 /// internet.
@@ -51,6 +100,8 @@ pub struct Config {
     /// Extra headers: on a server, added to the 101 response; on a client, to the request
     /// (Origin, Authorization, cookies). Default none.
     pub extra_headers: HeaderMap,
+    /// Which `Origin`s a server accepts; others get 403. Default: any.
+    pub origin_check: OriginCheck,
 }
 
 impl Default for Config {
@@ -67,6 +118,7 @@ impl Default for Config {
             pong_timeout: Duration::from_secs(30),
             protocols: Vec::new(),
             extra_headers: HeaderMap::new(),
+            origin_check: OriginCheck::Any,
         }
     }
 }
@@ -124,6 +176,22 @@ impl Config {
         S: Into<String>,
     {
         self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Accepts only these origins ([`OriginCheck::AllowList`]).
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.origin_check = OriginCheck::AllowList(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets [`Config::origin_check`] to a predicate.
+    pub fn origin_check(mut self, check: impl Fn(Option<&str>) -> bool + Send + Sync + 'static) -> Self {
+        self.origin_check = OriginCheck::Custom(Arc::new(check));
         self
     }
 

@@ -41,6 +41,12 @@ pub fn accept<B>(request: &http::Request<B>, config: &Config) -> Result<Accepted
     accept_parts(request.method(), request.version(), request.headers(), config)
 }
 
+/// Whether a request asks for a WebSocket upgrade at all (`Upgrade: websocket`): what an
+/// adapter checks before taking a request away from the application's other routes.
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    has_token(headers, &header::UPGRADE, "websocket")
+}
+
 /// [`accept`] on the parts of a request, for servers that do not hand out a whole
 /// `http::Request`.
 pub fn accept_parts(method: &Method, version: Version, headers: &HeaderMap, config: &Config) -> Result<Accepted, HandshakeError> {
@@ -68,6 +74,10 @@ pub fn accept_parts(method: &Method, version: Version, headers: &HeaderMap, conf
     let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(HandshakeError::MissingKey)?;
     if !matches!(BASE64.decode(key.as_bytes()), Ok(k) if k.len() == 16) {
         return Err(HandshakeError::InvalidKey);
+    }
+    let origin = headers.get(header::ORIGIN).map(|o| o.to_str().unwrap_or(""));
+    if !config.origin_check.allows(origin) {
+        return Err(HandshakeError::ForbiddenOrigin);
     }
 
     let protocol = header_tokens(headers, &header::SEC_WEBSOCKET_PROTOCOL)
@@ -157,6 +167,16 @@ mod tests {
             run(without("sec-websocket-version").header("sec-websocket-version", "8")).unwrap_err(),
             HandshakeError::UnsupportedVersion
         );
+    }
+
+    #[test]
+    fn origin_check() {
+        let cfg = Config::default().allowed_origins(["https://good.example"]);
+        let check = |b: http::request::Builder| accept(&b.body(()).unwrap(), &cfg).map(|_| ());
+        assert_eq!(check(request().header("origin", "https://good.example")), Ok(()));
+        assert_eq!(check(request().header("origin", "https://evil.example")), Err(HandshakeError::ForbiddenOrigin));
+        assert_eq!(check(request()), Ok(()));
+        assert_eq!(HandshakeError::ForbiddenOrigin.status(), 403);
     }
 
     #[test]

@@ -1,0 +1,120 @@
+//! wsdriver on actix-web 4, in the style of actix-ws: a handler takes the `HttpRequest`
+//! and its `web::Payload`, and answers with the response [`handle`] or [`serve`] returns.
+//!
+//! The same ws-core driver runs here as everywhere: actix's request payload becomes the
+//! socket's input, and a bounded channel feeding the streaming response body its output,
+//! so a client that stops reading stops the writer (backpressure), through the same
+//! high-water mark as on every other server. Works with multi-worker `HttpServer`s: each
+//! connection stays on the worker that accepted it.
+//!
+//! ```no_run
+//! use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+//! use ws_core::{Config, Connection, Handler, Message};
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; }
+//! }
+//!
+//! async fn echo(req: HttpRequest, body: web::Payload) -> Result<HttpResponse, actix_web::Error> {
+//!     ws_actix::serve(&req, body, &Config::default(), Echo)
+//! }
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! HttpServer::new(|| App::new().route("/ws", web::get().to(echo))).bind("127.0.0.1:9001")?.run().await
+//! # }
+//! ```
+
+mod io;
+
+pub use io::ActixIo;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
+use ws_core::handshake::{HandshakeError, server};
+use ws_core::{Config, Handler, Role, WebSocket};
+
+/// A WebSocket on an actix-web connection.
+pub type ActixWebSocket = WebSocket<ActixIo>;
+
+/// Why a request was not upgraded; as an actix error it answers with the status and reason
+/// of the handshake failure (400, 403, 405, 426 with `Sec-WebSocket-Version: 13`).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Rejection(pub HandshakeError);
+
+impl ResponseError for Rejection {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.0.status().as_u16()).unwrap_or(StatusCode::BAD_REQUEST)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let response = self.0.response();
+        let mut builder = HttpResponse::build(self.status_code());
+        for (name, value) in response.headers() {
+            builder.append_header((name.as_str(), value.as_bytes()));
+        }
+        builder.body(response.into_body())
+    }
+}
+
+/// Validates the upgrade request and returns the 101 response with the socket, a
+/// `Stream` and `Sink` of messages (its `connection()` is a cloneable sender). Spawn the
+/// task that uses the socket, and return the response.
+pub fn handle(request: &HttpRequest, payload: web::Payload, config: &Config) -> Result<(HttpResponse, ActixWebSocket), Rejection> {
+    let accepted = server::accept_parts(&method_of(request), version_of(request), &headers_of(request), config).map_err(Rejection)?;
+    let (io, body) = ActixIo::new(payload);
+    let mut builder = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
+    builder.upgrade("websocket");
+    for (name, value) in accepted.response.headers() {
+        if name != http::header::UPGRADE && name != http::header::CONNECTION {
+            builder.append_header((name.as_str(), value.as_bytes()));
+        }
+    }
+    let socket = WebSocket::from_upgraded(io, Role::Server, config, accepted.protocol, Default::default());
+    Ok((builder.streaming(body), socket))
+}
+
+/// Validates the upgrade request, serves the connection with `handler` on this worker,
+/// and returns the 101 response.
+pub fn serve<H: Handler>(
+    request: &HttpRequest,
+    payload: web::Payload,
+    config: &Config,
+    handler: H,
+) -> Result<HttpResponse, actix_web::Error> {
+    let (response, socket) = handle(request, payload, config)?;
+    actix_web::rt::spawn(async move {
+        ws_core::serve(socket, handler).await;
+    });
+    Ok(response)
+}
+
+// actix-web 4 speaks `http` 0.2; the core speaks `http` 1. The handshake only needs the
+// method, the version and the headers, copied across by their bytes.
+
+fn method_of(request: &HttpRequest) -> Method {
+    Method::from_bytes(request.method().as_str().as_bytes()).unwrap_or(Method::GET)
+}
+
+fn version_of(request: &HttpRequest) -> Version {
+    use actix_web::http::Version as V;
+    match request.version() {
+        V::HTTP_09 => Version::HTTP_09,
+        V::HTTP_10 => Version::HTTP_10,
+        V::HTTP_2 => Version::HTTP_2,
+        V::HTTP_3 => Version::HTTP_3,
+        _ => Version::HTTP_11,
+    }
+}
+
+fn headers_of(request: &HttpRequest) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(request.headers().len());
+    for (name, value) in request.headers() {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_str().as_bytes()), HeaderValue::from_bytes(value.as_bytes())) {
+            headers.append(name, value);
+        }
+    }
+    headers
+}

@@ -1,0 +1,151 @@
+//! wsdriver on axum 0.8: the [`WebSocketUpgrade`] extractor, in the style of axum's own,
+//! serving a stream (`on_upgrade`) or a [`Handler`] (`serve`).
+//!
+//! ```no_run
+//! use axum::{Router, response::Response, routing::any};
+//! use ws_axum::WebSocketUpgrade;
+//! use ws_core::{Connection, Handler, Message};
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; }
+//! }
+//!
+//! async fn chat(ws: WebSocketUpgrade) -> Response {
+//!     ws.protocols(["chat"]).serve(Echo)
+//! }
+//!
+//! # async fn run() {
+//! let app = Router::new().route("/chat", any(chat));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await.unwrap();
+//! axum::serve(listener, app).await.unwrap();
+//! # }
+//! ```
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{HeaderMap, Method, StatusCode, Version};
+use hyper::upgrade::OnUpgrade;
+use std::future::Future;
+use ws_core::handshake::{HandshakeError, server};
+use ws_core::{Config, Handler};
+use ws_hyper::UpgradeFut;
+
+pub use ws_hyper::HyperWebSocket as WebSocket;
+
+/// Extracts a WebSocket upgrade request; rejects anything else with a precise status.
+///
+/// Options can be set per route ([`WebSocketUpgrade::config`],
+/// [`WebSocketUpgrade::protocols`]) before answering with
+/// [`WebSocketUpgrade::on_upgrade`] or [`WebSocketUpgrade::serve`].
+pub struct WebSocketUpgrade {
+    method: Method,
+    version: Version,
+    headers: HeaderMap,
+    on_upgrade: OnUpgrade,
+    config: Config,
+}
+
+impl std::fmt::Debug for WebSocketUpgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketUpgrade").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Why [`WebSocketUpgrade`] rejected a request; its response has the status and reason.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebSocketUpgradeRejection {
+    /// Not a valid WebSocket handshake (400, 403, 405, 426 ...).
+    #[error(transparent)]
+    Handshake(HandshakeError),
+    /// The connection cannot be upgraded: the server was not built with upgrades, or the
+    /// request is not HTTP/1.1.
+    #[error("connection is not upgradable")]
+    ConnectionNotUpgradable,
+}
+
+impl IntoResponse for WebSocketUpgradeRejection {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Handshake(e) => e.response().map(Body::from),
+            Self::ConnectionNotUpgradable => (StatusCode::UPGRADE_REQUIRED, "connection is not upgradable\n").into_response(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
+    type Rejection = WebSocketUpgradeRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // Validate now, so a bad request is rejected like any failed extractor; the
+        // subprotocol is picked later, with the route's config.
+        server::accept_parts(&parts.method, parts.version, &parts.headers, &Config::default())
+            .map_err(WebSocketUpgradeRejection::Handshake)?;
+        let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or(WebSocketUpgradeRejection::ConnectionNotUpgradable)?;
+        Ok(Self {
+            method: parts.method.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+            on_upgrade,
+            config: Config::default(),
+        })
+    }
+}
+
+impl WebSocketUpgrade {
+    /// Sets the options and limits for this connection.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the subprotocols supported ([`Config::protocols`]).
+    pub fn protocols<I, P>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.config = self.config.protocols(protocols);
+        self
+    }
+
+    /// The subprotocols the client offered, in its order of preference.
+    pub fn offered_protocols(&self) -> impl Iterator<Item = &str> {
+        self.headers
+            .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+    }
+
+    /// Answers 101 and runs `callback` with the socket once the connection is upgraded.
+    pub fn on_upgrade<F, Fut>(self, callback: F) -> Response
+    where
+        F: FnOnce(WebSocket) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let accepted = match server::accept_parts(&self.method, self.version, &self.headers, &self.config) {
+            Ok(accepted) => accepted,
+            Err(e) => return WebSocketUpgradeRejection::Handshake(e).into_response(),
+        };
+        let upgrade = UpgradeFut::new(self.on_upgrade, self.config, accepted.protocol);
+        tokio::spawn(async move {
+            match upgrade.await {
+                Ok(socket) => callback(socket).await,
+                Err(error) => tracing::debug!(%error, "upgrade failed"),
+            }
+        });
+        accepted.response.map(|()| Body::empty())
+    }
+
+    /// Answers 101 and serves the connection with `handler`.
+    pub fn serve<H: Handler>(self, handler: H) -> Response {
+        self.on_upgrade(move |socket| async move {
+            ws_core::serve(socket, handler).await;
+        })
+    }
+}

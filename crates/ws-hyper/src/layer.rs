@@ -1,0 +1,125 @@
+//! A tower [`Layer`] that serves WebSocket upgrade requests with a [`Handler`] and passes
+//! every other request to the inner service unchanged.
+
+use crate::upgrade;
+use futures_util::future::{Either, Ready, ready};
+use http::{Request, Response};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower_layer::Layer;
+use tower_service::Service;
+use ws_core::handshake::server::is_upgrade_request;
+use ws_core::{Config, Handler};
+
+/// Serves WebSocket upgrades with a handler from `make_handler`, which sees the upgrade
+/// request's head; everything else goes to the inner service.
+///
+/// Requests with `Upgrade: websocket` are answered here: 101 and the handler, or the
+/// handshake's error status. The inner service's response body must be buildable from a
+/// `String` (the error reason), as `axum::body::Body` and `http_body_util::Full<Bytes>`
+/// are.
+///
+/// ```
+/// use ws_core::{Connection, Handler, Message};
+/// use ws_hyper::WebSocketLayer;
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; }
+/// }
+///
+/// let layer = WebSocketLayer::new(|_request: &http::Request<()>| Echo)
+///     .config(ws_core::Config::default().protocols(["chat"]));
+/// ```
+pub struct WebSocketLayer<F> {
+    make_handler: Arc<F>,
+    config: Arc<Config>,
+}
+
+impl<F> WebSocketLayer<F> {
+    /// Serves upgrades with the handler `make_handler` returns for each.
+    pub fn new(make_handler: F) -> Self {
+        Self { make_handler: Arc::new(make_handler), config: Arc::new(Config::default()) }
+    }
+
+    /// Sets the options and limits for every connection.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Arc::new(config);
+        self
+    }
+}
+
+impl<F> Clone for WebSocketLayer<F> {
+    fn clone(&self) -> Self {
+        Self { make_handler: self.make_handler.clone(), config: self.config.clone() }
+    }
+}
+
+impl<S, F> Layer<S> for WebSocketLayer<F> {
+    type Service = WebSocketService<S, F>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WebSocketService { inner, make_handler: self.make_handler.clone(), config: self.config.clone() }
+    }
+}
+
+/// The service [`WebSocketLayer`] wraps around an inner service.
+pub struct WebSocketService<S, F> {
+    inner: S,
+    make_handler: Arc<F>,
+    config: Arc<Config>,
+}
+
+impl<S: Clone, F> Clone for WebSocketService<S, F> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), make_handler: self.make_handler.clone(), config: self.config.clone() }
+    }
+}
+
+impl<S, F, H, ReqBody, ResBody> Service<Request<ReqBody>> for WebSocketService<S, F>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    F: Fn(&Request<()>) -> H,
+    H: Handler,
+    ResBody: From<String>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Either<S::Future, Ready<Result<Response<ResBody>, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        if !is_upgrade_request(request.headers()) {
+            return Either::Left(self.inner.call(request));
+        }
+        let response = match upgrade(&mut request, &self.config) {
+            Ok((response, socket)) => {
+                let handler = (self.make_handler)(&head_of(&request));
+                tokio::spawn(async move {
+                    match socket.await {
+                        Ok(socket) => {
+                            ws_core::serve(socket, handler).await;
+                        }
+                        Err(error) => tracing::debug!(%error, "upgrade failed"),
+                    }
+                });
+                response.map(|_| ResBody::from(String::new()))
+            }
+            Err(rejection) => rejection.response().map(ResBody::from),
+        };
+        Either::Right(ready(Ok(response)))
+    }
+}
+
+/// The request's head, without its body, for the handler factory.
+fn head_of<B>(request: &Request<B>) -> Request<()> {
+    let mut head = Request::new(());
+    *head.method_mut() = request.method().clone();
+    *head.uri_mut() = request.uri().clone();
+    *head.version_mut() = request.version();
+    *head.headers_mut() = request.headers().clone();
+    head
+}

@@ -1,0 +1,88 @@
+//! wsdriver on hyper 1: [`upgrade`] a request yourself, or put a [`WebSocketLayer`] in a
+//! tower stack to serve every upgrade request with a [`Handler`](ws_core::Handler).
+//!
+//! A thin bridge: the handshake and the protocol are ws-core's; this crate only hands
+//! hyper's upgraded connection to the core's driver.
+//!
+//! ```no_run
+//! use http_body_util::Full;
+//! use hyper::{Request, Response, body::{Bytes, Incoming}};
+//! use ws_core::{Config, Connection, Handler, Message};
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; }
+//! }
+//!
+//! async fn route(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+//!     match ws_hyper::upgrade(&mut request, &Config::default()) {
+//!         Ok((response, socket)) => {
+//!             tokio::spawn(async move {
+//!                 if let Ok(socket) = socket.await {
+//!                     ws_core::serve(socket, Echo).await;
+//!                 }
+//!             });
+//!             Ok(response.map(|_| Full::default()))
+//!         }
+//!         Err(rejection) => Ok(rejection.response().map(Full::from)),
+//!     }
+//! }
+//! ```
+
+mod layer;
+
+pub use layer::{WebSocketLayer, WebSocketService};
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, Response};
+use http_body_util::Empty;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use ws_core::handshake::{HandshakeError, server};
+use ws_core::{Config, Error, Role, WebSocket};
+
+/// A WebSocket over hyper's upgraded connection.
+pub type HyperWebSocket = WebSocket<TokioIo<Upgraded>>;
+
+/// Validates an upgrade request (RFC 6455 §4.2) and prepares the upgrade.
+///
+/// Returns the 101 response to send, and a future that resolves to the socket once hyper
+/// has sent it and handed the connection over. A rejected request gets a
+/// [`HandshakeError`], whose [`response`](HandshakeError::response) carries the right
+/// status (400, 403, 405, 426) and a short reason. The server must be built with upgrades
+/// enabled (hyper's `serve_connection(..).with_upgrades()`).
+pub fn upgrade<B>(request: &mut Request<B>, config: &Config) -> Result<(Response<Empty<Bytes>>, UpgradeFut), HandshakeError> {
+    let accepted = server::accept(request, config)?;
+    let upgrade = UpgradeFut::new(hyper::upgrade::on(request), config.clone(), accepted.protocol);
+    Ok((accepted.response.map(|()| Empty::new()), upgrade))
+}
+
+/// Resolves to the [`HyperWebSocket`] once hyper hands the upgraded connection over.
+#[must_use = "the socket is only available by awaiting the upgrade"]
+pub struct UpgradeFut {
+    on_upgrade: OnUpgrade,
+    config: Option<Config>,
+    protocol: Option<String>,
+}
+
+impl UpgradeFut {
+    /// An upgrade whose handshake an adapter already validated with
+    /// [`server::accept`]: `protocol` is the subprotocol it selected.
+    pub fn new(on_upgrade: OnUpgrade, config: Config, protocol: Option<String>) -> Self {
+        Self { on_upgrade, config: Some(config), protocol }
+    }
+}
+
+impl Future for UpgradeFut {
+    type Output = Result<HyperWebSocket, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let upgraded = ready!(Pin::new(&mut self.on_upgrade).poll(cx)).map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        let config = self.config.take().unwrap_or_default();
+        let protocol = self.protocol.take();
+        Poll::Ready(Ok(WebSocket::from_upgraded(TokioIo::new(upgraded), Role::Server, &config, protocol, BytesMut::new())))
+    }
+}

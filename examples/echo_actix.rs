@@ -1,0 +1,24 @@
+//! Echo server on actix-web 4, on every path, with one worker per core.
+//!
+//! `cargo run --release --example echo_actix -- [ADDR]` (default `127.0.0.1:9001`).
+
+#[path = "shared/echo.rs"]
+mod shared;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use shared::{Echo, init_logging, listen_addr};
+use wsdriver::Config;
+
+async fn echo(request: HttpRequest, payload: web::Payload) -> Result<HttpResponse, actix_web::Error> {
+    wsdriver::actix::serve(&request, payload, &Config::default(), Echo)
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    init_logging();
+    let server = HttpServer::new(|| App::new().default_service(web::to(echo))).bind(listen_addr())?;
+    for addr in server.addrs() {
+        println!("echo (actix-web) listening on ws://{addr}");
+    }
+    server.run().await
+}

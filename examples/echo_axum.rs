@@ -1,0 +1,24 @@
+//! Echo server on axum 0.8, with the `WebSocketUpgrade` extractor on every path.
+//!
+//! `cargo run --release --example echo_axum -- [ADDR]` (default `127.0.0.1:9001`).
+
+#[path = "shared/echo.rs"]
+mod shared;
+
+use axum::Router;
+use axum::response::Response;
+use shared::{Echo, init_logging, listen_addr};
+use tokio::net::TcpListener;
+use wsdriver::axum::WebSocketUpgrade;
+
+async fn echo(ws: WebSocketUpgrade) -> Response {
+    ws.serve(Echo)
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    init_logging();
+    let listener = TcpListener::bind(listen_addr()).await?;
+    println!("echo (axum) listening on ws://{}", listener.local_addr()?);
+    axum::serve(listener, Router::new().fallback(echo)).await
+}

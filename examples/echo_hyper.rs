@@ -1,0 +1,45 @@
+//! Echo server on plain hyper 1: each request is upgraded with `ws_hyper::upgrade`.
+//!
+//! `cargo run --release --example echo_hyper -- [ADDR]` (default `127.0.0.1:9001`).
+
+#[path = "shared/echo.rs"]
+mod shared;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use shared::{Echo, init_logging, listen_addr};
+use std::convert::Infallible;
+use tokio::net::TcpListener;
+use wsdriver::{Config, hyper::upgrade, serve};
+
+async fn route(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(match upgrade(&mut request, &Config::default()) {
+        Ok((response, socket)) => {
+            tokio::spawn(async move {
+                if let Ok(socket) = socket.await {
+                    serve(socket, Echo).await;
+                }
+            });
+            response.map(|_| Full::default())
+        }
+        Err(rejection) => rejection.response().map(Full::from),
+    })
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    init_logging();
+    let listener = TcpListener::bind(listen_addr()).await?;
+    println!("echo (hyper) listening on ws://{}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(route)).with_upgrades().await;
+        });
+    }
+}

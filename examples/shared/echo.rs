@@ -1,0 +1,22 @@
+//! The one echo handler every echo example serves, and the listen-address convention.
+
+use wsdriver::{Connection, Handler, Message};
+
+/// Sends every text and binary message back.
+pub struct Echo;
+
+impl Handler for Echo {
+    async fn on_message(&mut self, ws: &Connection, message: Message) {
+        let _ = ws.send(message).await;
+    }
+}
+
+/// The listen address: the first argument, by default `127.0.0.1:9001`.
+pub fn listen_addr() -> String {
+    std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_owned())
+}
+
+/// Logs to stderr, filtered by `RUST_LOG`.
+pub fn init_logging() {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+}

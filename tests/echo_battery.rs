@@ -1,0 +1,19 @@
+//! The conformance battery, once per way of serving the same handler: the standalone
+//! server, hyper, the tower layer, axum and actix-web.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod battery;
+mod common;
+
+macro_rules! on_server {
+    ($($kind:ident),*) => {$(
+        mod $kind {
+            async fn start(config: wsdriver::Config) -> std::net::SocketAddr {
+                crate::common::servers::start(stringify!($kind), config).await
+            }
+            crate::echo_battery!(start);
+        }
+    )*};
+}
+
+on_server!(standalone, hyper, tower, axum, actix);
