@@ -113,13 +113,32 @@ pub async fn rejects_bad_handshakes(addr: SocketAddr) {
     assert!(answer.contains("missing sec-websocket-key"), "{answer}");
 }
 
+/// A client that sends without ever reading: the server's echoes back up, its sends wait
+/// at the write buffer's high-water mark, it stops reading, and TCP pushes back on the
+/// client. Unbounded buffering would let the client write all 256 MiB.
+pub async fn a_client_that_never_reads_is_backpressured(addr: SocketAddr) {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = crate::common::raw_client(addr).await;
+    let frame = crate::common::client_frame(wsdriver::frame::OpCode::Binary, true, &vec![0x5a; 64 << 10]);
+    let mut written = 0usize;
+    while written < 256 << 20 {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), stream.write_all(&frame)).await {
+            Ok(result) => result.unwrap(),
+            Err(_) => break, // stalled: the server stopped reading
+        }
+        written += frame.len();
+    }
+    assert!(written < 64 << 20, "the server accepted {} MiB from a client that never reads", written >> 20);
+}
+
 /// Generates one test per battery check against the server `$start(config)` returns.
 #[macro_export]
 macro_rules! echo_battery {
     ($start:expr) => {
         $crate::echo_battery!(@tests $start; text_multibyte, binary_all_byte_values, empty_messages,
             length_boundaries, sixteen_mib, pipelined_in_order, subprotocol_selection,
-            close_with_code_and_reason, ping_is_answered, rejects_bad_handshakes);
+            close_with_code_and_reason, ping_is_answered, rejects_bad_handshakes,
+            a_client_that_never_reads_is_backpressured);
     };
     (@tests $start:expr; $($check:ident),*) => {
         $(

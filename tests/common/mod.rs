@@ -160,7 +160,7 @@ pub struct Echo;
 
 impl Handler for Echo {
     async fn on_message(&mut self, ws: &wsdriver::Connection, message: wsdriver::Message) {
-        ws.send(message).await.unwrap();
+        let _ = ws.send(message).await; // the peer may be gone: its test decides
     }
 }
 

@@ -1,39 +1,43 @@
 //! [`ActixIo`]: actix-web's request payload and streaming response body, as one
 //! `AsyncRead + AsyncWrite` stream for the core's driver.
 
+use crate::pipe::Pipe;
 use actix_web::web;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_core::Stream;
 use futures_util::StreamExt;
 use std::convert::Infallible;
+use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::mpsc;
-use tokio_util::sync::PollSender;
-
-/// Chunks in flight each way. Small: a few chunks are enough to keep both sides busy, and
-/// a bounded channel is what turns a slow client into backpressure.
-const CHANNEL_CHUNKS: usize = 4;
 
 /// The byte stream of an actix-web WebSocket connection. Reads come from the request
-/// payload (pumped by a task on the connection's worker, since the payload cannot leave
-/// it); writes go to the response body through a bounded channel.
+/// payload, pumped by a task on the connection's worker (the payload cannot leave it);
+/// writes go to the streaming response body. Both through bounded pipes, so a slow peer
+/// is backpressure, not memory.
 pub struct ActixIo {
-    incoming: mpsc::Receiver<Bytes>,
+    incoming: Pipe,
     pending: Bytes,
-    outgoing: PollSender<Bytes>,
+    outgoing: Pipe,
 }
 
 /// The response body of an upgraded connection: what the socket writes.
-pub struct OutgoingBody(mpsc::Receiver<Bytes>);
+pub struct OutgoingBody(Pipe);
 
 impl Stream for OutgoingBody {
     type Item = Result<Bytes, Infallible>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|chunk| chunk.map(Ok))
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_read(cx).map(|chunk| chunk.map(Ok))
+    }
+}
+
+impl Drop for OutgoingBody {
+    fn drop(&mut self) {
+        // actix dropped the response: the connection is gone.
+        self.0.close();
     }
 }
 
@@ -41,29 +45,32 @@ impl ActixIo {
     /// Pumps `payload` into a new stream; returns it with the body to respond with.
     /// Must be called on an actix-web worker.
     pub(crate) fn new(mut payload: web::Payload) -> (Self, OutgoingBody) {
-        let (in_tx, incoming) = mpsc::channel(CHANNEL_CHUNKS);
-        let (out_tx, out_rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let incoming = Pipe::default();
+        let outgoing = Pipe::default();
+        let pump = incoming.clone();
         actix_web::rt::spawn(async move {
             while let Some(Ok(chunk)) = payload.next().await {
-                if in_tx.send(chunk).await.is_err() {
+                if poll_fn(|cx| pump.poll_write(cx, &[IoSlice::new(&chunk)])).await.is_err() {
                     break;
                 }
             }
+            pump.close();
         });
-        (Self { incoming, pending: Bytes::new(), outgoing: PollSender::new(out_tx) }, OutgoingBody(out_rx))
+        (Self { incoming, pending: Bytes::new(), outgoing: outgoing.clone() }, OutgoingBody(outgoing))
     }
+}
 
-    fn poll_send(&mut self, cx: &mut Context<'_>, chunk: impl FnOnce() -> Bytes) -> Poll<io::Result<()>> {
-        ready!(self.outgoing.poll_reserve(cx)).map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
-        self.outgoing.send_item(chunk()).map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
-        Poll::Ready(Ok(()))
+impl Drop for ActixIo {
+    fn drop(&mut self) {
+        self.incoming.close();
+        self.outgoing.close();
     }
 }
 
 impl AsyncRead for ActixIo {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        while self.pending.is_empty() {
-            match ready!(self.incoming.poll_recv(cx)) {
+        if self.pending.is_empty() {
+            match ready!(self.incoming.poll_read(cx)) {
                 Some(chunk) => self.pending = chunk,
                 None => return Poll::Ready(Ok(())), // end of stream
             }
@@ -74,22 +81,17 @@ impl AsyncRead for ActixIo {
     }
 }
 
+fn broken_pipe(_: ()) -> io::Error {
+    io::ErrorKind::BrokenPipe.into()
+}
+
 impl AsyncWrite for ActixIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        ready!(self.poll_send(cx, || Bytes::copy_from_slice(buf)))?;
-        Poll::Ready(Ok(buf.len()))
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.outgoing.poll_write(cx, &[IoSlice::new(buf)]).map_err(broken_pipe)
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        let total = bufs.iter().map(|b| b.len()).sum();
-        ready!(self.poll_send(cx, || {
-            let mut chunk = BytesMut::with_capacity(total);
-            for b in bufs {
-                chunk.extend_from_slice(b);
-            }
-            chunk.freeze()
-        }))?;
-        Poll::Ready(Ok(total))
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        self.outgoing.poll_write(cx, bufs).map_err(broken_pipe)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -100,7 +102,7 @@ impl AsyncWrite for ActixIo {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Ending the body ends the response, and actix closes the connection.
         self.outgoing.close();
         Poll::Ready(Ok(()))

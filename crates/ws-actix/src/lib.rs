@@ -26,6 +26,7 @@
 //! ```
 
 mod io;
+mod pipe;
 
 pub use io::ActixIo;
 

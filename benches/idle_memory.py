@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Idle memory per connection: server RSS growth over N idle WebSocket connections / N.
+
+    benches/idle_memory.py [--count N] SERVER_BINARY [SERVER_BINARY ...]
+
+Each SERVER_BINARY is an echo server taking its listen address as first argument (every
+echo example of this project). For each: start it on a free loopback port, open and
+close a few connections so the runtime and allocator are warm, read its RSS, open N
+connections that complete the WebSocket handshake and then stay idle, read its RSS again,
+and print (growth / N). Connections are closed and the server stopped afterwards.
+"""
+import argparse
+import asyncio
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+
+REQUEST = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def raise_fd_limit(n):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(soft, min(hard, n))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+async def open_one(port, conns):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(REQUEST)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError("handshake refused: %r" % head[:40])
+    conns.append(writer)
+
+
+async def open_many(port, count, parallel=256):
+    conns = []
+    sem = asyncio.Semaphore(parallel)
+
+    async def guarded():
+        async with sem:
+            await open_one(port, conns)
+
+    await asyncio.gather(*(guarded() for _ in range(count)))
+    return conns
+
+
+def close_all(conns):
+    for w in conns:
+        w.close()
+
+
+def wait_listening(port, proc, deadline=20):
+    end = time.time() + deadline
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited early")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not listen")
+
+
+def measure(binary, count):
+    port = free_port()
+    proc = subprocess.Popen([binary, "127.0.0.1:%d" % port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: raise_fd_limit(count + 1024))
+    try:
+        wait_listening(port, proc)
+        loop = asyncio.new_event_loop()
+        warm = loop.run_until_complete(open_many(port, 200))
+        close_all(warm)
+        loop.run_until_complete(asyncio.sleep(1.0))  # let the server drop them
+        before = rss_kib(proc.pid)
+        conns = loop.run_until_complete(open_many(port, count))
+        loop.run_until_complete(asyncio.sleep(1.0))  # settle: every connection idle in its read
+        after = rss_kib(proc.pid)
+        close_all(conns)
+        loop.run_until_complete(asyncio.sleep(0.2))
+        loop.close()
+        return before, after
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=10000)
+    parser.add_argument("servers", nargs="+")
+    args = parser.parse_args()
+    raise_fd_limit(args.count + 1024)
+    print("| server | RSS before (MiB) | RSS with %d idle (MiB) | per connection |" % args.count)
+    print("| --- | --- | --- | --- |")
+    for binary in args.servers:
+        before, after = measure(binary, args.count)
+        per = (after - before) * 1024.0 / args.count
+        print("| %s | %.1f | %.1f | %s |" % (os.path.basename(binary), before / 1024.0, after / 1024.0,
+                                              "%.1f KiB" % (per / 1024) if per >= 1024 else "%.0f B" % per), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the third-party peers the interop tests drive, once: Node `ws` and
+# playwright-core (interop/node_modules), Python `websockets` (a virtualenv in
+# ~/.cache/wsdriver-interop), and Debian's Chromium. Safe to run again.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "interop: installing Debian's chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq chromium >/dev/null
+fi
+
+if [ ! -d "$here/node_modules/ws" ] || [ ! -d "$here/node_modules/playwright-core" ]; then
+  echo "interop: installing node peers"
+  (cd "$here" && npm ci --no-audit --no-fund --silent)
+fi
+
+venv="$HOME/.cache/wsdriver-interop/venv"
+if ! "$venv/bin/python" -c 'import websockets' 2>/dev/null; then
+  echo "interop: installing python websockets into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet -r "$here/requirements.txt"
+fi
