@@ -10,9 +10,13 @@ use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use wsdriver::{CloseCode, CloseFrame, Config, Message};
 
-/// The config every battery server is started with.
+/// The config every battery server is started with: the options every adapter must honour.
 pub fn server_config() -> Config {
-    Config::default().protocols(["echo.v2", "echo.v1"])
+    Config::default()
+        .protocols(["echo.v2", "echo.v1"])
+        .max_message_size(32 << 20)
+        .extra_header(http::header::SERVER, http::HeaderValue::from_static("wsdriver-battery"))
+        .origin_check(|origin| origin != Some("http://evil.example"))
 }
 
 async fn echo_one(addr: SocketAddr, message: Message) {
@@ -131,6 +135,32 @@ pub async fn a_client_that_never_reads_is_backpressured(addr: SocketAddr) {
     assert!(written < 64 << 20, "the server accepted {} MiB from a client that never reads", written >> 20);
 }
 
+/// The config's options hold on this server: extra response headers, the origin check,
+/// the message size limit.
+pub async fn config_options_apply(addr: SocketAddr) {
+    let (_ws, response) = connect_with_response(addr, "/", &Config::default()).await;
+    assert_eq!(response.headers()["server"], "wsdriver-battery");
+
+    let request = "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: http://evil.example\r\n\r\n";
+    let answer = raw_request(addr, request.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 403 "), "{answer}");
+
+    use tokio::io::AsyncWriteExt;
+    let mut stream = crate::common::raw_client(addr).await;
+    // Only the header of a frame one byte over the limit: the announcement is enough.
+    let over = wsdriver::frame::FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode: wsdriver::frame::OpCode::Binary,
+        mask: Some([1; 4]),
+        payload_len: (32 << 20) + 1,
+    };
+    let mut header = [0u8; wsdriver::frame::MAX_HEADER_LEN];
+    let n = over.encode(&mut header);
+    stream.write_all(&header[..n]).await.unwrap();
+    assert_eq!(crate::common::read_close(&mut stream).await, Some(1009));
+}
+
 /// Generates one test per battery check against the server `$start(config)` returns.
 #[macro_export]
 macro_rules! echo_battery {
@@ -138,7 +168,7 @@ macro_rules! echo_battery {
         $crate::echo_battery!(@tests $start; text_multibyte, binary_all_byte_values, empty_messages,
             length_boundaries, sixteen_mib, pipelined_in_order, subprotocol_selection,
             close_with_code_and_reason, ping_is_answered, rejects_bad_handshakes,
-            a_client_that_never_reads_is_backpressured);
+            a_client_that_never_reads_is_backpressured, config_options_apply);
     };
     (@tests $start:expr; $($check:ident),*) => {
         $(

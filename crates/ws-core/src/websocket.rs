@@ -128,7 +128,10 @@ impl<S> Shared<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// Writes queued bytes until none remain or the stream would block.
     fn poll_write_out(&mut self, shared: &Shared<S>) -> Poll<io::Result<()>> {
-        let Some(io) = self.io.as_mut() else { return Poll::Pending };
+        let Some(io) = self.io.as_mut() else {
+            // Connecting: written on attach. Finished: nothing is written any more.
+            return if self.finished { Poll::Ready(Ok(())) } else { Poll::Pending };
+        };
         let mut cx = Context::from_waker(&shared.write_waker);
         let was_high = self.proto.buffered() >= shared.timing.high_water;
         let mut wrote = false;
@@ -347,6 +350,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 
     fn finish(&mut self) {
         self.finished = true;
+        // Release the stream (closing the socket) and every buffer now, even if the
+        // application keeps handles for a while.
+        self.io = None;
+        self.proto.out().clear();
         self.proto.transport_closed();
         self.close_status.get_or_insert((CloseCode::ABNORMAL, Utf8Bytes::new()));
         self.close_deadline = None;

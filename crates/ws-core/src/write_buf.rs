@@ -97,6 +97,11 @@ impl WriteBuf {
         }
     }
 
+    /// Drops everything queued and releases its memory.
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
     /// Releases all memory once nothing is queued (an idle connection keeps none).
     pub fn release_if_empty(&mut self) {
         if self.len == 0 {
