@@ -118,6 +118,12 @@ pub enum Error {
     /// A non-waiting send found the write buffer at its high-water mark.
     #[error("write buffer full")]
     Full,
+    /// A client URL that cannot be connected to (not `ws://` or `wss://`, no host).
+    #[error("invalid url: {0}")]
+    InvalidUrl(String),
+    /// The TLS configuration could not be built.
+    #[error("tls: {0}")]
+    Tls(String),
     /// An argument the application passed is invalid (a close code that may not be sent,
     /// a control payload over 125 bytes).
     #[error("invalid argument: {0}")]

@@ -79,12 +79,28 @@ pub trait Handler: Send + 'static {
 /// assert_eq!((u16::from(code), reason.as_str()), (1000, "done"));
 /// # Ok(()) }
 /// ```
-pub async fn serve<S, H>(mut socket: WebSocket<S>, mut handler: H) -> (CloseCode, String)
+pub async fn serve<S, H>(socket: WebSocket<S>, mut handler: H) -> (CloseCode, String)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    serve_mut(socket, &mut handler).await
+}
+
+/// [`serve`] with a borrowed handler, which outlives the connection (the reconnecting
+/// client serves one connection after another with it). A socket still connecting is
+/// waited for; if it never opens, `on_error` and `on_close` (1006) report it.
+pub(crate) async fn serve_mut<S, H>(mut socket: WebSocket<S>, handler: &mut H) -> (CloseCode, String)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
     let ws = socket.connection();
+    if let Err(error) = socket.opened().await {
+        handler.on_error(&ws, &error).await;
+        handler.on_close(&ws, CloseCode::ABNORMAL, "").await;
+        return (CloseCode::ABNORMAL, String::new());
+    }
     handler.on_open(&ws).await;
     while let Some(item) = socket.recv().await {
         match item {

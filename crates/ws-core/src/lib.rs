@@ -23,6 +23,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod close;
 pub mod config;
 mod connection;
@@ -48,4 +50,4 @@ pub use message::Message;
 pub use protocol::{ReadyState, Role};
 pub use server::{Server, accept};
 pub use utf8::Utf8Bytes;
-pub use websocket::{SplitSink, SplitStream, WebSocket};
+pub use websocket::{Attacher, SplitSink, SplitStream, WebSocket};

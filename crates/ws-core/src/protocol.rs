@@ -450,7 +450,8 @@ impl Protocol {
             return Err(Error::Closed);
         }
         if self.state == ReadyState::Connecting {
-            self.state = ReadyState::Open;
+            // What was queued goes out first, then the Close.
+            self.open();
         }
         self.write_close(frame.as_ref());
         self.state = if self.close_received { ReadyState::Closed } else { ReadyState::Closing };

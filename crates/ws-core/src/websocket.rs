@@ -661,17 +661,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WebSocket<S> {
     /// Completes a [`WebSocket::connecting`] socket: attaches the stream, records the
     /// subprotocol, and sends what was queued.
     pub fn attach(&self, io: S, protocol: Option<String>, leftover: BytesMut) {
-        let mut inner = self.shared.lock();
-        if inner.io.is_some() || inner.finished {
-            return;
-        }
-        inner.io = Some(io);
-        inner.protocol = protocol;
-        inner.rbuf = leftover;
-        inner.proto.open();
-        inner.write_now(&self.shared);
-        drop(inner);
-        self.shared.read_fan.wake_all();
+        self.attacher().attach(io, protocol, leftover);
+    }
+
+    /// A handle that completes (or fails) a [`WebSocket::connecting`] socket from another
+    /// task.
+    pub fn attacher(&self) -> Attacher<S> {
+        Attacher { shared: self.shared.clone() }
+    }
+
+    /// Waits until the socket is open, for a [`WebSocket::connecting`] one; fails with the
+    /// error that ended it if it never opened.
+    pub async fn opened(&mut self) -> Result<()> {
+        poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            if inner.io.is_some() {
+                return Poll::Ready(Ok(()));
+            }
+            if inner.finished {
+                return Poll::Ready(Err(inner.pending_error.take().unwrap_or(Error::Closed)));
+            }
+            self.shared.read_fan.register(cx.waker());
+            Poll::Pending
+        })
+        .await
     }
 
     fn with_shared(shared: Arc<Shared<S>>) -> Self {
@@ -727,6 +740,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WebSocket<S> {
         shared.add_handle();
         // `self` becomes the stream half: its drop keeps the finisher logic.
         (SplitSink { shared }, SplitStream { socket: self })
+    }
+}
+
+/// Completes a connecting [`WebSocket`] from the task that runs its handshake.
+pub struct Attacher<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Attacher<S> {
+    /// The handshake completed on `io`: open the socket and send what was queued.
+    pub fn attach(&self, io: S, protocol: Option<String>, leftover: BytesMut) {
+        let mut inner = self.shared.lock();
+        if inner.io.is_some() || inner.finished {
+            return;
+        }
+        inner.io = Some(io);
+        inner.protocol = protocol;
+        inner.rbuf = leftover;
+        inner.proto.open();
+        inner.write_now(&self.shared);
+        drop(inner);
+        self.shared.read_fan.wake_all();
+    }
+
+    /// The connection could not be established: the socket's stream yields `error`, then
+    /// ends; what was queued is dropped.
+    pub fn abort(&self, error: Error) {
+        let mut inner = self.shared.lock();
+        if inner.io.is_some() || inner.finished {
+            return;
+        }
+        inner.pending_error = Some(error);
+        inner.finish();
+        drop(inner);
+        self.shared.read_fan.wake_all();
+        self.shared.write_fan.wake_all();
     }
 }
 

@@ -1,0 +1,254 @@
+//! The client (websocket-driver's `make-client`): connect to `ws://` and `wss://` URLs,
+//! with the same [`WebSocket`] stream, the same [`Handler`](crate::Handler) events and the
+//! same [`Config`] as a server.
+//!
+//! ```no_run
+//! use ws_core::{Message, client};
+//! # #[tokio::main] async fn main() -> Result<(), ws_core::Error> {
+//! let (mut ws, _response) = client::connect("ws://127.0.0.1:9001/chat").await?;
+//! ws.send(Message::text("hello")).await?;
+//! while let Some(message) = ws.recv().await {
+//!     println!("{:?}", message?);
+//! }
+//! # Ok(()) }
+//! ```
+
+mod reconnect;
+mod stream;
+
+pub use reconnect::{Reconnect, ReconnectHandle, ReconnectingClient};
+pub use stream::ClientStream;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::handshake::{HandshakeError, client as hs, http1};
+use crate::protocol::Role;
+use crate::websocket::WebSocket;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue, Response, Uri, header};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The start of a refused answer's body kept for [`HandshakeError::UnexpectedStatus`].
+const BODY_START: usize = 4096;
+
+/// A client WebSocket.
+pub type ClientWebSocket = WebSocket<ClientStream>;
+
+/// Connects to `url` (`ws://host[:port]/path?query` or `wss://…`) with the default
+/// options; returns the socket and the server's 101 response.
+pub async fn connect(url: impl AsRef<str>) -> Result<(ClientWebSocket, Response<()>)> {
+    ClientBuilder::new(url).connect().await
+}
+
+/// Options for a client connection.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use ws_core::{Config, client::ClientBuilder};
+/// # #[tokio::main] async fn main() -> Result<(), ws_core::Error> {
+/// let (ws, response) = ClientBuilder::new("wss://example.com/feed")
+///     .config(Config::default().protocols(["feed.v2"]).max_message_size(1 << 20))
+///     .header(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer token"))
+///     .connect_timeout(Duration::from_secs(5))
+///     .connect()
+///     .await?;
+/// assert_eq!(ws.protocol().as_deref(), Some("feed.v2"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ClientBuilder {
+    url: String,
+    config: Config,
+    connect_timeout: Duration,
+    tls: TlsOptions,
+}
+
+#[derive(Clone, Default)]
+struct TlsOptions {
+    config: Option<Arc<rustls::ClientConfig>>,
+    roots: Option<rustls::RootCertStore>,
+    identity: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder").field("url", &self.url).field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// A client for `url`, with the default options.
+    pub fn new(url: impl AsRef<str>) -> Self {
+        Self {
+            url: url.as_ref().to_owned(),
+            config: Config::default(),
+            connect_timeout: Duration::from_secs(10),
+            tls: TlsOptions::default(),
+        }
+    }
+
+    /// Sets the options and limits (subprotocols offered, extra headers, frame and
+    /// message sizes, handshake and close timeouts, keepalive).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Offers these subprotocols, in order of preference.
+    pub fn protocols<I, S>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config = self.config.protocols(protocols);
+        self
+    }
+
+    /// Adds a request header (Origin, Authorization, Cookie …).
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.config = self.config.extra_header(name, value);
+        self
+    }
+
+    /// How long the TCP connection and the TLS handshake may take. Default 10 s. The
+    /// WebSocket handshake that follows is bounded by [`Config::handshake_timeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Uses this rustls configuration for `wss://`, instead of one built from the roots
+    /// and identity below.
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls.config = Some(config);
+        self
+    }
+
+    /// Trusts these roots for `wss://` instead of the webpki roots (Mozilla's).
+    pub fn root_certificates(mut self, roots: rustls::RootCertStore) -> Self {
+        self.tls.roots = Some(roots);
+        self
+    }
+
+    /// Presents this certificate chain and key to servers that ask for a client
+    /// certificate.
+    pub fn client_certificate(mut self, chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Self {
+        self.tls.identity = Some((chain, Arc::new(key)));
+        self
+    }
+
+    /// Connects and completes the opening handshake; returns the open socket and the
+    /// server's 101 response. A refusal is a [`HandshakeError`]: a non-101 status with
+    /// its headers and the start of its body, a redirect (reported, not followed), or an
+    /// answer that fails validation.
+    pub async fn connect(self) -> Result<(ClientWebSocket, Response<()>)> {
+        let (stream, response, protocol, leftover) = self.establish().await?;
+        Ok((WebSocket::from_upgraded(stream, Role::Client, &self.config, protocol, leftover), response))
+    }
+
+    /// Returns a socket at once, still [`ReadyState::Connecting`](crate::ReadyState),
+    /// and connects in the background: messages sent meanwhile are queued (up to the
+    /// write buffer's high-water mark) and sent on open. If the connection fails, the
+    /// socket's stream yields the error, then ends.
+    pub fn open(self) -> ClientWebSocket {
+        let socket = WebSocket::connecting(Role::Client, &self.config);
+        let attacher = socket.attacher();
+        tokio::spawn(async move {
+            match self.establish().await {
+                Ok((stream, _, protocol, leftover)) => attacher.attach(stream, protocol, leftover),
+                Err(error) => attacher.abort(error),
+            }
+        });
+        socket
+    }
+
+    /// A client that reconnects whenever the connection is lost; see [`Reconnect`].
+    pub fn reconnecting(self, policy: Reconnect) -> ReconnectingClient {
+        ReconnectingClient::new(self, policy)
+    }
+
+    /// TCP, TLS and the opening handshake: the stream, the 101 response, the subprotocol,
+    /// and any frames that arrived with the response.
+    async fn establish(&self) -> Result<(ClientStream, Response<()>, Option<String>, BytesMut)> {
+        let uri: Uri = self.url.parse().map_err(|e| Error::InvalidUrl(format!("{}: {e}", self.url)))?;
+        let (secure, default_port) = match uri.scheme_str() {
+            Some("ws") => (false, 80),
+            Some("wss") => (true, 443),
+            _ => return Err(Error::InvalidUrl(format!("{}: the scheme must be ws or wss", self.url))),
+        };
+        let host = uri.host().ok_or_else(|| Error::InvalidUrl(format!("{}: no host", self.url)))?;
+        // http::Uri keeps the brackets of an IPv6 literal.
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let port = uri.port_u16().unwrap_or(default_port);
+
+        let stream = tokio::time::timeout(self.connect_timeout, async {
+            let tcp = TcpStream::connect((host, port)).await?;
+            let _ = tcp.set_nodelay(true);
+            if !secure {
+                return Ok(ClientStream::Plain(tcp));
+            }
+            let name = ServerName::try_from(host.to_owned()).map_err(|e| Error::InvalidUrl(format!("{host}: {e}")))?;
+            let connector = tokio_rustls::TlsConnector::from(self.build_tls_config()?);
+            Ok::<_, Error>(ClientStream::Tls(Box::new(connector.connect(name, tcp).await?)))
+        })
+        .await
+        .map_err(|_| Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")))??;
+
+        tokio::time::timeout(self.config.handshake_timeout, self.handshake(stream, &uri)).await.map_err(|_| HandshakeError::Timeout)?
+    }
+
+    async fn handshake(&self, mut stream: ClientStream, uri: &Uri) -> Result<(ClientStream, Response<()>, Option<String>, BytesMut)> {
+        let (request, key) = hs::request(uri, &self.config)?;
+        let mut out = BytesMut::new();
+        http1::write_request(&request, &mut out);
+        stream.write_all(&out).await?;
+        let mut buf = BytesMut::new();
+        let max = self.config.max_header_bytes;
+        let response = http1::read_head(&mut stream, &mut buf, max, |b| http1::parse_response(b, self.config.max_headers)).await?;
+        let body = if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            Bytes::new()
+        } else {
+            read_body_start(&mut stream, &mut buf, &response).await
+        };
+        let protocol = hs::validate_response(response.status(), response.headers(), body, &key, &self.config)?;
+        Ok((stream, response, protocol, buf))
+    }
+
+    fn build_tls_config(&self) -> Result<Arc<rustls::ClientConfig>> {
+        if let Some(config) = &self.tls.config {
+            return Ok(config.clone());
+        }
+        let roots = self.tls.roots.clone().unwrap_or_else(|| rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() });
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls(e.to_string()))?
+            .with_root_certificates(roots);
+        let config = match &self.tls.identity {
+            Some((chain, key)) => builder.with_client_auth_cert(chain.clone(), key.clone_key()).map_err(|e| Error::Tls(e.to_string()))?,
+            None => builder.with_no_client_auth(),
+        };
+        Ok(Arc::new(config))
+    }
+}
+
+/// Reads what arrives of a refused answer's body, up to its length and [`BODY_START`].
+async fn read_body_start(stream: &mut ClientStream, buf: &mut BytesMut, response: &Response<()>) -> Bytes {
+    let length = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let want = length.unwrap_or(BODY_START).min(BODY_START);
+    // A body that never comes must not turn the refusal into a timeout.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while buf.len() < want {
+            match stream.read_buf(buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    buf.split_to(buf.len().min(want)).freeze()
+}

@@ -1,0 +1,186 @@
+//! A client that reconnects: exponential backoff with jitter, a bound on attempts,
+//! `on_open` again after every reconnect, and sends queued while reconnecting.
+
+use super::ClientBuilder;
+use crate::close::CloseCode;
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::handler::{Handler, serve_mut};
+use crate::message::Message;
+use crate::protocol::Role;
+use crate::websocket::WebSocket;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+/// When and how often to reconnect.
+///
+/// The delay before attempt `n` (counting from 1 after a failure) is
+/// `min(max_delay, initial_delay * 2^(n-1))`, times a random factor in `[0.5, 1)` so that
+/// many clients cut off at once do not come back at once. A connection lost after it was
+/// open is retried at once, then with backoff.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Reconnect {
+    /// The first delay. Default 100 ms.
+    pub initial_delay: Duration,
+    /// The longest delay. Default 30 s.
+    pub max_delay: Duration,
+    /// Consecutive failed attempts after which the client gives up; `None` never gives
+    /// up. Default `None`.
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self { initial_delay: Duration::from_millis(100), max_delay: Duration::from_secs(30), max_attempts: None }
+    }
+}
+
+impl Reconnect {
+    /// Sets the first and the longest delay.
+    pub fn delays(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_delay = initial;
+        self.max_delay = max;
+        self
+    }
+
+    /// Gives up after `attempts` consecutive failures.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    fn delay(&self, failures: u32) -> Duration {
+        let exp = self.initial_delay.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+        exp.min(self.max_delay).mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    }
+}
+
+/// A client that keeps a connection up: see [`ClientBuilder::reconnecting`].
+#[derive(Debug)]
+pub struct ReconnectingClient {
+    builder: ClientBuilder,
+    policy: Reconnect,
+}
+
+struct Control {
+    stop: AtomicBool,
+    stopped: Notify,
+}
+
+/// The handle to a reconnecting client: sends go to the current connection, or, while
+/// reconnecting, wait in the next one's queue (up to the write buffer's high-water mark).
+#[derive(Debug)]
+pub struct ReconnectHandle {
+    current: watch::Receiver<Connection>,
+    control: Arc<Control>,
+    task: JoinHandle<Result<()>>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control").field("stop", &self.stop).finish_non_exhaustive()
+    }
+}
+
+impl ReconnectingClient {
+    pub(crate) fn new(builder: ClientBuilder, policy: Reconnect) -> Self {
+        Self { builder, policy }
+    }
+
+    /// Connects, and reconnects whenever the connection is lost, serving each connection
+    /// with `handler`: `on_open` after every (re)connection, so the application can
+    /// resubscribe, `on_close` after every loss, `on_error` for each failed attempt.
+    pub fn serve<H: Handler>(self, mut handler: H) -> ReconnectHandle {
+        let control = Arc::new(Control { stop: AtomicBool::new(false), stopped: Notify::new() });
+        let first = WebSocket::connecting(Role::Client, &self.builder.config);
+        let (current_tx, current) = watch::channel(first.connection());
+        let ctl = control.clone();
+        let task = tokio::spawn(async move {
+            let mut socket = first;
+            loop {
+                let mut failures = 0u32;
+                let attacher = socket.attacher();
+                loop {
+                    if ctl.stop.load(Ordering::Acquire) {
+                        attacher.abort(Error::Closed);
+                        return Ok(());
+                    }
+                    match self.builder.establish().await {
+                        Ok((stream, _, protocol, leftover)) => {
+                            attacher.attach(stream, protocol, leftover);
+                            break;
+                        }
+                        Err(error) => {
+                            failures += 1;
+                            tracing::debug!(%error, failures, "reconnect attempt failed");
+                            handler.on_error(&socket.connection(), &error).await;
+                            if self.policy.max_attempts.is_some_and(|max| failures >= max) {
+                                attacher.abort(Error::Closed);
+                                return Err(error);
+                            }
+                            tokio::select! {
+                                _ = tokio::time::sleep(self.policy.delay(failures)) => {}
+                                _ = ctl.stopped.notified() => {}
+                            }
+                        }
+                    }
+                }
+                serve_mut(socket, &mut handler).await;
+                if ctl.stop.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                // The next connection takes sends at once; they wait in its queue.
+                socket = WebSocket::connecting(Role::Client, &self.builder.config);
+                let _ = current_tx.send(socket.connection());
+            }
+        });
+        ReconnectHandle { current, control, task }
+    }
+}
+
+impl ReconnectHandle {
+    /// The current connection (or the one being established).
+    pub fn connection(&self) -> Connection {
+        self.current.borrow().clone()
+    }
+
+    /// Sends a message on the current connection; if it was just lost, on the next one.
+    /// Waits at the write buffer's high-water mark, reconnecting included.
+    pub async fn send(&self, message: Message) -> Result<()> {
+        let mut current = self.current.clone();
+        loop {
+            let connection = current.borrow_and_update().clone();
+            match connection.send(message.clone()).await {
+                Err(Error::Closed) if !self.control.stop.load(Ordering::Acquire) => {
+                    // Lost between the lookup and the send: wait for the next connection.
+                    current.changed().await.map_err(|_| Error::Closed)?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Queues a message without waiting: [`Error::Full`] at the high-water mark.
+    pub fn try_send(&self, message: Message) -> Result<()> {
+        self.connection().try_send(message)
+    }
+
+    /// Stops reconnecting, closes the current connection with `code` and `reason`, and
+    /// waits for the client to finish.
+    pub async fn close(self, code: CloseCode, reason: &str) -> Result<()> {
+        self.control.stop.store(true, Ordering::Release);
+        self.control.stopped.notify_waiters();
+        let _ = self.connection().close(code, reason);
+        self.task.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Waits until the client gives up (`Err` with the last connection error, after
+    /// [`Reconnect::max_attempts`] failures) or is closed (`Ok`).
+    pub async fn finished(self) -> Result<()> {
+        self.task.await.map_err(|_| Error::Closed)?
+    }
+}
