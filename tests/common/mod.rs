@@ -4,15 +4,13 @@
 
 pub mod servers;
 
-use bytes::BytesMut;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use wsdriver::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
-use wsdriver::handshake::{client, http1};
-use wsdriver::{Config, Handler, Role, Server, WebSocket, mask::apply_mask};
+use wsdriver::{Config, Handler, Server, WebSocket, mask::apply_mask};
 
 /// Upper bound for any single wait in a test: a hang fails the test instead of the suite.
 pub const LIMIT: Duration = Duration::from_secs(20);
@@ -36,24 +34,18 @@ where
 }
 
 /// Connects a client socket to `ws://addr{path}` with `config` (its protocols are offered).
-pub async fn connect(addr: SocketAddr, path: &str, config: &Config) -> WebSocket<TcpStream> {
-    let (ws, _) = connect_with_response(addr, path, config).await;
-    ws
+pub async fn connect(addr: SocketAddr, path: &str, config: &Config) -> WebSocket<wsdriver::client::ClientStream> {
+    connect_with_response(addr, path, config).await.0
 }
 
 /// As [`connect`], also returning the 101 response.
-pub async fn connect_with_response(addr: SocketAddr, path: &str, config: &Config) -> (WebSocket<TcpStream>, http::Response<()>) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let uri: http::Uri = format!("ws://{addr}{path}").parse().unwrap();
-    let (request, key) = client::request(&uri, config).unwrap();
-    let mut out = BytesMut::new();
-    http1::write_request(&request, &mut out);
-    stream.write_all(&out).await.unwrap();
-    let mut buf = BytesMut::new();
-    let response = http1::read_head(&mut stream, &mut buf, 16 << 10, |b| http1::parse_response(b, 64)).await.unwrap();
-    let protocol = client::validate_response(response.status(), response.headers(), bytes::Bytes::new(), &key, config).unwrap();
-    (WebSocket::from_upgraded(stream, Role::Client, config, protocol, buf), response)
+pub async fn connect_with_response(
+    addr: SocketAddr,
+    path: &str,
+    config: &Config,
+) -> (WebSocket<wsdriver::client::ClientStream>, http::Response<()>) {
+    let builder = wsdriver::client::ClientBuilder::new(format!("ws://{addr}{path}")).config(config.clone());
+    bounded(builder.connect()).await.unwrap()
 }
 
 /// A TCP stream on which a client handshake completed, for writing raw frames.

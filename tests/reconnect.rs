@@ -1,0 +1,108 @@
+//! The reconnecting client: the server process is killed and restarted, and the client
+//! resumes: `on_open` again, and what was sent while the server was down is delivered.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod common;
+
+use common::{Event, Recorder, bounded};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use wsdriver::client::{ClientBuilder, Reconnect};
+use wsdriver::{CloseCode, Error, Message};
+
+/// The echo example, which `cargo test` builds beside the test binaries.
+fn echo_example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = dir.join("examples").join("echo");
+    assert!(path.exists(), "{} not built: run through cargo test", path.display());
+    path
+}
+
+/// Starts the echo server process on `addr` and waits until it accepts connections.
+fn start_echo(addr: SocketAddr) -> Child {
+    let child = Command::new(echo_example()).arg(addr.to_string()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(25)); // polling for the port, bounded
+    }
+    panic!("echo server did not start on {addr}");
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Event {
+    bounded(events.recv()).await.unwrap()
+}
+
+/// Skips reconnect-attempt errors.
+async fn next_non_error(events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Event {
+    loop {
+        match next_event(events).await {
+            Event::Error(_) => continue,
+            other => return other,
+        }
+    }
+}
+
+#[tokio::test]
+async fn resumes_after_the_server_is_killed_and_restarted() {
+    let addr = free_addr();
+    let mut server = start_echo(addr);
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let client = ClientBuilder::new(format!("ws://{addr}/"))
+        .reconnecting(Reconnect::default().delays(Duration::from_millis(20), Duration::from_millis(200)))
+        .serve(Recorder { events: tx, echo: false });
+
+    assert_eq!(next_event(&mut events).await, Event::Open);
+    client.send(Message::text("before")).await.unwrap();
+    assert_eq!(next_event(&mut events).await, Event::Message(Message::text("before")));
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(matches!(next_event(&mut events).await, Event::Error(_) | Event::Close(1006, _)));
+    // Sent while the server is down: queued in the next connection.
+    client.send(Message::text("while down")).await.unwrap();
+
+    let mut server = start_echo(addr);
+    loop {
+        match next_non_error(&mut events).await {
+            Event::Close(1006, _) => continue,
+            Event::Open => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(next_non_error(&mut events).await, Event::Message(Message::text("while down")));
+    client.send(Message::text("after")).await.unwrap();
+    assert_eq!(next_non_error(&mut events).await, Event::Message(Message::text("after")));
+
+    bounded(client.close(CloseCode::NORMAL, "bye")).await.unwrap();
+    assert_eq!(next_non_error(&mut events).await, Event::Close(1000, String::new()));
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[tokio::test]
+async fn gives_up_after_the_attempt_bound() {
+    let addr = free_addr(); // nothing listens there
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let client = ClientBuilder::new(format!("ws://{addr}/"))
+        .reconnecting(Reconnect::default().delays(Duration::from_millis(5), Duration::from_millis(20)).max_attempts(3))
+        .serve(Recorder { events: tx, echo: false });
+    assert!(matches!(bounded(client.finished()).await, Err(Error::Io(_))));
+    let mut errors = 0;
+    while let Ok(event) = events.try_recv() {
+        match event {
+            Event::Error(_) => errors += 1,
+            Event::Dropped => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(errors, 3);
+}
