@@ -21,12 +21,28 @@ fn echo_example() -> PathBuf {
     path
 }
 
+/// The echo server process; killed when dropped, so a failing test leaves none behind.
+struct EchoProcess(Child);
+
+impl EchoProcess {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for EchoProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Starts the echo server process on `addr` and waits until it accepts connections.
-fn start_echo(addr: SocketAddr) -> Child {
-    let child = Command::new(echo_example()).arg(addr.to_string()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+fn start_echo(addr: SocketAddr) -> EchoProcess {
+    let process = EchoProcess(Command::new(echo_example()).arg(addr.to_string()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
     for _ in 0..200 {
         if std::net::TcpStream::connect(addr).is_ok() {
-            return child;
+            return process;
         }
         std::thread::sleep(Duration::from_millis(25)); // polling for the port, bounded
     }
@@ -64,13 +80,12 @@ async fn resumes_after_the_server_is_killed_and_restarted() {
     client.send(Message::text("before")).await.unwrap();
     assert_eq!(next_event(&mut events).await, Event::Message(Message::text("before")));
 
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
     assert!(matches!(next_event(&mut events).await, Event::Error(_) | Event::Close(1006, _)));
     // Sent while the server is down: queued in the next connection.
     client.send(Message::text("while down")).await.unwrap();
 
-    let mut server = start_echo(addr);
+    let _server = start_echo(addr);
     loop {
         match next_non_error(&mut events).await {
             Event::Close(1006, _) => continue,
@@ -84,8 +99,6 @@ async fn resumes_after_the_server_is_killed_and_restarted() {
 
     bounded(client.close(CloseCode::NORMAL, "bye")).await.unwrap();
     assert_eq!(next_non_error(&mut events).await, Event::Close(1000, String::new()));
-    server.kill().unwrap();
-    server.wait().unwrap();
 }
 
 #[tokio::test]
