@@ -39,7 +39,8 @@ impl Drop for EchoProcess {
 
 /// Starts the echo server process on `addr` and waits until it accepts connections.
 fn start_echo(addr: SocketAddr) -> EchoProcess {
-    let process = EchoProcess(Command::new(echo_example()).arg(addr.to_string()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let process =
+        EchoProcess(Command::new(echo_example()).arg(addr.to_string()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
     for _ in 0..200 {
         if std::net::TcpStream::connect(addr).is_ok() {
             return process;

@@ -93,6 +93,17 @@ pub async fn close_with_code_and_reason(addr: SocketAddr) {
     assert_eq!(ws.close_status().unwrap().0, 4001);
 }
 
+/// The server answers a Close with the same code (any reason).
+pub async fn close_code_is_echoed(addr: SocketAddr) {
+    let mut ws = connect(addr, "/", &Config::default()).await;
+    ws.close(CloseCode::from(4001), "done here").await.unwrap();
+    match bounded(ws.recv()).await.unwrap().unwrap() {
+        Message::Close(Some(frame)) => assert_eq!(frame.code, 4001),
+        other => panic!("{other:?}"),
+    }
+    assert!(bounded(ws.recv()).await.is_none(), "the stream ends after the close handshake");
+}
+
 pub async fn ping_is_answered(addr: SocketAddr) {
     let ws = connect(addr, "/", &Config::default()).await;
     let conn = ws.connection();
