@@ -3,12 +3,16 @@
 //!
 //! `cargo run --release --example autobahn_client -- ws://127.0.0.1:9001 [AGENT]`
 
-use wsdriver::client::connect;
-use wsdriver::{Error, Message};
+use wsdriver::client::ClientBuilder;
+use wsdriver::deflate::DeflateConfig;
+use wsdriver::{Config, Error, Message};
 
 /// Connects to `url` and echoes until the server closes; returns the first text received.
 async fn run(url: &str) -> Result<Option<String>, Error> {
-    let (mut ws, _) = connect(url).await?;
+    // Offering client_no_context_takeover lets the suite's servers accept every variant
+    // of the offer its compression cases expect.
+    let deflate = DeflateConfig::default().no_context_takeover(false, true);
+    let (mut ws, _) = ClientBuilder::new(url).config(Config::default().deflate(deflate)).connect().await?;
     let mut first_text = None;
     while let Some(message) = ws.recv().await {
         match message {

@@ -6,13 +6,13 @@
 #[path = "shared/echo.rs"]
 mod shared;
 
-use shared::{Echo, init_logging, listen_addr};
+use shared::{Echo, config, init_logging, listen_addr};
 use wsdriver::Server;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     init_logging();
-    let server = Server::bind(listen_addr()).await?;
+    let server = Server::bind(listen_addr()).await?.config(config());
     println!("echo server listening on ws://{}", server.local_addr()?);
     server.serve(|_request| Echo).await
 }

@@ -6,11 +6,14 @@
 mod shared;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use shared::{Echo, init_logging, listen_addr};
+use shared::{Echo, config, init_logging, listen_addr};
+use std::sync::LazyLock;
 use wsdriver::Config;
 
+static CONFIG: LazyLock<Config> = LazyLock::new(config);
+
 async fn echo(request: HttpRequest, payload: web::Payload) -> Result<HttpResponse, actix_web::Error> {
-    wsdriver::actix::serve(&request, payload, &Config::default(), Echo)
+    wsdriver::actix::serve(&request, payload, &CONFIG, Echo)
 }
 
 #[actix_web::main]

@@ -7,12 +7,12 @@ mod shared;
 
 use axum::Router;
 use axum::response::Response;
-use shared::{Echo, init_logging, listen_addr};
+use shared::{Echo, config, init_logging, listen_addr};
 use tokio::net::TcpListener;
 use wsdriver::axum::WebSocketUpgrade;
 
 async fn echo(ws: WebSocketUpgrade) -> Response {
-    ws.serve(Echo)
+    ws.config(config()).serve(Echo)
 }
 
 #[tokio::main]

@@ -11,13 +11,16 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use shared::{Echo, init_logging, listen_addr};
+use shared::{Echo, config, init_logging, listen_addr};
 use std::convert::Infallible;
+use std::sync::LazyLock;
 use tokio::net::TcpListener;
 use wsdriver::{Config, hyper::upgrade, serve};
 
+static CONFIG: LazyLock<Config> = LazyLock::new(config);
+
 async fn route(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(match upgrade(&mut request, &Config::default()) {
+    Ok(match upgrade(&mut request, &CONFIG) {
         Ok((response, socket)) => {
             tokio::spawn(async move {
                 if let Ok(socket) = socket.await {

@@ -12,7 +12,7 @@ use hyper::server::conn::http1;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use shared::{Echo, init_logging, listen_addr};
+use shared::{Echo, config, init_logging, listen_addr};
 use std::convert::Infallible;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -29,7 +29,7 @@ async fn main() -> std::io::Result<()> {
     init_logging();
     let listener = TcpListener::bind(listen_addr()).await?;
     println!("echo (tower) listening on ws://{}", listener.local_addr()?);
-    let service = ServiceBuilder::new().layer(WebSocketLayer::new(|_request: &Request<()>| Echo)).service_fn(not_found);
+    let service = ServiceBuilder::new().layer(WebSocketLayer::new(|_request: &Request<()>| Echo).config(config())).service_fn(not_found);
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);

@@ -81,6 +81,12 @@ async function runChecks(WS, base, log) {
     log('ok ' + name);
   }
 
+  const d = await open('/deflate');
+  if (!String(d.ws.extensions).startsWith('permessage-deflate')) throw new Error('permessage-deflate not negotiated: "' + d.ws.extensions + '"');
+  await echo(d, JSON.stringify(Array.from({ length: 5000 }, (_, i) => ({ id: i, name: 'user ' + i }))), 'compressible text');
+  d.ws.close(1000);
+  log('ok permessage-deflate negotiated');
+
   const p = await open('/sub', ['x.unknown', 'echo.v1', 'echo.v2']);
   if (p.ws.protocol !== 'echo.v1') throw new Error('subprotocol: got "' + p.ws.protocol + '", want "echo.v1"');
   p.ws.close(1000);

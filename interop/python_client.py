@@ -69,6 +69,13 @@ async def main(base):
             await check(ws)
         print("python websockets: ok", name, flush=True)
 
+    async with connect(base + "/deflate", max_size=None, open_timeout=LIMIT) as ws:
+        extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        if not extensions.startswith("permessage-deflate"):
+            raise AssertionError("permessage-deflate not negotiated: %r" % extensions)
+        await echo(ws, "".join('{"id":%d,"name":"user %d"},' % (i, i) for i in range(5000)), "compressible text")
+    print("python websockets: ok permessage-deflate negotiated", flush=True)
+
     async with connect(base + "/sub", subprotocols=["x.unknown", "echo.v1", "echo.v2"], open_timeout=LIMIT) as ws:
         if ws.subprotocol != "echo.v1":
             raise AssertionError("subprotocol: got %r" % ws.subprotocol)

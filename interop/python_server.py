@@ -1,7 +1,7 @@
 """An echo server on Python's `websockets`, for testing wsdriver's client: listens on a
 free loopback port, prints "PORT <n>", echoes every message, selects the first
-subprotocol the client offers among echo.v2 and echo.v1, and exits when its standard
-input closes."""
+subprotocol the client offers among echo.v2 and echo.v1, accepts permessage-deflate (the
+library's default), and exits when its standard input closes."""
 import asyncio
 import sys
 

@@ -1,7 +1,8 @@
 //! The client against real third-party servers, nobody on this project wrote them:
 //! Node's `ws` and Python's `websockets`, each running the battery's client-side checks
 //! (multi-byte text, every byte value, empty messages, length boundaries, 16 MiB, 1000
-//! pipelined messages, subprotocol selection, close codes, ping).
+//! pipelined messages, subprotocol selection, close codes, ping), with permessage-deflate
+//! negotiated.
 //!
 //! The peers are installed by `interop/install.sh`, which `scripts/test-all` runs. Each
 //! server process lives as long as this test binary: it exits when its standard input,
@@ -61,7 +62,7 @@ macro_rules! against {
                 super::peer_server(stringify!($peer))
             }
             crate::echo_battery!(@tests start; text_multibyte, binary_all_byte_values, empty_messages, length_boundaries,
-                sixteen_mib, pipelined_in_order, subprotocol_selection, close_code_is_echoed, ping_is_answered);
+                sixteen_mib, pipelined_in_order, subprotocol_selection, close_code_is_echoed, ping_is_answered, deflate_round_trips);
         }
     )*};
 }

@@ -81,7 +81,7 @@ async fn messages_sent_while_connecting_are_sent_on_open() {
     assert_eq!(conn.buffered_amount(), 10);
     let (a, b) = tokio::io::duplex(1 << 16);
     let mut client = WebSocket::from_raw(b, Role::Client, &Config::default());
-    server.attach(a, Some("chat".into()), Default::default());
+    server.attach(a, wsdriver::handshake::Negotiated::protocol(Some("chat".into())), Default::default());
     assert_eq!(conn.ready_state(), ReadyState::Open);
     assert_eq!(conn.protocol().as_deref(), Some("chat"));
     assert_eq!(bounded(client.recv()).await.unwrap().unwrap(), Message::text("early 1"));

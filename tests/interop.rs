@@ -2,7 +2,8 @@
 //! Chromium's own WebSocket, Node's `ws` and Python's `websockets`, each running the checks
 //! of `interop/` (multi-byte text, every byte value, empty messages, the 125/126/65535/65536
 //! length boundaries, 16 MiB, 1000 pipelined messages in order, subprotocol selection,
-//! close with code and reason) against every way of serving the echo handler.
+//! close with code and reason, permessage-deflate negotiated) against every way of
+//! serving the echo handler.
 //!
 //! The peers are installed by `interop/install.sh`, which `scripts/test-all` runs.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
@@ -57,7 +58,7 @@ async fn run_peer(server: &str, peer: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{peer} against {server} failed:\n{stdout}\n{stderr}");
     // Every check reported in; a peer that silently skipped would not print them all.
-    assert_eq!(stdout.lines().filter(|l| l.contains("ok ")).count(), 8, "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.contains("ok ")).count(), 9, "{stdout}");
 }
 
 macro_rules! interop {

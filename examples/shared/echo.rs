@@ -1,6 +1,7 @@
 //! The one echo handler every echo example serves, and the listen-address convention.
 
-use wsdriver::{Connection, Handler, Message};
+use wsdriver::deflate::DeflateConfig;
+use wsdriver::{Config, Connection, Handler, Message};
 
 /// Sends every text and binary message back.
 pub struct Echo;
@@ -9,6 +10,11 @@ impl Handler for Echo {
     async fn on_message(&mut self, ws: &Connection, message: Message) {
         let _ = ws.send(message).await;
     }
+}
+
+/// The config every echo example serves with: the defaults, plus permessage-deflate.
+pub fn config() -> Config {
+    Config::default().deflate(DeflateConfig::default())
 }
 
 /// The listen address: the first argument, by default `127.0.0.1:9001`.

@@ -8,11 +8,18 @@ use crate::common::{bounded, connect, connect_with_response, raw_request};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
+use wsdriver::deflate::DeflateConfig;
 use wsdriver::{CloseCode, CloseFrame, Config, Message};
+
+/// The config battery clients connect with: permessage-deflate offered.
+pub fn client_config() -> Config {
+    Config::default().deflate(DeflateConfig::default())
+}
 
 /// The config every battery server is started with: the options every adapter must honour.
 pub fn server_config() -> Config {
     Config::default()
+        .deflate(DeflateConfig::default())
         .protocols(["echo.v2", "echo.v1"])
         .max_message_size(32 << 20)
         .extra_header(http::header::SERVER, http::HeaderValue::from_static("wsdriver-battery"))
@@ -20,7 +27,7 @@ pub fn server_config() -> Config {
 }
 
 async fn echo_one(addr: SocketAddr, message: Message) {
-    let mut ws = connect(addr, "/any/path?x=1", &Config::default()).await;
+    let mut ws = connect(addr, "/any/path?x=1", &client_config()).await;
     ws.send(message.clone()).await.unwrap();
     let got = bounded(ws.recv()).await.unwrap().unwrap();
     assert_eq!(got.len(), message.len());
@@ -41,7 +48,7 @@ pub async fn empty_messages(addr: SocketAddr) {
 }
 
 pub async fn length_boundaries(addr: SocketAddr) {
-    let mut ws = connect(addr, "/", &Config::default()).await;
+    let mut ws = connect(addr, "/", &client_config()).await;
     for len in [125usize, 126, 127, 65535, 65536, 65537] {
         let payload: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
         ws.send(Message::binary(payload.clone())).await.unwrap();
@@ -58,7 +65,7 @@ pub async fn sixteen_mib(addr: SocketAddr) {
 }
 
 pub async fn pipelined_in_order(addr: SocketAddr) {
-    let ws = connect(addr, "/", &Config::default()).await;
+    let ws = connect(addr, "/", &client_config()).await;
     let (mut tx, mut rx) = ws.split();
     let sender = tokio::spawn(async move {
         for i in 0..1000 {
@@ -75,17 +82,17 @@ pub async fn pipelined_in_order(addr: SocketAddr) {
 }
 
 pub async fn subprotocol_selection(addr: SocketAddr) {
-    let offered = Config::default().protocols(["x.unknown", "echo.v1", "echo.v2"]);
+    let offered = client_config().protocols(["x.unknown", "echo.v1", "echo.v2"]);
     let (ws, response) = connect_with_response(addr, "/", &offered).await;
     assert_eq!(ws.protocol().as_deref(), Some("echo.v1"), "client preference order");
     assert_eq!(response.headers()["sec-websocket-protocol"], "echo.v1");
-    let (ws, response) = connect_with_response(addr, "/", &Config::default().protocols(["nope"])).await;
+    let (ws, response) = connect_with_response(addr, "/", &client_config().protocols(["nope"])).await;
     assert_eq!(ws.protocol(), None);
     assert!(response.headers().get("sec-websocket-protocol").is_none());
 }
 
 pub async fn close_with_code_and_reason(addr: SocketAddr) {
-    let mut ws = connect(addr, "/", &Config::default()).await;
+    let mut ws = connect(addr, "/", &client_config()).await;
     ws.close(CloseCode::from(4001), "done here").await.unwrap();
     let got = bounded(ws.recv()).await.unwrap().unwrap();
     assert_eq!(got, Message::Close(Some(CloseFrame { code: CloseCode::from(4001), reason: "".into() })));
@@ -95,7 +102,7 @@ pub async fn close_with_code_and_reason(addr: SocketAddr) {
 
 /// The server answers a Close with the same code (any reason).
 pub async fn close_code_is_echoed(addr: SocketAddr) {
-    let mut ws = connect(addr, "/", &Config::default()).await;
+    let mut ws = connect(addr, "/", &client_config()).await;
     ws.close(CloseCode::from(4001), "done here").await.unwrap();
     match bounded(ws.recv()).await.unwrap().unwrap() {
         Message::Close(Some(frame)) => assert_eq!(frame.code, 4001),
@@ -105,7 +112,7 @@ pub async fn close_code_is_echoed(addr: SocketAddr) {
 }
 
 pub async fn ping_is_answered(addr: SocketAddr) {
-    let ws = connect(addr, "/", &Config::default()).await;
+    let ws = connect(addr, "/", &client_config()).await;
     let conn = ws.connection();
     let (_tx, mut rx) = ws.split();
     let reader = tokio::spawn(async move { while let Some(Ok(_)) = rx.next().await {} });
@@ -149,7 +156,7 @@ pub async fn a_client_that_never_reads_is_backpressured(addr: SocketAddr) {
 /// The config's options hold on this server: extra response headers, the origin check,
 /// the message size limit.
 pub async fn config_options_apply(addr: SocketAddr) {
-    let (_ws, response) = connect_with_response(addr, "/", &Config::default()).await;
+    let (_ws, response) = connect_with_response(addr, "/", &client_config()).await;
     assert_eq!(response.headers()["server"], "wsdriver-battery");
 
     let request = "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: http://evil.example\r\n\r\n";
@@ -172,6 +179,20 @@ pub async fn config_options_apply(addr: SocketAddr) {
     assert_eq!(crate::common::read_close(&mut stream).await, Some(1009));
 }
 
+/// permessage-deflate is negotiated, and compressible and incompressible messages of
+/// every size class survive it, on both sides.
+pub async fn deflate_round_trips(addr: SocketAddr) {
+    let (mut ws, response) = connect_with_response(addr, "/", &client_config()).await;
+    let extensions = response.headers().get("sec-websocket-extensions").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    assert!(extensions.starts_with("permessage-deflate"), "not negotiated: {extensions:?}");
+    let json: String = (0..20_000).map(|i| format!("{{\"id\":{i},\"name\":\"user {i}\",\"online\":true}},")).collect();
+    let noise: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    for message in [Message::text("tiny"), Message::text(json.clone()), Message::binary(noise), Message::text(json)] {
+        ws.send(message.clone()).await.unwrap();
+        assert!(bounded(ws.recv()).await.unwrap().unwrap() == message, "deflate round trip differs");
+    }
+}
+
 /// Generates one test per battery check against the server `$start(config)` returns.
 #[macro_export]
 macro_rules! echo_battery {
@@ -179,7 +200,7 @@ macro_rules! echo_battery {
         $crate::echo_battery!(@tests $start; text_multibyte, binary_all_byte_values, empty_messages,
             length_boundaries, sixteen_mib, pipelined_in_order, subprotocol_selection,
             close_with_code_and_reason, ping_is_answered, rejects_bad_handshakes,
-            a_client_that_never_reads_is_backpressured, config_options_apply);
+            a_client_that_never_reads_is_backpressured, config_options_apply, deflate_round_trips);
     };
     (@tests $start:expr; $($check:ident),*) => {
         $(

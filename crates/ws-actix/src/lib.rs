@@ -73,7 +73,7 @@ pub fn handle(request: &HttpRequest, payload: web::Payload, config: &Config) -> 
             builder.append_header((name.as_str(), value.as_bytes()));
         }
     }
-    let socket = WebSocket::from_upgraded(io, Role::Server, config, accepted.protocol, Default::default());
+    let socket = WebSocket::from_upgraded(io, Role::Server, config, accepted.negotiated, Default::default());
     Ok((builder.streaming(body), socket))
 }
 

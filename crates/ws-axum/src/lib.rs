@@ -132,7 +132,7 @@ impl WebSocketUpgrade {
             Ok(accepted) => accepted,
             Err(e) => return WebSocketUpgradeRejection::Handshake(e).into_response(),
         };
-        let upgrade = UpgradeFut::new(self.on_upgrade, self.config, accepted.protocol);
+        let upgrade = UpgradeFut::new(self.on_upgrade, self.config, accepted.negotiated);
         tokio::spawn(async move {
             match upgrade.await {
                 Ok(socket) => callback(socket).await,

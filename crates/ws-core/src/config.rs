@@ -102,6 +102,10 @@ pub struct Config {
     pub extra_headers: HeaderMap,
     /// Which `Origin`s a server accepts; others get 403. Default: any.
     pub origin_check: OriginCheck,
+    /// permessage-deflate (RFC 7692): offered by a client, accepted by a server when the
+    /// client offers it. Default off.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<crate::deflate::DeflateConfig>,
 }
 
 impl Default for Config {
@@ -119,6 +123,8 @@ impl Default for Config {
             protocols: Vec::new(),
             extra_headers: HeaderMap::new(),
             origin_check: OriginCheck::Any,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 }
@@ -192,6 +198,13 @@ impl Config {
     /// Sets [`Config::origin_check`] to a predicate.
     pub fn origin_check(mut self, check: impl Fn(Option<&str>) -> bool + Send + Sync + 'static) -> Self {
         self.origin_check = OriginCheck::Custom(Arc::new(check));
+        self
+    }
+
+    /// Turns permessage-deflate on with these options ([`Config::deflate`]).
+    #[cfg(feature = "deflate")]
+    pub fn deflate(mut self, deflate: crate::deflate::DeflateConfig) -> Self {
+        self.deflate = Some(deflate);
         self
     }
 

@@ -28,6 +28,8 @@ pub mod client;
 pub mod close;
 pub mod config;
 mod connection;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 pub mod error;
 pub mod extensions;
 pub mod frame;

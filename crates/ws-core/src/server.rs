@@ -66,7 +66,7 @@ where
     let mut out = BytesMut::new();
     http1::write_response(&accepted.response, &[], &mut out);
     io.write_all(&out).await?;
-    let socket = WebSocket::from_upgraded(io, Role::Server, config, accepted.protocol, buf);
+    let socket = WebSocket::from_upgraded(io, Role::Server, config, accepted.negotiated, buf);
     Ok((socket, request))
 }
 

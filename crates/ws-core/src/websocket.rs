@@ -18,6 +18,7 @@ use crate::close::{CloseCode, CloseFrame};
 use crate::config::Config;
 use crate::connection::{Connection, Link};
 use crate::error::{Error, Result};
+use crate::handshake::Negotiated;
 use crate::message::Message;
 use crate::protocol::{Protocol, ReadyState, Role};
 use crate::utf8::Utf8Bytes;
@@ -92,6 +93,9 @@ pub(crate) struct Shared<S> {
     /// Application handles alive: the socket, its halves, and every [`Connection`].
     handles: AtomicUsize,
     timing: Timing,
+    /// A connecting socket's config, for the extensions its handshake will negotiate
+    /// ([`Attacher::attach`]); `None` once open, to keep open connections small.
+    connecting_config: Option<Box<Config>>,
 }
 
 struct Keepalive {
@@ -400,11 +404,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     }
 }
 
+/// Installs the negotiated extensions; returns the subprotocol.
+fn install(proto: &mut Protocol, config: &Config, negotiated: Negotiated) -> Option<String> {
+    #[cfg(feature = "deflate")]
+    if let (Some(agreed), Some(options)) = (negotiated.deflate, config.deflate.as_ref()) {
+        proto.set_extension(Box::new(crate::deflate::Deflate::new(agreed, options)));
+    }
+    let _ = (proto, config); // used only with the deflate feature
+    negotiated.protocol
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
-    fn new(io: Option<S>, role: Role, config: &Config, protocol: Option<String>, leftover: BytesMut) -> Arc<Self> {
+    fn new(io: Option<S>, role: Role, config: &Config, negotiated: Negotiated, leftover: BytesMut) -> Arc<Self> {
         let read_fan = Arc::new(WakerFan::default());
         let write_fan = Arc::new(WakerFan::default());
         let mut proto = Protocol::new(role, config);
+        let protocol = install(&mut proto, config, negotiated);
+        let io_is_connecting = io.is_none();
         if io.is_some() {
             proto.open();
         }
@@ -433,6 +449,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
                 ping_interval: config.ping_interval,
                 pong_timeout: config.pong_timeout,
             },
+            connecting_config: io_is_connecting.then(|| Box::new(config.clone())),
         })
     }
 
@@ -643,25 +660,26 @@ pub struct WebSocket<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WebSocket<S> {
     /// Wraps a stream on which the opening handshake has already completed.
     pub fn from_raw(io: S, role: Role, config: &Config) -> Self {
-        Self::from_upgraded(io, role, config, None, BytesMut::new())
+        Self::from_upgraded(io, role, config, Negotiated::default(), BytesMut::new())
     }
 
-    /// Wraps a stream on which the handshake completed, with the negotiated subprotocol
-    /// and any bytes the peer sent right after its handshake (read with it).
-    pub fn from_upgraded(io: S, role: Role, config: &Config, protocol: Option<String>, leftover: BytesMut) -> Self {
-        Self::with_shared(Shared::new(Some(io), role, config, protocol, leftover))
+    /// Wraps a stream on which the handshake completed, with what it negotiated
+    /// (subprotocol, extensions) and any bytes the peer sent right after its handshake
+    /// (read with it).
+    pub fn from_upgraded(io: S, role: Role, config: &Config, negotiated: Negotiated, leftover: BytesMut) -> Self {
+        Self::with_shared(Shared::new(Some(io), role, config, negotiated, leftover))
     }
 
     /// A socket whose handshake is still under way: it is [`ReadyState::Connecting`],
     /// messages sent now are queued, and [`WebSocket::attach`] opens it.
     pub fn connecting(role: Role, config: &Config) -> Self {
-        Self::with_shared(Shared::new(None, role, config, None, BytesMut::new()))
+        Self::with_shared(Shared::new(None, role, config, Negotiated::default(), BytesMut::new()))
     }
 
-    /// Completes a [`WebSocket::connecting`] socket: attaches the stream, records the
-    /// subprotocol, and sends what was queued.
-    pub fn attach(&self, io: S, protocol: Option<String>, leftover: BytesMut) {
-        self.attacher().attach(io, protocol, leftover);
+    /// Completes a [`WebSocket::connecting`] socket: attaches the stream, installs what
+    /// the handshake negotiated, and sends what was queued.
+    pub fn attach(&self, io: S, negotiated: Negotiated, leftover: BytesMut) {
+        self.attacher().attach(io, negotiated, leftover);
     }
 
     /// A handle that completes (or fails) a [`WebSocket::connecting`] socket from another
@@ -750,13 +768,14 @@ pub struct Attacher<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Attacher<S> {
     /// The handshake completed on `io`: open the socket and send what was queued.
-    pub fn attach(&self, io: S, protocol: Option<String>, leftover: BytesMut) {
+    pub fn attach(&self, io: S, negotiated: Negotiated, leftover: BytesMut) {
         let mut inner = self.shared.lock();
         if inner.io.is_some() || inner.finished {
             return;
         }
         inner.io = Some(io);
-        inner.protocol = protocol;
+        let config = self.shared.connecting_config.as_deref().cloned().unwrap_or_default();
+        inner.protocol = install(&mut inner.proto, &config, negotiated);
         inner.rbuf = leftover;
         inner.proto.open();
         inner.write_now(&self.shared);

@@ -41,7 +41,7 @@ use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use ws_core::handshake::{HandshakeError, server};
+use ws_core::handshake::{HandshakeError, Negotiated, server};
 use ws_core::{Config, Error, Role, WebSocket};
 
 /// A WebSocket over hyper's upgraded connection.
@@ -56,7 +56,7 @@ pub type HyperWebSocket = WebSocket<TokioIo<Upgraded>>;
 /// enabled (hyper's `serve_connection(..).with_upgrades()`).
 pub fn upgrade<B>(request: &mut Request<B>, config: &Config) -> Result<(Response<Empty<Bytes>>, UpgradeFut), HandshakeError> {
     let accepted = server::accept(request, config)?;
-    let upgrade = UpgradeFut::new(hyper::upgrade::on(request), config.clone(), accepted.protocol);
+    let upgrade = UpgradeFut::new(hyper::upgrade::on(request), config.clone(), accepted.negotiated);
     Ok((accepted.response.map(|()| Empty::new()), upgrade))
 }
 
@@ -65,14 +65,14 @@ pub fn upgrade<B>(request: &mut Request<B>, config: &Config) -> Result<(Response
 pub struct UpgradeFut {
     on_upgrade: OnUpgrade,
     config: Option<Config>,
-    protocol: Option<String>,
+    negotiated: Option<Negotiated>,
 }
 
 impl UpgradeFut {
     /// An upgrade whose handshake an adapter already validated with
-    /// [`server::accept`]: `protocol` is the subprotocol it selected.
-    pub fn new(on_upgrade: OnUpgrade, config: Config, protocol: Option<String>) -> Self {
-        Self { on_upgrade, config: Some(config), protocol }
+    /// [`server::accept`], with what it negotiated.
+    pub fn new(on_upgrade: OnUpgrade, config: Config, negotiated: Negotiated) -> Self {
+        Self { on_upgrade, config: Some(config), negotiated: Some(negotiated) }
     }
 }
 
@@ -82,7 +82,7 @@ impl Future for UpgradeFut {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let upgraded = ready!(Pin::new(&mut self.on_upgrade).poll(cx)).map_err(|e| Error::Io(std::io::Error::other(e)))?;
         let config = self.config.take().unwrap_or_default();
-        let protocol = self.protocol.take();
-        Poll::Ready(Ok(WebSocket::from_upgraded(TokioIo::new(upgraded), Role::Server, &config, protocol, BytesMut::new())))
+        let negotiated = self.negotiated.take().unwrap_or_default();
+        Poll::Ready(Ok(WebSocket::from_upgraded(TokioIo::new(upgraded), Role::Server, &config, negotiated, BytesMut::new())))
     }
 }

@@ -21,7 +21,7 @@ pub use stream::ClientStream;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::handshake::{HandshakeError, client as hs, http1};
+use crate::handshake::{HandshakeError, Negotiated, client as hs, http1};
 use crate::protocol::Role;
 use crate::websocket::WebSocket;
 use bytes::{Bytes, BytesMut};
@@ -146,8 +146,8 @@ impl ClientBuilder {
     /// its headers and the start of its body, a redirect (reported, not followed), or an
     /// answer that fails validation.
     pub async fn connect(self) -> Result<(ClientWebSocket, Response<()>)> {
-        let (stream, response, protocol, leftover) = self.establish().await?;
-        Ok((WebSocket::from_upgraded(stream, Role::Client, &self.config, protocol, leftover), response))
+        let (stream, response, negotiated, leftover) = self.establish().await?;
+        Ok((WebSocket::from_upgraded(stream, Role::Client, &self.config, negotiated, leftover), response))
     }
 
     /// Returns a socket at once, still [`ReadyState::Connecting`](crate::ReadyState),
@@ -159,7 +159,7 @@ impl ClientBuilder {
         let attacher = socket.attacher();
         tokio::spawn(async move {
             match self.establish().await {
-                Ok((stream, _, protocol, leftover)) => attacher.attach(stream, protocol, leftover),
+                Ok((stream, _, negotiated, leftover)) => attacher.attach(stream, negotiated, leftover),
                 Err(error) => attacher.abort(error),
             }
         });
@@ -171,9 +171,9 @@ impl ClientBuilder {
         ReconnectingClient::new(self, policy)
     }
 
-    /// TCP, TLS and the opening handshake: the stream, the 101 response, the subprotocol,
-    /// and any frames that arrived with the response.
-    async fn establish(&self) -> Result<(ClientStream, Response<()>, Option<String>, BytesMut)> {
+    /// TCP, TLS and the opening handshake: the stream, the 101 response, what it
+    /// negotiated, and any frames that arrived with the response.
+    pub(crate) async fn establish(&self) -> Result<(ClientStream, Response<()>, Negotiated, BytesMut)> {
         let uri: Uri = self.url.parse().map_err(|e| Error::InvalidUrl(format!("{}: {e}", self.url)))?;
         let (secure, default_port) = match uri.scheme_str() {
             Some("ws") => (false, 80),
@@ -201,7 +201,7 @@ impl ClientBuilder {
         tokio::time::timeout(self.config.handshake_timeout, self.handshake(stream, &uri)).await.map_err(|_| HandshakeError::Timeout)?
     }
 
-    async fn handshake(&self, mut stream: ClientStream, uri: &Uri) -> Result<(ClientStream, Response<()>, Option<String>, BytesMut)> {
+    async fn handshake(&self, mut stream: ClientStream, uri: &Uri) -> Result<(ClientStream, Response<()>, Negotiated, BytesMut)> {
         let (request, key) = hs::request(uri, &self.config)?;
         let mut out = BytesMut::new();
         http1::write_request(&request, &mut out);
@@ -214,8 +214,8 @@ impl ClientBuilder {
         } else {
             read_body_start(&mut stream, &mut buf, &response).await
         };
-        let protocol = hs::validate_response(response.status(), response.headers(), body, &key, &self.config)?;
-        Ok((stream, response, protocol, buf))
+        let negotiated = hs::validate_response(response.status(), response.headers(), body, &key, &self.config)?;
+        Ok((stream, response, negotiated, buf))
     }
 
     fn build_tls_config(&self) -> Result<Arc<rustls::ClientConfig>> {

@@ -110,8 +110,8 @@ impl ReconnectingClient {
                         return Ok(());
                     }
                     match self.builder.establish().await {
-                        Ok((stream, _, protocol, leftover)) => {
-                            attacher.attach(stream, protocol, leftover);
+                        Ok((stream, _, negotiated, leftover)) => {
+                            attacher.attach(stream, negotiated, leftover);
                             break;
                         }
                         Err(error) => {

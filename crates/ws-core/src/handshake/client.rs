@@ -1,6 +1,6 @@
 //! The client side of the opening handshake (RFC 6455 §4.1).
 
-use super::{HandshakeError, accept_key, header_tokens};
+use super::{HandshakeError, Negotiated, accept_key, header_tokens};
 use crate::config::Config;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -35,12 +35,17 @@ pub fn request(uri: &Uri, config: &Config) -> Result<(Request<()>, String), Hand
     if !config.protocols.is_empty() {
         headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_str(&config.protocols.join(", ")).map_err(bad)?);
     }
+    #[cfg(feature = "deflate")]
+    if let Some(deflate) = &config.deflate {
+        headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_str(&crate::deflate::params::offer(deflate)).map_err(bad)?);
+    }
     let request = builder.body(()).map_err(|e| HandshakeError::Malformed(e.to_string()))?;
     Ok((request, key))
 }
 
 /// Validates the server's answer (RFC 6455 §4.1, steps 1-6 of the client's checks) and
-/// returns the subprotocol it selected.
+/// returns what it agreed to: the subprotocol, and permessage-deflate if offered and
+/// accepted.
 ///
 /// A non-101 status is an error carrying the status, headers and `body_start`; a 3xx is
 /// reported as a redirect rather than followed.
@@ -50,7 +55,7 @@ pub fn validate_response(
     body_start: Bytes,
     key: &str,
     config: &Config,
-) -> Result<Option<String>, HandshakeError> {
+) -> Result<Negotiated, HandshakeError> {
     if status != StatusCode::SWITCHING_PROTOCOLS {
         if status.is_redirection() {
             if let Some(location) = headers.get(header::LOCATION).and_then(|l| l.to_str().ok()) {
@@ -69,16 +74,36 @@ pub fn validate_response(
     if headers.get(header::SEC_WEBSOCKET_ACCEPT).is_none_or(|v| v.as_bytes() != expected.as_bytes()) {
         return Err(HandshakeError::InvalidAccept);
     }
-    // No extension is offered yet, so any extension in the answer is one not offered.
-    if let Some(ext) = header_tokens(headers, &header::SEC_WEBSOCKET_EXTENSIONS).next() {
-        return Err(HandshakeError::UnofferedExtension(ext.to_owned()));
-    }
     let mut selected = header_tokens(headers, &header::SEC_WEBSOCKET_PROTOCOL);
-    match (selected.next(), selected.next()) {
-        (None, _) => Ok(None),
-        (Some(p), None) if config.protocols.iter().any(|o| o == p) => Ok(Some(p.to_owned())),
-        (Some(p), _) => Err(HandshakeError::UnofferedProtocol(p.to_owned())),
+    let protocol = match (selected.next(), selected.next()) {
+        (None, _) => None,
+        (Some(p), None) if config.protocols.iter().any(|o| o == p) => Some(p.to_owned()),
+        (Some(p), _) => return Err(HandshakeError::UnofferedProtocol(p.to_owned())),
+    };
+    #[allow(unused_mut)]
+    let mut negotiated = Negotiated::protocol(protocol);
+    let values = headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS).iter().filter_map(|v| v.to_str().ok());
+    let extensions: Vec<&str> = values.flat_map(|v| v.split(',')).map(str::trim).filter(|e| !e.is_empty()).collect();
+    match (extensions.as_slice(), offered_deflate(config)) {
+        ([], _) => {}
+        #[cfg(feature = "deflate")]
+        ([only], Some(deflate)) => {
+            let agreed = crate::deflate::params::validate(only, deflate).map_err(HandshakeError::UnofferedExtension)?;
+            negotiated.deflate = Some(agreed);
+        }
+        (more, _) => return Err(HandshakeError::UnofferedExtension(more.join(", "))),
     }
+    Ok(negotiated)
+}
+
+#[cfg(feature = "deflate")]
+fn offered_deflate(config: &Config) -> Option<&crate::deflate::DeflateConfig> {
+    config.deflate.as_ref()
+}
+
+#[cfg(not(feature = "deflate"))]
+fn offered_deflate(_: &Config) -> Option<()> {
+    None
 }
 
 #[cfg(test)]
@@ -93,7 +118,7 @@ mod tests {
         assert_eq!(req.headers()["host"], "[::1]:9001");
         let accepted = server::accept(&req, &Config::default().protocols(["a"])).unwrap();
         let r = &accepted.response;
-        assert_eq!(validate_response(r.status(), r.headers(), Bytes::new(), &key, &cfg).unwrap().as_deref(), Some("a"));
+        assert_eq!(validate_response(r.status(), r.headers(), Bytes::new(), &key, &cfg).unwrap().protocol.as_deref(), Some("a"));
     }
 
     #[test]

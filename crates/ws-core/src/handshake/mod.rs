@@ -12,6 +12,24 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use sha1::{Digest, Sha1};
 
+/// What the opening handshake agreed on, handed to the socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Negotiated {
+    /// The subprotocol selected, if any.
+    pub protocol: Option<String>,
+    /// The permessage-deflate agreement, if compression was negotiated.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<crate::deflate::params::Agreed>,
+}
+
+impl Negotiated {
+    /// Only a subprotocol, no extension.
+    pub fn protocol(protocol: Option<String>) -> Self {
+        Self { protocol, ..Self::default() }
+    }
+}
+
 /// The GUID appended to the key before hashing (RFC 6455 §1.3).
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 

@@ -1,6 +1,6 @@
 //! The server side of the opening handshake (RFC 6455 §4.2).
 
-use super::{HandshakeError, accept_key, has_token, header_tokens};
+use super::{HandshakeError, Negotiated, accept_key, has_token, header_tokens};
 use crate::config::Config;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -11,8 +11,15 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version, header
 pub struct Accepted {
     /// The `101 Switching Protocols` response, with the config's extra headers.
     pub response: Response<()>,
+    /// The subprotocol and extensions agreed; pass it to the socket.
+    pub negotiated: Negotiated,
+}
+
+impl Accepted {
     /// The subprotocol selected, if any.
-    pub protocol: Option<String>,
+    pub fn protocol(&self) -> Option<&str> {
+        self.negotiated.protocol.as_deref()
+    }
 }
 
 /// Validates an upgrade request and builds the 101 response (RFC 6455 §4.2.1, §4.2.2).
@@ -35,7 +42,7 @@ pub struct Accepted {
 /// let accepted = accept(&request, &Config::default().protocols(["chat.v2"])).unwrap();
 /// assert_eq!(accepted.response.status(), 101);
 /// assert_eq!(accepted.response.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-/// assert_eq!(accepted.protocol.as_deref(), Some("chat.v2"));
+/// assert_eq!(accepted.protocol(), Some("chat.v2"));
 /// ```
 pub fn accept<B>(request: &http::Request<B>, config: &Config) -> Result<Accepted, HandshakeError> {
     accept_parts(request.method(), request.version(), request.headers(), config)
@@ -98,7 +105,19 @@ pub fn accept_parts(method: &Method, version: Version, headers: &HeaderMap, conf
             h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
         }
     }
-    Ok(Accepted { response, protocol })
+    #[allow(unused_mut)]
+    let mut negotiated = Negotiated::protocol(protocol);
+    #[cfg(feature = "deflate")]
+    if let Some(deflate) = &config.deflate {
+        let values = headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS).iter().filter_map(|v| v.to_str().ok());
+        if let Some((answer, agreed)) = crate::deflate::params::accept(&crate::deflate::params::elements(values), deflate) {
+            if let Ok(v) = HeaderValue::from_str(&answer) {
+                h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+                negotiated.deflate = Some(agreed);
+            }
+        }
+    }
+    Ok(Accepted { response, negotiated })
 }
 
 #[cfg(test)]
@@ -134,7 +153,7 @@ mod tests {
         let a = run(request()).unwrap();
         assert_eq!(a.response.status(), 101);
         assert_eq!(a.response.headers()["upgrade"], "websocket");
-        assert_eq!(a.protocol, None);
+        assert_eq!(a.protocol(), None);
         assert!(a.response.headers().get("sec-websocket-protocol").is_none());
     }
 
@@ -147,9 +166,9 @@ mod tests {
     #[test]
     fn picks_in_client_preference_order() {
         let a = run(request().header("sec-websocket-protocol", "x, a").header("sec-websocket-protocol", "b")).unwrap();
-        assert_eq!(a.protocol.as_deref(), Some("a"));
+        assert_eq!(a.protocol(), Some("a"));
         assert_eq!(a.response.headers()["sec-websocket-protocol"], "a");
-        assert_eq!(run(request().header("sec-websocket-protocol", "x")).unwrap().protocol, None);
+        assert_eq!(run(request().header("sec-websocket-protocol", "x")).unwrap().protocol(), None);
     }
 
     #[test]
