@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Compressed echo benchmark: wsdriver's echo example against yawc's, with
+permessage-deflate negotiated, on text-like (JSON) payloads.
+
+    benches/compressed_echo.py [--rounds 3] [--secs 5]
+
+Each server runs pinned to core 0 and ws-loadgen to core 1; servers are interleaved round
+by round; the table gives the median messages/s of each cell and the ratio. Builds what it
+runs (the peers in benches/peers, outside the workspace).
+"""
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CELLS = [  # (payload bytes, connections, messages in flight per connection)
+    (1024, 16, 16),
+    (16 << 10, 16, 4),
+    (256 << 10, 4, 1),
+]
+SERVERS = [
+    ("wsdriver", os.path.join(ROOT, "target/release/examples/echo")),
+    ("yawc", os.path.join(ROOT, "benches/peers/target/release/peer_yawc")),
+]
+LOADGEN = os.path.join(ROOT, "target/release/ws-loadgen")
+
+
+def build():
+    subprocess.check_call(["cargo", "build", "--quiet", "--release", "--example", "echo", "-p", "ws-loadgen", "-p", "wsdriver"], cwd=ROOT)
+    subprocess.check_call(["cargo", "build", "--quiet", "--release", "--bin", "peer_yawc"], cwd=os.path.join(ROOT, "benches/peers"))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def run_cell(binary, cell, secs):
+    size, conns, inflight = cell
+    port = free_port()
+    server = subprocess.Popen(["taskset", "-c", "0", binary, "127.0.0.1:%d" % port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        out = subprocess.check_output(["taskset", "-c", "1", LOADGEN, "--url", "ws://127.0.0.1:%d/" % port, "--conns", str(conns),
+                                       "--inflight", str(inflight), "--size", str(size), "--secs", str(secs), "--deflate"], timeout=secs + 60)
+        return float(out.split()[1])
+    finally:
+        server.kill()
+        server.wait()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--secs", type=float, default=5)
+    args = parser.parse_args()
+    build()
+    results = {}
+    for r in range(args.rounds):
+        for cell in CELLS:
+            for name, binary in SERVERS:
+                rate = run_cell(binary, cell, args.secs)
+                results.setdefault((cell, name), []).append(rate)
+                print("round %d %s %s: %.0f msg/s" % (r + 1, name, cell, rate), file=sys.stderr, flush=True)
+    print("| payload, connections x in flight | wsdriver (msg/s) | yawc (msg/s) | wsdriver / yawc |")
+    print("| --- | --- | --- | --- |")
+    for cell in CELLS:
+        ours = statistics.median(results[(cell, "wsdriver")])
+        theirs = statistics.median(results[(cell, "yawc")])
+        size, conns, inflight = cell
+        label = "%s, %d x %d" % ("%d KiB" % (size >> 10), conns, inflight)
+        print("| %s | %.0f | %.0f | %.2f |" % (label, ours, theirs, ours / theirs if theirs else float("inf")))
+
+
+if __name__ == "__main__":
+    main()
