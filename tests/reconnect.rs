@@ -4,54 +4,14 @@
 
 mod common;
 
-use common::{Event, Recorder, bounded};
+use common::{EchoProcess, Event, Recorder, bounded, free_addr};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use wsdriver::client::{ClientBuilder, Reconnect};
 use wsdriver::{CloseCode, Error, Message};
 
-/// The echo example, which `cargo test` builds beside the test binaries.
-fn echo_example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = dir.join("examples").join("echo");
-    assert!(path.exists(), "{} not built: run through cargo test", path.display());
-    path
-}
-
-/// The echo server process; killed when dropped, so a failing test leaves none behind.
-struct EchoProcess(Child);
-
-impl EchoProcess {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for EchoProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Starts the echo server process on `addr` and waits until it accepts connections.
 fn start_echo(addr: SocketAddr) -> EchoProcess {
-    let process =
-        EchoProcess(Command::new(echo_example()).arg(addr.to_string()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            return process;
-        }
-        std::thread::sleep(Duration::from_millis(25)); // polling for the port, bounded
-    }
-    panic!("echo server did not start on {addr}");
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    EchoProcess::start(addr)
 }
 
 async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Event {

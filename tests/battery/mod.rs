@@ -193,6 +193,79 @@ pub async fn deflate_round_trips(addr: SocketAddr) {
     }
 }
 
+/// Graceful shutdown: every open connection gets 1001 Going Away; those that answer
+/// close cleanly, one that never answers is dropped at the deadline.
+pub async fn graceful_shutdown(addr: SocketAddr, shutdown: wsdriver::shutdown::Shutdown) {
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let mut ws = connect(addr, "/", &client_config()).await;
+        clients.push(tokio::spawn(async move {
+            let mut close = None;
+            while let Some(Ok(message)) = ws.recv().await {
+                if let Message::Close(frame) = message {
+                    close = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                }
+            }
+            close
+        }));
+    }
+    let mut silent = crate::common::raw_client(addr).await;
+    // The server registers each connection once its upgrade completes.
+    while shutdown.open_connections() < 3 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let dropped = shutdown.shutdown(std::time::Duration::from_millis(500)).await;
+    assert_eq!(dropped, 1, "only the silent client is dropped");
+    for client in clients {
+        assert_eq!(client.await.unwrap(), Some((1001, "server shutting down".to_owned())));
+    }
+    assert_eq!(crate::common::read_close(&mut silent).await, Some(1001));
+    crate::common::assert_eof(&mut silent).await;
+    assert_eq!(shutdown.open_connections(), 0);
+}
+
+/// Protocol violations get the right close code and the connection closed, on this
+/// server as on every other: the bad-input matrix of the frame layer.
+pub async fn bad_frames_get_the_right_close_code(addr: SocketAddr) {
+    use crate::common::{assert_eof, client_frame, raw_client, read_close};
+    use tokio::io::AsyncWriteExt;
+    use wsdriver::frame::OpCode;
+    let mut reserved_bits = client_frame(OpCode::Text, true, b"x");
+    reserved_bits[0] |= 0x20;
+    let mut reserved_opcode = client_frame(OpCode::Binary, true, b"");
+    reserved_opcode[0] = 0x80 | 0x5;
+    let mut text = b"valid start ".to_vec();
+    text.extend([0xED, 0xA0, 0x80]);
+    text.extend(vec![b'x'; 500]);
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("unmasked frame", vec![0x81, 0x01, b'x'], 1002),
+        ("reserved bits", reserved_bits, 1002),
+        ("reserved opcode", reserved_opcode, 1002),
+        ("fragmented ping", client_frame(OpCode::Ping, false, b""), 1002),
+        ("ping over 125 bytes", vec![0x89, 0x80 | 126, 0, 126, 0, 0, 0, 0], 1002),
+        ("continuation without start", client_frame(OpCode::Continuation, true, b"x"), 1002),
+        ("invalid close code", client_frame(OpCode::Close, true, &1005u16.to_be_bytes()), 1002),
+        ("close reason not utf-8", client_frame(OpCode::Close, true, &[0x03, 0xE8, 0xC3]), 1007),
+        // Only the first 40 bytes of the frame are sent: the server must not wait for more.
+        ("invalid utf-8, fail fast", client_frame(OpCode::Text, true, &text)[..40].to_vec(), 1007),
+    ];
+    for (what, bytes, code) in cases {
+        let mut stream = raw_client(addr).await;
+        stream.write_all(&bytes).await.unwrap();
+        assert_eq!(read_close(&mut stream).await, Some(code), "{what}");
+        assert_eof(&mut stream).await;
+    }
+}
+
+/// A peer that stops answering is pinged, then dropped after the pong timeout.
+pub async fn keepalive_drops_a_silent_peer(addr: SocketAddr) {
+    let mut stream = crate::common::raw_client(addr).await;
+    let (opcode, _) = crate::common::read_frame(&mut stream).await.expect("a ping");
+    assert_eq!(opcode, wsdriver::frame::OpCode::Ping);
+    // Never answered: the server gives up and closes the connection.
+    crate::common::assert_eof(&mut stream).await;
+}
+
 /// Generates one test per battery check against the server `$start(config)` returns.
 #[macro_export]
 macro_rules! echo_battery {
@@ -200,7 +273,22 @@ macro_rules! echo_battery {
         $crate::echo_battery!(@tests $start; text_multibyte, binary_all_byte_values, empty_messages,
             length_boundaries, sixteen_mib, pipelined_in_order, subprotocol_selection,
             close_with_code_and_reason, ping_is_answered, rejects_bad_handshakes,
-            a_client_that_never_reads_is_backpressured, config_options_apply, deflate_round_trips);
+            a_client_that_never_reads_is_backpressured, config_options_apply, deflate_round_trips,
+            bad_frames_get_the_right_close_code);
+
+        #[tokio::test]
+        async fn graceful_shutdown() {
+            let shutdown = wsdriver::shutdown::Shutdown::new();
+            let addr = $start($crate::battery::server_config().shutdown(shutdown.clone())).await;
+            $crate::common::bounded($crate::battery::graceful_shutdown(addr, shutdown)).await;
+        }
+
+        #[tokio::test]
+        async fn keepalive_drops_a_silent_peer() {
+            let ms = std::time::Duration::from_millis;
+            let addr = $start($crate::battery::server_config().keepalive(Some(ms(100)), ms(200))).await;
+            $crate::common::bounded($crate::battery::keepalive_drops_a_silent_peer(addr)).await;
+        }
     };
     (@tests $start:expr; $($check:ident),*) => {
         $(

@@ -218,3 +218,59 @@ pub async fn events_until_close(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Ev
         }
     }
 }
+
+/// The echo example, which `cargo test` builds beside the test binaries.
+pub fn echo_example() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = dir.join("examples").join("echo");
+    assert!(path.exists(), "{} not built: run through cargo test", path.display());
+    path
+}
+
+/// The echo example running as a process; killed when dropped, so a failing test leaves
+/// none behind.
+pub struct EchoProcess(pub std::process::Child);
+
+impl EchoProcess {
+    /// Starts the echo example on `addr` and waits until it accepts connections.
+    pub fn start(addr: SocketAddr) -> Self {
+        use std::process::{Command, Stdio};
+        let process =
+            EchoProcess(Command::new(echo_example()).arg(addr.to_string()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return process;
+            }
+            std::thread::sleep(Duration::from_millis(25)); // polling for the port, bounded
+        }
+        panic!("echo server did not start on {addr}");
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// Its open file descriptors.
+    pub fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.0.id())).map(|d| d.count()).unwrap_or(0)
+    }
+
+    /// Its resident memory in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+    }
+}
+
+impl Drop for EchoProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A free loopback address (nothing listens on it once returned).
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}

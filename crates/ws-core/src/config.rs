@@ -106,6 +106,9 @@ pub struct Config {
     /// client offers it. Default off.
     #[cfg(feature = "deflate")]
     pub deflate: Option<crate::deflate::DeflateConfig>,
+    /// The graceful shutdown every connection opened with this config joins. Default
+    /// none.
+    pub shutdown: Option<crate::shutdown::Shutdown>,
 }
 
 impl Default for Config {
@@ -125,6 +128,7 @@ impl Default for Config {
             origin_check: OriginCheck::Any,
             #[cfg(feature = "deflate")]
             deflate: None,
+            shutdown: None,
         }
     }
 }
@@ -205,6 +209,12 @@ impl Config {
     #[cfg(feature = "deflate")]
     pub fn deflate(mut self, deflate: crate::deflate::DeflateConfig) -> Self {
         self.deflate = Some(deflate);
+        self
+    }
+
+    /// Sets [`Config::shutdown`].
+    pub fn shutdown(mut self, shutdown: crate::shutdown::Shutdown) -> Self {
+        self.shutdown = Some(shutdown);
         self
     }
 

@@ -24,6 +24,8 @@ pub(crate) trait Link: Send + Sync + 'static {
     fn buffered(&self) -> usize;
     fn add_handle(&self);
     fn drop_handle(&self);
+    /// Ends the connection now, without a close handshake (shutdown's deadline passed).
+    fn abort(&self);
 }
 
 /// A handle to one WebSocket connection: send, ping, close, and ask its state. Cloning is

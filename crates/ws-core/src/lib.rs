@@ -39,6 +39,7 @@ pub mod mask;
 mod message;
 pub mod protocol;
 mod server;
+pub mod shutdown;
 pub mod utf8;
 mod websocket;
 pub mod write_buf;

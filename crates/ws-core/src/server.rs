@@ -7,13 +7,16 @@ use crate::error::{Error, Result};
 use crate::handler::{Handler, serve};
 use crate::handshake::{HandshakeError, http1, server as hs};
 use crate::protocol::Role;
+use crate::shutdown::Shutdown;
 use crate::websocket::WebSocket;
 use bytes::BytesMut;
 use http::Request;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
@@ -70,6 +73,9 @@ where
     Ok((socket, request))
 }
 
+/// The signal that starts a graceful shutdown.
+type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// A standalone WebSocket server on a TCP listener.
 ///
 /// ```no_run
@@ -82,10 +88,16 @@ where
 /// Server::bind("127.0.0.1:9001").await?.serve(|_request| Echo).await
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
     config: Arc<Config>,
+    graceful: Option<(Signal, Duration)>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("listener", &self.listener).field("config", &self.config).finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -96,12 +108,40 @@ impl Server {
 
     /// Serves on a listener bound elsewhere.
     pub fn from_listener(listener: TcpListener) -> Self {
-        Self { listener, config: Arc::new(Config::default()) }
+        Self { listener, config: Arc::new(Config::default()), graceful: None }
     }
 
     /// Sets the options and limits for every connection.
     pub fn config(mut self, config: Config) -> Self {
+        let shutdown = self.config.shutdown.clone();
         self.config = Arc::new(config);
+        if self.graceful.is_some() && self.config.shutdown.is_none() {
+            Arc::make_mut(&mut self.config).shutdown = shutdown;
+        }
+        self
+    }
+
+    /// Shuts down gracefully when `signal` completes: stops accepting, sends 1001 Going
+    /// Away to every open connection, waits up to `deadline` for their close handshakes,
+    /// drops the rest, and then `serve` returns.
+    ///
+    /// ```no_run
+    /// # use ws_core::{Connection, Handler, Message, Server};
+    /// # struct Echo;
+    /// # impl Handler for Echo { async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; } }
+    /// # #[tokio::main] async fn main() -> std::io::Result<()> {
+    /// let ctrl_c = async { let _ = tokio::signal::ctrl_c().await; };
+    /// Server::bind("127.0.0.1:9001").await?
+    ///     .with_graceful_shutdown(ctrl_c, std::time::Duration::from_secs(10))
+    ///     .serve(|_| Echo)
+    ///     .await
+    /// # }
+    /// ```
+    pub fn with_graceful_shutdown(mut self, signal: impl Future<Output = ()> + Send + 'static, deadline: Duration) -> Self {
+        if self.config.shutdown.is_none() {
+            Arc::make_mut(&mut self.config).shutdown = Some(Shutdown::new());
+        }
+        self.graceful = Some((Box::pin(signal), deadline));
         self
     }
 
@@ -111,7 +151,8 @@ impl Server {
     }
 
     /// Serves each connection with a fresh handler from `make_handler`, which sees the
-    /// upgrade request (path, query, headers). Runs until the listener fails.
+    /// upgrade request (path, query, headers). Runs until the listener fails, or until a
+    /// graceful shutdown completes.
     pub async fn serve<H, F>(self, make_handler: F) -> io::Result<()>
     where
         H: Handler,
@@ -134,8 +175,16 @@ impl Server {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let f = Arc::new(f);
+        let (mut signal, deadline) = match self.graceful {
+            Some((signal, deadline)) => (signal, Some(deadline)),
+            None => (Box::pin(std::future::pending()) as Signal, None),
+        };
         loop {
-            let (stream, peer) = match self.listener.accept().await {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                () = &mut signal => break,
+            };
+            let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) if is_transient(&e) => {
                     // Out of file descriptors, or a connection reset while queued: keep
@@ -156,6 +205,12 @@ impl Server {
                 }
             });
         }
+        drop(self.listener);
+        if let (Some(shutdown), Some(deadline)) = (&self.config.shutdown, deadline) {
+            let dropped = shutdown.shutdown(deadline).await;
+            tracing::info!(dropped, "websocket server shut down");
+        }
+        Ok(())
     }
 }
 

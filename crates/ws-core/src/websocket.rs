@@ -121,6 +121,8 @@ struct Inner<S> {
     shut_down: bool,
     keepalive: Option<Keepalive>,
     pings: VecDeque<(Bytes, oneshot::Sender<()>)>,
+    /// Membership of the config's graceful shutdown, left when the connection ends.
+    registration: Option<crate::shutdown::Registration>,
 }
 
 impl<S> Shared<S> {
@@ -364,6 +366,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         self.keepalive = None;
         self.pings.clear();
         self.rbuf = BytesMut::new();
+        self.registration = None;
     }
 
     /// Ends the connection on a timeout: the peer is gone or stuck.
@@ -437,6 +440,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
                 shut_down: false,
                 keepalive: None,
                 pings: VecDeque::new(),
+                registration: None,
             }),
             read_waker: Waker::from(read_fan.clone()),
             write_waker: Waker::from(write_fan.clone()),
@@ -601,6 +605,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Link for Shared<S> {
     fn drop_handle(&self) {
         Shared::drop_handle(self)
     }
+
+    fn abort(&self) {
+        let mut inner = self.lock();
+        if inner.finished {
+            return;
+        }
+        inner.pending_error = Some(Error::CloseTimeout);
+        inner.finish();
+        drop(inner);
+        self.read_fan.wake_all();
+        self.write_fan.wake_all();
+    }
 }
 
 /// The [`Sink`] of a type holding `shared`: sends wait at the high-water mark, and close
@@ -667,13 +683,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WebSocket<S> {
     /// (subprotocol, extensions) and any bytes the peer sent right after its handshake
     /// (read with it).
     pub fn from_upgraded(io: S, role: Role, config: &Config, negotiated: Negotiated, leftover: BytesMut) -> Self {
-        Self::with_shared(Shared::new(Some(io), role, config, negotiated, leftover))
+        Self::with_shared(Shared::new(Some(io), role, config, negotiated, leftover), config)
     }
 
     /// A socket whose handshake is still under way: it is [`ReadyState::Connecting`],
     /// messages sent now are queued, and [`WebSocket::attach`] opens it.
     pub fn connecting(role: Role, config: &Config) -> Self {
-        Self::with_shared(Shared::new(None, role, config, Negotiated::default(), BytesMut::new()))
+        Self::with_shared(Shared::new(None, role, config, Negotiated::default(), BytesMut::new()), config)
     }
 
     /// Completes a [`WebSocket::connecting`] socket: attaches the stream, installs what
@@ -705,8 +721,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WebSocket<S> {
         .await
     }
 
-    fn with_shared(shared: Arc<Shared<S>>) -> Self {
+    fn with_shared(shared: Arc<Shared<S>>, config: &Config) -> Self {
         shared.add_handle();
+        if let Some(shutdown) = &config.shutdown {
+            let link: Arc<dyn Link> = shared.clone();
+            let registration = shutdown.register(Arc::downgrade(&link));
+            shared.lock().registration = Some(registration);
+        }
         Self { shared }
     }
 

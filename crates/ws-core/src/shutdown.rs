@@ -1,0 +1,140 @@
+//! Graceful shutdown: stop accepting, send 1001 Going Away to every open connection, wait
+//! for their close handshakes up to a deadline, then drop what remains.
+//!
+//! A [`Shutdown`] put in [`Config::shutdown`](crate::Config::shutdown) is joined by every
+//! connection opened with that config, on the standalone server and on every adapter
+//! alike; the standalone [`Server`](crate::Server) also stops accepting when it starts.
+
+use crate::close::{CloseCode, CloseFrame};
+use crate::connection::Link;
+use crate::utf8::Utf8Bytes;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+#[derive(Default)]
+struct Inner {
+    connections: Mutex<HashMap<u64, Weak<dyn Link>>>,
+    next_id: AtomicU64,
+    started: AtomicBool,
+    /// Woken when shutdown starts, and whenever a connection leaves.
+    changed: Notify,
+}
+
+/// The open connections of one server, closable together. Cheap to clone.
+///
+/// ```
+/// use std::time::Duration;
+/// use ws_core::{Config, shutdown::Shutdown};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let shutdown = Shutdown::new();
+/// let config = Config::default().shutdown(shutdown.clone());
+/// // ... serve connections with `config` on any server ...
+/// let dropped = shutdown.shutdown(Duration::from_secs(5)).await;
+/// assert_eq!(dropped, 0);
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shutdown").field("started", &self.is_started()).field("open", &self.open_connections()).finish()
+    }
+}
+
+/// A connection's membership; leaves when dropped.
+pub(crate) struct Registration {
+    shutdown: Shutdown,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let inner = &self.shutdown.inner;
+        inner.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+        inner.changed.notify_waiters();
+    }
+}
+
+impl Shutdown {
+    /// A shutdown with no connections yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a connection; once shutdown has started, it is asked to close at once.
+    pub(crate) fn register(&self, link: Weak<dyn Link>) -> Registration {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        self.inner.connections.lock().unwrap_or_else(|e| e.into_inner()).insert(id, link.clone());
+        if self.is_started() {
+            if let Some(link) = link.upgrade() {
+                let _ = link.close(Some(going_away()));
+            }
+        }
+        Registration { shutdown: self.clone(), id }
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_started(&self) -> bool {
+        self.inner.started.load(Ordering::Acquire)
+    }
+
+    /// Resolves when shutdown starts: what an accept loop waits on to stop accepting.
+    pub async fn started(&self) {
+        loop {
+            let notified = self.inner.changed.notified();
+            if self.is_started() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Connections still open.
+    pub fn open_connections(&self) -> usize {
+        self.inner.connections.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Sends 1001 Going Away to every open connection (and to any opened from now on),
+    /// waits up to `deadline` for their close handshakes, then drops the connections that
+    /// remain. Returns how many had to be dropped.
+    pub async fn shutdown(&self, deadline: Duration) -> usize {
+        self.inner.started.store(true, Ordering::Release);
+        self.inner.changed.notify_waiters();
+        for link in self.links() {
+            let _ = link.close(Some(going_away()));
+        }
+        let all_closed = async {
+            loop {
+                let notified = self.inner.changed.notified();
+                if self.open_connections() == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(deadline, all_closed).await.is_ok() {
+            return 0;
+        }
+        let remaining = self.links();
+        for link in &remaining {
+            link.abort();
+        }
+        tracing::debug!(dropped = remaining.len(), "shutdown deadline passed");
+        remaining.len()
+    }
+
+    fn links(&self) -> Vec<Arc<dyn Link>> {
+        self.inner.connections.lock().unwrap_or_else(|e| e.into_inner()).values().filter_map(Weak::upgrade).collect()
+    }
+}
+
+fn going_away() -> CloseFrame {
+    CloseFrame { code: CloseCode::GOING_AWAY, reason: Utf8Bytes::from_static("server shutting down") }
+}
