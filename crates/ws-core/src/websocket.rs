@@ -483,12 +483,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
             return Err(Error::Closed);
         }
         inner.proto.send(message)?;
+        // Corked: the reader has complete frames still to hand out, and flushes the whole
+        // batch's replies in one write once they are handled.
         let corked = inner.proto.has_buffered_frame(&inner.rbuf);
         if !corked {
             inner.write_now(self);
         }
-        if !inner.proto.out().is_empty() || inner.proto.ready_state() == ReadyState::Closing {
-            // The reader finishes the write (and runs the close timer).
+        if (!corked && !inner.proto.out().is_empty()) || inner.proto.ready_state() == ReadyState::Closing {
+            // The reader finishes a write the stream could not take (and runs the close
+            // timer).
             self.read_fan.wake_all();
         }
         Ok(())

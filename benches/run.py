@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""The side-by-side benchmark: wsdriver on every server against its peers and a raw-TCP
+ceiling, one command, under ten minutes on two cores.
+
+    benches/run.py [--rounds 3] [--secs 1.5] [--full] [--no-memory]
+
+Each echo server runs pinned to core 0 and ws-loadgen to core 1; servers are interleaved
+round by round (every server runs each cell once per round, in turn); the tables give
+medians, ratios to the raw ceiling measured in the same run, the server's CPU use during
+the run (it should sit near 100% of its core: otherwise the loader is the bottleneck),
+and idle memory per connection (RSS growth over 10,000 idle connections).
+
+`--full` runs the whole matrix (16 B, 1 KiB, 64 KiB, 1 MiB payloads; 1, 64 and 512
+connections; 1 and 16 messages in flight) instead of the five target cells.
+"""
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import idle_memory  # noqa: E402
+
+EX = os.path.join(ROOT, "target/release/examples")
+PEERS = os.path.join(HERE, "peers/target/release")
+LOADGEN = os.path.join(ROOT, "target/release/ws-loadgen")
+SERVERS = [
+    ("raw TCP ceiling", os.path.join(PEERS, "peer_raw")),
+    ("wsdriver standalone", os.path.join(EX, "echo")),
+    ("wsdriver hyper", os.path.join(EX, "echo_hyper")),
+    ("wsdriver tower", os.path.join(EX, "echo_tower")),
+    ("wsdriver axum", os.path.join(EX, "echo_axum")),
+    ("wsdriver actix", os.path.join(EX, "echo_actix")),
+    ("actix-ws", os.path.join(PEERS, "peer_actix_ws")),
+    ("fastwebsockets", os.path.join(PEERS, "peer_fastwebsockets")),
+    ("yawc", os.path.join(PEERS, "peer_yawc")),
+    ("tokio-tungstenite", os.path.join(PEERS, "peer_tungstenite")),
+    ("axum ws", os.path.join(PEERS, "peer_axum")),
+]
+# (payload bytes, connections, in flight, unit)
+TARGET_CELLS = [(16, 64, 16, "msg"), (1024, 16, 16, "msg"), (16, 512, 1, "msg"), (64 << 10, 64, 1, "GB"), (1 << 20, 8, 1, "GB")]
+
+
+def full_cells():
+    return [(p, c, f, "GB" if p >= 64 << 10 else "msg") for p in (16, 1024, 64 << 10, 1 << 20) for c in (1, 64, 512) for f in (1, 16)]
+
+
+def build():
+    subprocess.check_call(["cargo", "build", "--quiet", "--release", "--examples", "-p", "wsdriver", "-p", "ws-loadgen"], cwd=ROOT)
+    subprocess.check_call(["cargo", "build", "--quiet", "--release"], cwd=os.path.join(HERE, "peers"))
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_cell(binary, cell, secs):
+    size, conns, inflight, _ = cell
+    port = idle_memory.free_port()
+    server = subprocess.Popen(["taskset", "-c", "0", binary, "127.0.0.1:%d" % port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              preexec_fn=lambda: idle_memory.raise_fd_limit(4096))
+    try:
+        idle_memory.wait_listening(port, server)
+        cpu0, t0 = cpu_seconds(server.pid), time.time()
+        out = subprocess.check_output(["taskset", "-c", "1", LOADGEN, "--url", "ws://127.0.0.1:%d/" % port, "--conns", str(conns),
+                                       "--inflight", str(inflight), "--size", str(size), "--secs", str(secs), "--binary"],
+                                      timeout=secs + 60, preexec_fn=lambda: idle_memory.raise_fd_limit(4096))
+        cpu = (cpu_seconds(server.pid) - cpu0) / (time.time() - t0)
+        words = out.split()
+        return float(words[1]), float(words[3]), cpu
+    finally:
+        server.kill()
+        server.wait()
+
+
+def label(cell):
+    size, conns, inflight, unit = cell
+    size_s = "%d B" % size if size < 1024 else ("%d KiB" % (size >> 10) if size < 1 << 20 else "%d MiB" % (size >> 20))
+    return "%s, %d conns x %d in flight (%s)" % (size_s, conns, inflight, "msg/s" if unit == "msg" else "GB/s")
+
+
+def fmt(value, unit):
+    if unit == "GB":
+        return "%.2f" % (value / 1e9)
+    return "%.2f M" % (value / 1e6) if value >= 1e6 else "%.0f k" % (value / 1e3)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--secs", type=float, default=1.5)
+    parser.add_argument("--full", action="store_true")
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--only", help="comma-separated server names to run (the raw ceiling always runs)")
+    args = parser.parse_args()
+    build()
+    servers = SERVERS
+    if args.only:
+        keep = set(args.only.split(","))
+        servers = [s for s in SERVERS if s[0] in keep or s[0] == "raw TCP ceiling"]
+    cells = full_cells() if args.full else TARGET_CELLS
+    results = {}
+    for r in range(args.rounds):
+        for cell in cells:
+            for name, binary in servers:
+                msgs, bytes_, cpu = run_cell(binary, cell, args.secs)
+                value = bytes_ if cell[3] == "GB" else msgs
+                results.setdefault((cell, name), []).append((value, cpu))
+                print("round %d | %s | %s | %s | cpu %.0f%%" % (r + 1, label(cell), name, fmt(value, cell[3]), cpu * 100), file=sys.stderr, flush=True)
+
+    print("## Throughput (medians of %d interleaved rounds, %.1f s each; server on core 0, ws-loadgen on core 1)\n" % (args.rounds, args.secs))
+    print("| cell | " + " | ".join(n for n, _ in servers) + " |")
+    print("| --- |" + " --- |" * len(servers))
+    for cell in cells:
+        row = []
+        ceiling = statistics.median(v for v, _ in results[(cell, servers[0][0])])
+        for name, _ in servers:
+            value = statistics.median(v for v, _ in results[(cell, name)])
+            cpu = statistics.median(c for _, c in results[(cell, name)])
+            ratio = "" if name == servers[0][0] else " (%.2fx)" % (value / ceiling if ceiling else 0)
+            row.append("%s%s, cpu %.0f%%" % (fmt(value, cell[3]), ratio, cpu * 100))
+        print("| %s | %s |" % (label(cell), " | ".join(row)))
+
+    if not args.no_memory:
+        print("\n## Idle memory per connection (RSS growth over 10,000 idle connections)\n")
+        print("| server | per connection |")
+        print("| --- | --- |")
+        for name, binary in servers:
+            before, after = idle_memory.measure(binary, 10000)
+            per = (after - before) * 1024.0 / 10000
+            print("| %s | %s |" % (name, "%.1f KiB" % (per / 1024) if per >= 1024 else "%.0f B" % per), flush=True)
+
+
+if __name__ == "__main__":
+    main()
