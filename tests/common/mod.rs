@@ -219,11 +219,12 @@ pub async fn events_until_close(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Ev
     }
 }
 
-/// The echo example, which `cargo test` builds beside the test binaries.
-pub fn echo_example() -> std::path::PathBuf {
+/// An example binary (`echo`, `echo_axum` …), which `cargo test` builds beside the test
+/// binaries.
+pub fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = dir.join("examples").join("echo");
+    let path = dir.join("examples").join(name);
     assert!(path.exists(), "{} not built: run through cargo test", path.display());
     path
 }
@@ -235,9 +236,24 @@ pub struct EchoProcess(pub std::process::Child);
 impl EchoProcess {
     /// Starts the echo example on `addr` and waits until it accepts connections.
     pub fn start(addr: SocketAddr) -> Self {
+        Self::start_example("echo", addr)
+    }
+
+    /// Starts the echo example `name` on `addr` and waits until it accepts connections.
+    pub fn start_example(name: &str, addr: SocketAddr) -> Self {
         use std::process::{Command, Stdio};
-        let process =
-            EchoProcess(Command::new(echo_example()).arg(addr.to_string()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+        // SOAK_SERVER runs another echo server binary instead (a peer, for comparison).
+        let binary = std::env::var_os("SOAK_SERVER").map(std::path::PathBuf::from).unwrap_or_else(|| example(name));
+        // One malloc arena: far less fragmentation noise in the RSS readings.
+        let process = EchoProcess(
+            Command::new(binary)
+                .env("MALLOC_ARENA_MAX", "1")
+                .arg(addr.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         for _ in 0..200 {
             if std::net::TcpStream::connect(addr).is_ok() {
                 return process;

@@ -1,5 +1,6 @@
-//! Echo servers on every way of serving a handler, each started in-process on a free
-//! loopback port with a given config: what the battery and the interop tests run against.
+//! Every way of serving a handler, each started in-process on a free loopback port with a
+//! given config and handler: what the battery, the interop and the event tests run
+//! against.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use super::Echo;
@@ -14,25 +15,31 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use wsdriver::{Config, serve};
+use wsdriver::{Config, Handler, serve};
 
 /// The ways of serving, by name: `standalone`, `hyper`, `tower`, `axum`, `actix`.
 pub const ALL: [&str; 5] = ["standalone", "hyper", "tower", "axum", "actix"];
 
 /// Starts the echo server `kind` with `config`.
 pub async fn start(kind: &str, config: Config) -> SocketAddr {
-    match kind {
-        "standalone" => standalone(config).await,
-        "hyper" => hyper(config).await,
-        "tower" => tower(config).await,
-        "axum" => axum(config).await,
-        "actix" => actix(config).await,
-        other => panic!("unknown server {other}"),
-    }
+    start_with(kind, config, || Echo).await
 }
 
-pub async fn standalone(config: Config) -> SocketAddr {
-    super::start_server(config, || Echo).await
+/// Starts server `kind` with `config`, serving each connection with a handler from `make`.
+pub async fn start_with<H, M>(kind: &str, config: Config, make: M) -> SocketAddr
+where
+    H: Handler,
+    M: Fn() -> H + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    match kind {
+        "standalone" => super::start_server(config, move || make()).await,
+        "hyper" => hyper(config, make).await,
+        "tower" => tower(config, make).await,
+        "axum" => axum(config, make).await,
+        "actix" => actix(config, make).await,
+        other => panic!("unknown server {other}"),
+    }
 }
 
 /// Accepts connections and serves each with hyper's HTTP/1.1 and upgrades.
@@ -54,14 +61,16 @@ where
     addr
 }
 
-pub async fn hyper(config: Config) -> SocketAddr {
+async fn hyper<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config, make: Arc<M>) -> SocketAddr {
     let config = Arc::new(config);
     hyper_accept_loop(move || {
         let config = config.clone();
+        let make = make.clone();
         hyper::service::service_fn(move |mut request: Request<Incoming>| {
             let response = match wsdriver::hyper::upgrade(&mut request, &config) {
                 Ok((response, socket)) => {
-                    tokio::spawn(async move { serve(socket.await.unwrap(), Echo).await });
+                    let handler = make();
+                    tokio::spawn(async move { serve(socket.await.unwrap(), handler).await });
                     response.map(|_| Full::default())
                 }
                 Err(rejection) => rejection.response().map(Full::from),
@@ -72,29 +81,30 @@ pub async fn hyper(config: Config) -> SocketAddr {
     .await
 }
 
-pub async fn tower(config: Config) -> SocketAddr {
-    let service = ServiceBuilder::new().layer(wsdriver::hyper::WebSocketLayer::new(|_: &Request<()>| Echo).config(config)).service_fn(
-        |_request: Request<Incoming>| async {
+async fn tower<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config, make: Arc<M>) -> SocketAddr {
+    let service = ServiceBuilder::new()
+        .layer(wsdriver::hyper::WebSocketLayer::new(move |_: &Request<()>| make()).config(config))
+        .service_fn(|_request: Request<Incoming>| async {
             let mut response = Response::new(Full::from("not a websocket\n"));
             *response.status_mut() = StatusCode::NOT_FOUND;
             Ok::<_, Infallible>(response)
-        },
-    );
+        });
     hyper_accept_loop(move || TowerToHyperService::new(service.clone())).await
 }
 
-pub async fn axum(config: Config) -> SocketAddr {
+async fn axum<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config, make: Arc<M>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = axum::Router::new().fallback(move |ws: wsdriver::axum::WebSocketUpgrade| {
         let config = config.clone();
-        async move { ws.config(config).serve(Echo) }
+        let handler = make();
+        async move { ws.config(config).serve(handler) }
     });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }
 
-pub async fn actix(config: Config) -> SocketAddr {
+async fn actix<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config, make: Arc<M>) -> SocketAddr {
     use actix_web::{App, HttpRequest, HttpServer, web};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -102,9 +112,11 @@ pub async fn actix(config: Config) -> SocketAddr {
     std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
             HttpServer::new(move || {
+                let make = make.clone();
                 App::new().app_data(config.clone()).default_service(web::to(
-                    |request: HttpRequest, payload: web::Payload, config: web::Data<Config>| async move {
-                        wsdriver::actix::serve(&request, payload, &config, Echo)
+                    move |request: HttpRequest, payload: web::Payload, config: web::Data<Config>| {
+                        let handler = make();
+                        async move { wsdriver::actix::serve(&request, payload, &config, handler) }
                     },
                 ))
             })

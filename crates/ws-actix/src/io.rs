@@ -49,7 +49,13 @@ impl ActixIo {
         let outgoing = Pipe::default();
         let pump = incoming.clone();
         actix_web::rt::spawn(async move {
-            while let Some(Ok(chunk)) = payload.next().await {
+            // Ends when the payload ends, or when the socket is gone: a payload that never
+            // ends must not keep this task (and the connection's buffers) alive.
+            let mut next = |cx: &mut Context<'_>| match pump.poll_closed(cx) {
+                Poll::Ready(()) => Poll::Ready(None),
+                Poll::Pending => payload.poll_next_unpin(cx),
+            };
+            while let Some(Ok(chunk)) = poll_fn(&mut next).await {
                 if poll_fn(|cx| pump.poll_write(cx, &[IoSlice::new(&chunk)])).await.is_err() {
                     break;
                 }

@@ -65,6 +65,17 @@ impl Pipe {
         Poll::Ready(Some(chunk))
     }
 
+    /// Ready once the pipe is closed (the reader went away); registers the writer to be
+    /// woken then.
+    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = self.lock();
+        if s.closed {
+            return Poll::Ready(());
+        }
+        s.writer = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
     /// Closes the pipe from either end: the reader sees the end once drained, the writer
     /// gets an error.
     pub(crate) fn close(&self) {
