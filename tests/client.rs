@@ -225,3 +225,24 @@ async fn invalid_urls() {
         assert!(matches!(connect(url).await, Err(Error::InvalidUrl(_))), "{url}");
     }
 }
+
+#[tokio::test]
+async fn a_masked_frame_from_the_server_fails_with_1002() {
+    let (addr, mut received) = fake_server(|key| {
+        // A valid handshake followed by a masked frame (the first fragment of a text
+        // message, all ASCII bytes), which a server may not send.
+        let mut answer =
+            format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n", accept_key(key.as_bytes()));
+        answer.push_str("\x01\x81\0\0\0\0x");
+        answer
+    })
+    .await;
+    let (mut ws, _) = connect(format!("ws://{addr}/")).await.unwrap();
+    assert!(matches!(bounded(ws.recv()).await, Some(Err(Error::Protocol(wsdriver::ProtocolError::MaskedFrame)))));
+    // The client failed the connection with a (masked) Close 1002.
+    let wire = bounded(received.recv()).await.unwrap();
+    let (h, n) = FrameHeader::decode(&wire).unwrap().unwrap();
+    let mut payload = wire[n..n + h.payload_len as usize].to_vec();
+    wsdriver::mask::apply_mask(&mut payload, h.mask.unwrap(), 0);
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1002);
+}
