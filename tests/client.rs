@@ -16,8 +16,9 @@ use wsdriver::frame::FrameHeader;
 use wsdriver::handshake::{HandshakeError, accept_key};
 use wsdriver::{Config, Error, Message, ReadyState, Server};
 
-/// A fake server: answers the first request on each connection with `answer(key)` and
-/// keeps the connection open; returns what the client sent after its request.
+/// A fake server: answers the first request on each connection with `answer(key)`, one
+/// byte per char (so `\u{81}` is the byte 0x81), and keeps the connection open; returns
+/// what the client sent after its request.
 async fn fake_server(answer: fn(&str) -> String) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -37,7 +38,8 @@ async fn fake_server(answer: fn(&str) -> String) -> (SocketAddr, tokio::sync::mp
                 }
                 let text = String::from_utf8_lossy(&head).into_owned();
                 let key = text.lines().find_map(|l| l.strip_prefix("sec-websocket-key: ")).unwrap_or("").trim().to_owned();
-                stream.write_all(answer(&key).as_bytes()).await.unwrap();
+                let bytes: Vec<u8> = answer(&key).chars().map(|c| c as u8).collect();
+                stream.write_all(&bytes).await.unwrap();
                 let mut rest = vec![0u8; 1 << 16];
                 while let Ok(n) = stream.read(&mut rest).await {
                     if n == 0 || tx.send(rest[..n].to_vec()).is_err() {
@@ -229,11 +231,12 @@ async fn invalid_urls() {
 #[tokio::test]
 async fn a_masked_frame_from_the_server_fails_with_1002() {
     let (addr, mut received) = fake_server(|key| {
-        // A valid handshake followed by a masked frame (the first fragment of a text
-        // message, all ASCII bytes), which a server may not send.
-        let mut answer =
-            format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n", accept_key(key.as_bytes()));
-        answer.push_str("\x01\x81\0\0\0\0x");
+        // A valid handshake followed by a masked text frame, which a server may not send.
+        let mut answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            accept_key(key.as_bytes())
+        );
+        answer.push_str("\u{81}\u{81}\0\0\0\0x");
         answer
     })
     .await;
