@@ -8,11 +8,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 cases=${1:-1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*}
 
+. "$here/lib.sh"
 "$here/install.sh"
 wstest="$HOME/.cache/autobahn-testsuite/bin/wstest"
 cd "$root"
 cargo build --quiet --release --example autobahn_client
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 outdir="$here/reports/client"
 rm -rf "$outdir"
 mkdir -p "$outdir"
@@ -25,11 +26,7 @@ PY
 (cd "$outdir" && exec "$wstest" -m fuzzingserver -s spec.json >"$outdir/wstest.log" 2>&1) &
 fuzzer=$!
 trap 'kill $fuzzer 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  if python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),timeout=0.2)" 2>/dev/null; then break; fi
-  kill -0 $fuzzer 2>/dev/null || { echo "autobahn: the fuzzingserver exited early:"; cat "$outdir/wstest.log"; exit 1; }
-  python3 -c 'import time; time.sleep(0.1)'
-done
+wait_listening "$port" "$fuzzer" "$outdir/wstest.log"
 echo "autobahn: running cases $cases against the client"
 timeout 3600 target/release/examples/autobahn_client "ws://127.0.0.1:$port" wsdriver >"$outdir/client.log" 2>&1 || { tail -20 "$outdir/client.log"; exit 1; }
 python3 "$here/summarize.py" "$outdir/index.json" wsdriver

@@ -14,12 +14,13 @@ root=$(dirname "$here")
 example=${1:-echo}
 cases=${2:-1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*}
 
+. "$here/lib.sh"
 "$here/install.sh"
 wstest="$HOME/.cache/autobahn-testsuite/bin/wstest"
 
 cd "$root"
 cargo build --quiet --release --example "$example"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 outdir="$here/reports/$example"
 rm -rf "$outdir"
 mkdir -p "$outdir"
@@ -28,12 +29,7 @@ log="$outdir/server.log"
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 
-# Wait (bounded) until the server accepts connections.
-for _ in $(seq 1 100); do
-  if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),timeout=0.2)" 2>/dev/null; then break; fi
-  kill -0 $server 2>/dev/null || { echo "autobahn: $example exited early:"; cat "$log"; exit 1; }
-  python3 -c 'import time; time.sleep(0.1)'
-done
+wait_listening "$port" "$server" "$log"
 
 spec="$outdir/spec.json"
 python3 - "$spec" "$outdir" "$example" "$port" "$cases" <<'PY'

@@ -10,13 +10,14 @@ runs (the peers in benches/peers, outside the workspace).
 """
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import idle_memory  # noqa: E402  (free_port, wait_listening)
 CELLS = [  # (payload bytes, connections, messages in flight per connection)
     (1024, 16, 16),
     (16 << 10, 16, 4),
@@ -34,25 +35,12 @@ def build():
     subprocess.check_call(["cargo", "build", "--quiet", "--release", "--bin", "peer_yawc"], cwd=os.path.join(ROOT, "benches/peers"))
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def run_cell(binary, cell, secs):
     size, conns, inflight = cell
-    port = free_port()
+    port = idle_memory.free_port()
     server = subprocess.Popen(["taskset", "-c", "0", binary, "127.0.0.1:%d" % port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        idle_memory.wait_listening(port, server)
         out = subprocess.check_output(["taskset", "-c", "1", LOADGEN, "--url", "ws://127.0.0.1:%d/" % port, "--conns", str(conns),
                                        "--inflight", str(inflight), "--size", str(size), "--secs", str(secs), "--deflate"], timeout=secs + 60)
         return float(out.split()[1])
