@@ -17,7 +17,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-import idle_memory  # noqa: E402  (free_port, wait_listening)
+from bench_common import running_server  # noqa: E402
 CELLS = [  # (payload bytes, connections, messages in flight per connection)
     (1024, 16, 16),
     (16 << 10, 16, 4),
@@ -37,16 +37,10 @@ def build():
 
 def run_cell(binary, cell, secs):
     size, conns, inflight = cell
-    port = idle_memory.free_port()
-    server = subprocess.Popen(["taskset", "-c", "0", binary, "127.0.0.1:%d" % port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        idle_memory.wait_listening(port, server)
+    with running_server(binary, cpu=0) as (_, port):
         out = subprocess.check_output(["taskset", "-c", "1", LOADGEN, "--url", "ws://127.0.0.1:%d/" % port, "--conns", str(conns),
                                        "--inflight", str(inflight), "--size", str(size), "--secs", str(secs), "--deflate"], timeout=secs + 60)
         return float(out.split()[1])
-    finally:
-        server.kill()
-        server.wait()
 
 
 def main():

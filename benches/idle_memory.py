@@ -12,11 +12,9 @@ and print (growth / N). Connections are closed and the server stopped afterwards
 import argparse
 import asyncio
 import os
-import resource
-import socket
-import subprocess
 import sys
-import time
+
+from bench_common import raise_fd_limit, running_server
 
 REQUEST = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
@@ -28,20 +26,6 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError("no VmRSS")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def raise_fd_limit(n):
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = max(soft, min(hard, n))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 async def open_one(port, conns):
@@ -70,25 +54,8 @@ def close_all(conns):
         w.close()
 
 
-def wait_listening(port, proc, deadline=20):
-    end = time.time() + deadline
-    while time.time() < end:
-        if proc.poll() is not None:
-            raise RuntimeError("server exited early")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("server did not listen")
-
-
 def measure(binary, count):
-    port = free_port()
-    proc = subprocess.Popen([binary, "127.0.0.1:%d" % port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=lambda: raise_fd_limit(count + 1024))
-    try:
-        wait_listening(port, proc)
+    with running_server(binary, fds=count + 1024) as (proc, port):
         loop = asyncio.new_event_loop()
         warm = loop.run_until_complete(open_many(port, 200))
         close_all(warm)
@@ -101,9 +68,6 @@ def measure(binary, count):
         loop.run_until_complete(asyncio.sleep(0.2))
         loop.close()
         return before, after
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def main():

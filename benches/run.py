@@ -15,7 +15,6 @@ connections; 1 and 16 messages in flight) instead of the five target cells.
 """
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import idle_memory  # noqa: E402
+from bench_common import raise_fd_limit, running_server  # noqa: E402
 
 EX = os.path.join(ROOT, "target/release/examples")
 PEERS = os.path.join(HERE, "peers/target/release")
@@ -63,21 +63,14 @@ def cpu_seconds(pid):
 
 def run_cell(binary, cell, secs):
     size, conns, inflight, _ = cell
-    port = idle_memory.free_port()
-    server = subprocess.Popen(["taskset", "-c", "0", binary, "127.0.0.1:%d" % port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              preexec_fn=lambda: idle_memory.raise_fd_limit(4096))
-    try:
-        idle_memory.wait_listening(port, server)
+    with running_server(binary, cpu=0) as (server, port):
         cpu0, t0 = cpu_seconds(server.pid), time.time()
         out = subprocess.check_output(["taskset", "-c", "1", LOADGEN, "--url", "ws://127.0.0.1:%d/" % port, "--conns", str(conns),
                                        "--inflight", str(inflight), "--size", str(size), "--secs", str(secs), "--binary"],
-                                      timeout=secs + 60, preexec_fn=lambda: idle_memory.raise_fd_limit(4096))
+                                      timeout=secs + 60, preexec_fn=lambda: raise_fd_limit(4096))
         cpu = (cpu_seconds(server.pid) - cpu0) / (time.time() - t0)
         words = out.split()
         return float(words[1]), float(words[3]), cpu
-    finally:
-        server.kill()
-        server.wait()
 
 
 def label(cell):
