@@ -114,12 +114,7 @@ impl WebSocketUpgrade {
 
     /// The subprotocols the client offered, in its order of preference.
     pub fn offered_protocols(&self) -> impl Iterator<Item = &str> {
-        self.headers
-            .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
+        ws_core::handshake::header_tokens(&self.headers, &http::header::SEC_WEBSOCKET_PROTOCOL)
     }
 
     /// Answers 101 and runs `callback` with the socket once the connection is upgraded.

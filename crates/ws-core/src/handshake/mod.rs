@@ -165,8 +165,17 @@ impl HandshakeError {
     }
 }
 
-/// The comma-separated tokens of every `name` header, trimmed.
-pub(crate) fn header_tokens<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> impl Iterator<Item = &'a str> {
+/// The comma-separated tokens of every `name` header, trimmed, empty ones skipped (how
+/// `Connection`, `Upgrade` and `Sec-WebSocket-Protocol` list their values).
+///
+/// ```
+/// let mut headers = http::HeaderMap::new();
+/// headers.append("sec-websocket-protocol", "a, b".parse().unwrap());
+/// headers.append("sec-websocket-protocol", "c".parse().unwrap());
+/// let tokens: Vec<_> = ws_core::handshake::header_tokens(&headers, &http::header::SEC_WEBSOCKET_PROTOCOL).collect();
+/// assert_eq!(tokens, ["a", "b", "c"]);
+/// ```
+pub fn header_tokens<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> impl Iterator<Item = &'a str> {
     headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim).filter(|t| !t.is_empty())
 }
 
