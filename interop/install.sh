@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Installs the third-party peers the interop tests drive, once: Node `ws` and
 # playwright-core (interop/node_modules), Python `websockets` (a virtualenv in
-# ~/.cache/wsdriver-interop), and Debian's Chromium. Safe to run again.
+# ~/.cache/wsdriver-interop), Debian's Chromium, and Debian's redis-server (the hub's
+# backplane tests start their own on a loopback port). Safe to run again.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-if [ ! -x /usr/bin/chromium ]; then
-  echo "interop: installing Debian's chromium"
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "interop: installing Debian's ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq chromium >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if [ ! -d "$here/node_modules/ws" ] || [ ! -d "$here/node_modules/playwright-core" ]; then

@@ -24,3 +24,10 @@ pub mod axum {
 pub mod actix {
     pub use ws_actix::*;
 }
+
+/// Broadcast: a hub of rooms with presence, frames encoded once, bounded queues for slow
+/// subscribers, and (feature `redis`) a Redis backplane shared by several processes.
+#[cfg(feature = "hub")]
+pub mod hub {
+    pub use ws_hub::*;
+}

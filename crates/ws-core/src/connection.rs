@@ -4,6 +4,7 @@
 use crate::close::{CloseCode, CloseFrame};
 use crate::error::{Error, Result};
 use crate::message::Message;
+use crate::prepared::PreparedMessage;
 use crate::protocol::ReadyState;
 use crate::utf8::Utf8Bytes;
 use bytes::Bytes;
@@ -13,10 +14,23 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 
+/// What a sender hands the driver: a message to encode, or a frame encoded once for many
+/// connections.
+pub(crate) enum Outgoing<'a> {
+    Message(Message),
+    Prepared(&'a PreparedMessage),
+}
+
+impl From<Message> for Outgoing<'_> {
+    fn from(message: Message) -> Self {
+        Self::Message(message)
+    }
+}
+
 /// What a [`Connection`] needs of the driver, whatever stream it runs on.
 pub(crate) trait Link: Send + Sync + 'static {
-    fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Message>) -> Poll<Result<()>>;
-    fn try_send(&self, message: Message) -> Result<()>;
+    fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Outgoing<'_>>) -> Poll<Result<()>>;
+    fn try_send(&self, message: Outgoing<'_>) -> Result<()>;
     fn ping(&self, payload: Bytes) -> Result<oneshot::Receiver<()>>;
     fn close(&self, frame: Option<CloseFrame>) -> Result<()>;
     fn ready_state(&self) -> ReadyState;
@@ -69,14 +83,32 @@ impl Connection {
 
     /// Sends any message; see [`Connection::send_text`].
     pub async fn send(&self, message: Message) -> Result<()> {
-        let mut message = Some(message);
+        let mut message = Some(message.into());
         poll_fn(|cx| self.link.poll_send(cx, &mut message)).await
     }
 
     /// Queues a message without waiting: [`Error::Full`] when the write buffer is at its
     /// high-water mark.
     pub fn try_send(&self, message: Message) -> Result<()> {
-        self.link.try_send(message)
+        self.link.try_send(message.into())
+    }
+
+    /// Sends a message encoded once for many connections (see [`PreparedMessage`]); waits
+    /// like [`Connection::send`].
+    pub async fn send_prepared(&self, message: &PreparedMessage) -> Result<()> {
+        let mut message = Some(Outgoing::Prepared(message));
+        poll_fn(|cx| self.link.poll_send(cx, &mut message)).await
+    }
+
+    /// Queues a prepared message without waiting, like [`Connection::try_send`]: the frame
+    /// bytes are shared, not copied, once they are 4 KiB or more.
+    pub fn try_send_prepared(&self, message: &PreparedMessage) -> Result<()> {
+        self.link.try_send(Outgoing::Prepared(message))
+    }
+
+    /// Whether two handles refer to the same connection.
+    pub fn same_as(&self, other: &Connection) -> bool {
+        Arc::ptr_eq(&self.link, &other.link)
     }
 
     /// Sends a ping (payload at most 125 bytes); the returned future completes when the

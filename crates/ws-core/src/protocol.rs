@@ -28,6 +28,7 @@ use crate::extensions::Extension;
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
 use crate::mask::apply_mask;
 use crate::message::Message;
+use crate::prepared::PreparedMessage;
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 use crate::write_buf::WriteBuf;
 use bytes::{Bytes, BytesMut};
@@ -425,6 +426,19 @@ impl Protocol {
             Message::Pong(p) => self.write_frame(OpCode::Pong, 0, &p),
             Message::Close(_) => {}
         }
+        Ok(())
+    }
+
+    /// Queues a message encoded once for many connections: a server queues the shared
+    /// frame bytes as they are; a client, which must mask, encodes the message itself.
+    pub fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), Error> {
+        if self.role == Role::Client || self.state == ReadyState::Connecting {
+            return self.send(prepared.message().clone());
+        }
+        if self.close_sent || self.state == ReadyState::Closed {
+            return Err(Error::Closed);
+        }
+        self.out.put_bytes(prepared.frame().clone());
         Ok(())
     }
 

@@ -16,7 +16,7 @@
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::Config;
-use crate::connection::{Connection, Link};
+use crate::connection::{Connection, Link, Outgoing};
 use crate::error::{Error, Result};
 use crate::handshake::Negotiated;
 use crate::message::Message;
@@ -226,12 +226,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 ReadyState::Closing => {
                     self.arm_close_deadline(shared.timing.close_timeout);
                     if self.close_deadline_passed(cx) {
-                        return Poll::Ready(Some(Err(self.time_out(Error::CloseTimeout))));
+                        return Poll::Ready(Some(Err(self.time_out(shared, Error::CloseTimeout))));
                     }
                 }
                 _ => {
                     if let Some(e) = self.poll_keepalive(shared, cx) {
-                        return Poll::Ready(Some(Err(self.time_out(e))));
+                        return Poll::Ready(Some(Err(self.time_out(shared, e))));
                     }
                 }
             }
@@ -318,6 +318,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         loop {
             if self.shut_down || self.close_deadline_passed(cx) {
                 self.finish();
+                // Senders waiting on backpressure learn the connection is gone.
+                shared.write_fan.wake_all();
                 return Poll::Ready(());
             }
             shared.write_fan.register(cx.waker());
@@ -370,10 +372,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     }
 
     /// Ends the connection on a timeout: the peer is gone or stuck.
-    fn time_out(&mut self, error: Error) -> Error {
+    fn time_out(&mut self, shared: &Shared<S>, error: Error) -> Error {
         tracing::debug!(%error, "websocket timed out");
         self.close_status = Some((CloseCode::ABNORMAL, Utf8Bytes::new()));
         self.finish();
+        shared.write_fan.wake_all();
         error
     }
 
@@ -459,7 +462,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
 
     /// Queues a message once the write buffer is below its high-water mark, and writes it
     /// unless the reader has a batch to finish first.
-    fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Message>) -> Poll<Result<()>> {
+    fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Outgoing<'_>>) -> Poll<Result<()>> {
         let mut inner = self.lock();
         if inner.proto.buffered() >= self.timing.high_water {
             self.write_fan.register(cx.waker());
@@ -478,11 +481,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         Poll::Ready(Ok(()))
     }
 
-    fn enqueue(&self, inner: &mut Inner<S>, message: Message) -> Result<()> {
+    fn enqueue<'a>(&self, inner: &mut Inner<S>, message: impl Into<Outgoing<'a>>) -> Result<()> {
         if inner.finished {
             return Err(Error::Closed);
         }
-        inner.proto.send(message)?;
+        match message.into() {
+            Outgoing::Message(message) => inner.proto.send(message)?,
+            Outgoing::Prepared(prepared) => inner.proto.send_prepared(prepared)?,
+        }
         // Corked: the reader has complete frames still to hand out, and flushes the whole
         // batch's replies in one write once they are handled.
         let corked = inner.proto.has_buffered_frame(&inner.rbuf);
@@ -561,11 +567,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Shared<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Link for Shared<S> {
-    fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Message>) -> Poll<Result<()>> {
+    fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Outgoing<'_>>) -> Poll<Result<()>> {
         Shared::poll_send(self, cx, message)
     }
 
-    fn try_send(&self, message: Message) -> Result<()> {
+    fn try_send(&self, message: Outgoing<'_>) -> Result<()> {
         let mut inner = self.lock();
         if inner.proto.buffered() >= self.timing.high_water {
             inner.write_now(self);
@@ -747,7 +753,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WebSocket<S> {
     /// Sends a message: waits while the write buffer is at its high-water mark, then queues
     /// it; it is written at once, or with the rest of the batch being handled.
     pub async fn send(&mut self, message: Message) -> Result<()> {
-        let mut message = Some(message);
+        let mut message = Some(message.into());
         poll_fn(|cx| self.shared.poll_send(cx, &mut message)).await
     }
 

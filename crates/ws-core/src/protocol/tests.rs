@@ -354,3 +354,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_prepared_frame_is_shared_not_copied() {
+    let prepared = PreparedMessage::binary(vec![7u8; 8192]);
+    let (mut a, mut b) = (server(), server());
+    a.send_prepared(&prepared).unwrap();
+    b.send_prepared(&prepared).unwrap();
+    for proto in [&mut a, &mut b] {
+        let mut slices = [std::io::IoSlice::new(&[]); 4];
+        let n = proto.out().io_slices(&mut slices);
+        assert_eq!(n, 1);
+        assert_eq!(slices[0].as_ptr(), prepared.frame().as_ptr(), "the same bytes, queued by reference");
+    }
+}
+
+#[test]
+fn a_client_encodes_a_prepared_message_itself_masked() {
+    let mut client = Protocol::new(Role::Client, &Config::default());
+    client.open();
+    client.send_prepared(&PreparedMessage::text("hi")).unwrap();
+    let mut out = [std::io::IoSlice::new(&[]); 4];
+    let n = client.out().io_slices(&mut out);
+    let bytes: Vec<u8> = out[..n].iter().flat_map(|s| s.iter().copied()).collect();
+    let (header, len) = FrameHeader::decode(&bytes).unwrap().unwrap();
+    assert!(header.mask.is_some());
+    let mut payload = bytes[len..].to_vec();
+    apply_mask(&mut payload, header.mask.unwrap(), 0);
+    assert_eq!(payload, b"hi");
+}
+
+#[test]
+fn a_prepared_message_after_close_fails() {
+    let mut proto = server();
+    proto.close(None).unwrap();
+    assert!(matches!(proto.send_prepared(&PreparedMessage::text("late")), Err(Error::Closed)));
+}

@@ -1,0 +1,27 @@
+//! Broadcast for wsdriver: rooms, presence, and scale-out over a backplane.
+//!
+//! websocket-driver leaves broadcasting to its users; this crate is what a chat, a live
+//! dashboard or a collaborative editor builds on. A [`Hub`] holds [`Member`]s (one per
+//! connection), each in any number of rooms. A broadcast is encoded once, as a
+//! [`PreparedMessage`](ws_core::PreparedMessage), and every recipient queues the same
+//! frame bytes; no broadcast ever waits for a slow recipient, whose queue is bounded and
+//! handled by a [`SlowPolicy`].
+//!
+//! The hub is in-process by default. With a [`Backplane`] (the Redis one needs the
+//! `redis` feature), hubs in several processes share their rooms: a broadcast reaches
+//! every member of the room, whichever process holds its connection.
+//!
+//! Members are [`Connection`](ws_core::Connection)s, so the hub works the same on every
+//! adapter (hyper, tower, axum, actix-web) and on the standalone server.
+
+mod backplane;
+mod hub;
+#[cfg(feature = "redis")]
+mod redis;
+mod subscriber;
+
+pub use backplane::{Backplane, Inbox};
+pub use hub::{Hub, HubBuilder, Member};
+#[cfg(feature = "redis")]
+pub use redis::RedisBackplane;
+pub use subscriber::SlowPolicy;

@@ -1,0 +1,117 @@
+//! A subscriber that stops reading never stalls a broadcast nor grows memory: its queue is
+//! bounded, and the hub's slow policy drops the oldest broadcasts or closes it with 1013.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::bounded;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use wsdriver::hub::{Hub, Member, SlowPolicy};
+use wsdriver::{CloseCode, Config, Message};
+
+const HIGH_WATER: usize = 16 << 10;
+const MESSAGE: usize = 4096;
+const COUNT: u32 = 4000; // 16 MiB per subscriber: far more than the socket buffers hold
+
+/// A server whose connections register with `hub` and join "room"; the members come out
+/// of `members` in connection order.
+async fn server(hub: Hub) -> (SocketAddr, mpsc::UnboundedReceiver<Member>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let config = Config::default().write_buffer_high_water(HIGH_WATER);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (mut ws, _) = wsdriver::accept(tcp, &config).await.unwrap();
+            let member = hub.register(ws.connection());
+            member.join("room");
+            tx.send(member).unwrap();
+            tokio::spawn(async move { while ws.recv().await.is_some() {} });
+        }
+    });
+    (addr, rx)
+}
+
+fn numbered(seq: u32) -> Vec<u8> {
+    let mut payload = vec![0u8; MESSAGE];
+    payload[..4].copy_from_slice(&seq.to_be_bytes());
+    payload
+}
+
+fn seq_of(message: &Message) -> u32 {
+    let Message::Binary(b) = message else { panic!("unexpected {message:?}") };
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Connects a fast subscriber (reading everything into a task) and a slow one (not read
+/// until the test says so), then broadcasts `COUNT` numbered messages.
+async fn broadcast_past_a_slow_subscriber(
+    policy: SlowPolicy,
+    capacity: usize,
+) -> (Member, wsdriver::WebSocket<wsdriver::client::ClientStream>, Vec<u32>) {
+    let hub = Hub::builder().queue_capacity(capacity).slow_policy(policy).build();
+    let (addr, mut members) = server(hub.clone()).await;
+    let (mut fast, _) = bounded(wsdriver::client::connect(format!("ws://{addr}/"))).await.unwrap();
+    let _fast_member = members.recv().await.unwrap();
+    let (slow, _) = bounded(wsdriver::client::connect(format!("ws://{addr}/"))).await.unwrap();
+    let slow_member = members.recv().await.unwrap();
+
+    let reader = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while seen.len() < COUNT as usize {
+            seen.push(seq_of(&fast.recv().await.unwrap().unwrap()));
+        }
+        seen
+    });
+    for seq in 0..COUNT {
+        hub.broadcast("room", numbered(seq));
+        if seq % 64 == 0 {
+            tokio::task::yield_now().await; // let the sockets move
+        }
+        // The slow subscriber's memory stays bounded throughout.
+        assert!(slow_member.connection().buffered_amount() <= HIGH_WATER + MESSAGE + 16);
+    }
+    let fast_seen = bounded(reader).await.unwrap();
+    (slow_member, slow, fast_seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_oldest_keeps_the_newest_and_stalls_nobody() {
+    let (slow_member, mut slow, fast_seen) = broadcast_past_a_slow_subscriber(SlowPolicy::DropOldest, 8).await;
+    assert_eq!(fast_seen, (0..COUNT).collect::<Vec<_>>(), "the fast subscriber got everything, in order");
+    let dropped = slow_member.dropped();
+    assert!(dropped > 0, "the slow subscriber's queue overflowed");
+
+    // Now it reads: what it gets is in order, ends with the newest, and is exactly what
+    // was not dropped.
+    let mut got = Vec::new();
+    while got.last() != Some(&(COUNT - 1)) {
+        got.push(seq_of(&bounded(slow.recv()).await.unwrap().unwrap()));
+    }
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order");
+    assert_eq!(got.len() as u64 + dropped, u64::from(COUNT));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_policy_closes_the_slow_subscriber_with_1013() {
+    let policy = SlowPolicy::Close(CloseCode::TRY_AGAIN_LATER);
+    let (slow_member, mut slow, fast_seen) = broadcast_past_a_slow_subscriber(policy, 4).await;
+    assert_eq!(fast_seen, (0..COUNT).collect::<Vec<_>>());
+    assert_eq!(slow_member.dropped(), 0);
+    let mut last = None;
+    let close = loop {
+        match bounded(slow.recv()).await.unwrap().unwrap() {
+            Message::Close(frame) => break frame.unwrap(),
+            message => {
+                let seq = seq_of(&message);
+                assert!(last.is_none_or(|l| l + 1 == seq), "nothing skipped before the close");
+                last = Some(seq);
+            }
+        }
+    };
+    assert_eq!(close.code, CloseCode::TRY_AGAIN_LATER);
+    assert!(last.unwrap_or(0) < COUNT - 1, "closed before the end");
+}
