@@ -242,6 +242,12 @@ impl EchoProcess {
 
     /// Starts the echo example `name` on `addr` and waits until it accepts connections.
     pub fn start_example(name: &str, addr: SocketAddr) -> Self {
+        Self::start_example_with(name, addr, &[])
+    }
+
+    /// Starts the example `name` with `addr` and then `args` as arguments, and waits until
+    /// it accepts connections.
+    pub fn start_example_with(name: &str, addr: SocketAddr, args: &[&str]) -> Self {
         use std::process::{Command, Stdio};
         // SOAK_SERVER runs another echo server binary instead (a peer, for comparison).
         let binary = std::env::var_os("SOAK_SERVER").map(std::path::PathBuf::from).unwrap_or_else(|| example(name));
@@ -250,6 +256,7 @@ impl EchoProcess {
             Command::new(binary)
                 .env("MALLOC_ARENA_MAX", "1")
                 .arg(addr.to_string())
+                .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -261,7 +268,7 @@ impl EchoProcess {
             }
             std::thread::sleep(Duration::from_millis(25)); // polling for the port, bounded
         }
-        panic!("echo server did not start on {addr}");
+        panic!("{name} did not start on {addr}");
     }
 
     pub fn kill(&mut self) {

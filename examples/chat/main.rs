@@ -1,0 +1,41 @@
+//! A chat on axum 0.8: the page at `/`, the WebSocket at `/ws`, rooms in a `Hub`.
+//!
+//! ```text
+//! cargo run --example chat                       # http://127.0.0.1:8080, in-process rooms
+//! cargo run --example chat -- 127.0.0.1:8081 --redis redis://127.0.0.1:6379/
+//! ```
+//!
+//! Several processes started with the same `--redis` (or `REDIS_URL`) share their rooms.
+
+mod room;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{Html, Response};
+use axum::routing::get;
+use room::{Chat, Options, PAGE, config, init_logging};
+use tokio::net::TcpListener;
+use wsdriver::axum::WebSocketUpgrade;
+use wsdriver::hub::Hub;
+
+#[derive(Clone)]
+struct App {
+    hub: Hub,
+    server: String,
+}
+
+async fn chat(State(app): State<App>, ws: WebSocketUpgrade) -> Response {
+    ws.config(config()).serve(Chat::new(app.hub, app.server))
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    init_logging();
+    let options = Options::from_args();
+    let listener = TcpListener::bind(&options.addr).await?;
+    let server = listener.local_addr()?.to_string();
+    println!("chat (axum) on http://{server}/ with {}", options.describe());
+    let app = App { hub: options.hub(), server };
+    let router = Router::new().route("/", get(|| async { Html(PAGE) })).route("/ws", get(chat)).with_state(app);
+    axum::serve(listener, router).await
+}
