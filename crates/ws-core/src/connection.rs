@@ -31,6 +31,8 @@ impl From<Message> for Outgoing<'_> {
 pub(crate) trait Link: Send + Sync + 'static {
     fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Outgoing<'_>>) -> Poll<Result<()>>;
     fn try_send(&self, message: Outgoing<'_>) -> Result<()>;
+    fn feed(&self, message: Outgoing<'_>) -> Result<()>;
+    fn flush_queued(&self);
     fn ping(&self, payload: Bytes) -> Result<oneshot::Receiver<()>>;
     fn close(&self, frame: Option<CloseFrame>) -> Result<()>;
     fn ready_state(&self) -> ReadyState;
@@ -104,6 +106,37 @@ impl Connection {
     /// bytes are shared, not copied, once they are 4 KiB or more.
     pub fn try_send_prepared(&self, message: &PreparedMessage) -> Result<()> {
         self.link.try_send(Outgoing::Prepared(message))
+    }
+
+    /// Queues a prepared message without writing it: [`Error::Full`] at the high-water
+    /// mark. Nothing is written until [`Connection::flush_queued`], the reader's next
+    /// batch, or another send; a broadcaster feeds many connections, then flushes each
+    /// once, so a burst of broadcasts costs one write per connection, not one per message.
+    ///
+    /// ```
+    /// # use ws_core::{Config, Message, PreparedMessage, Role, WebSocket};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ws_core::Error> {
+    /// # let (a, b) = tokio::io::duplex(1024);
+    /// # let server = WebSocket::from_raw(a, Role::Server, &Config::default());
+    /// # let mut client = WebSocket::from_raw(b, Role::Client, &Config::default());
+    /// let conn = server.connection();
+    /// for text in ["one", "two"] {
+    ///     conn.feed_prepared(&PreparedMessage::text(text))?;
+    /// }
+    /// assert_eq!(conn.buffered_amount(), 10);
+    /// conn.flush_queued(); // one write for both
+    /// assert_eq!(conn.buffered_amount(), 0);
+    /// assert_eq!(client.recv().await.transpose()?, Some(Message::text("one")));
+    /// # Ok(()) }
+    /// ```
+    pub fn feed_prepared(&self, message: &PreparedMessage) -> Result<()> {
+        self.link.feed(Outgoing::Prepared(message))
+    }
+
+    /// Writes what is queued, as far as the stream takes it without waiting; the
+    /// connection's reader writes the rest as the stream drains.
+    pub fn flush_queued(&self) {
+        self.link.flush_queued();
     }
 
     /// Whether two handles refer to the same connection.

@@ -167,6 +167,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         result
     }
 
+    /// Encodes a message into the write buffer, without writing.
+    fn queue(&mut self, message: Outgoing<'_>) -> Result<()> {
+        match message {
+            Outgoing::Message(message) => self.proto.send(message),
+            Outgoing::Prepared(prepared) => self.proto.send_prepared(prepared),
+        }
+    }
+
     /// Writes what can be written now, without waiting; a failure is kept for the reader.
     fn write_now(&mut self, shared: &Shared<S>) {
         if let Poll::Ready(Err(e)) = self.poll_write_out(shared) {
@@ -485,10 +493,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         if inner.finished {
             return Err(Error::Closed);
         }
-        match message.into() {
-            Outgoing::Message(message) => inner.proto.send(message)?,
-            Outgoing::Prepared(prepared) => inner.proto.send_prepared(prepared)?,
-        }
+        inner.queue(message.into())?;
         // Corked: the reader has complete frames still to hand out, and flushes the whole
         // batch's replies in one write once they are handled.
         let corked = inner.proto.has_buffered_frame(&inner.rbuf);
@@ -580,6 +585,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Link for Shared<S> {
             }
         }
         self.enqueue(&mut inner, message)
+    }
+
+    fn feed(&self, message: Outgoing<'_>) -> Result<()> {
+        let mut inner = self.lock();
+        if inner.finished {
+            return Err(Error::Closed);
+        }
+        if inner.proto.buffered() >= self.timing.high_water {
+            return Err(Error::Full);
+        }
+        inner.queue(message)
+    }
+
+    fn flush_queued(&self) {
+        let mut inner = self.lock();
+        if inner.proto.out().is_empty() || inner.proto.has_buffered_frame(&inner.rbuf) {
+            return; // nothing to do, or the reader flushes with its batch
+        }
+        inner.write_now(self);
+        if !inner.proto.out().is_empty() || inner.pending_error.is_some() {
+            // The reader finishes what the stream could not take now.
+            self.read_fan.wake_all();
+        }
     }
 
     fn ping(&self, payload: Bytes) -> Result<oneshot::Receiver<()>> {

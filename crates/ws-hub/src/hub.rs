@@ -1,19 +1,25 @@
 //! The hub: members, rooms, broadcasts and presence.
 
 use crate::backplane::{self, ALL_CHANNEL, Backplane, Inbox};
-use crate::subscriber::{SlowPolicy, Subscriber};
+use crate::subscriber::{Broadcast, SlowPolicy, Subscriber};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::broadcast;
+use tokio::task::AbortHandle;
 use ws_core::{CloseCode, Connection, PreparedMessage};
 
-type Members = HashMap<u64, Arc<Subscriber>>;
+/// A room: the ring its broadcasts go through, and who is in it.
+struct Room {
+    ring: broadcast::Sender<Arc<Broadcast>>,
+    members: HashSet<u64>,
+}
 
 #[derive(Default)]
 struct State {
-    members: Members,
-    rooms: HashMap<Arc<str>, Members>,
+    members: HashMap<u64, Arc<Subscriber>>,
+    rooms: HashMap<Arc<str>, Room>,
 }
 
 pub(crate) struct Inner {
@@ -23,15 +29,20 @@ pub(crate) struct Inner {
     capacity: usize,
     policy: SlowPolicy,
     state: RwLock<State>,
+    /// The ring of broadcasts to all. Members get a pump on it once the first broadcast
+    /// to all is made: a hub that never broadcasts to all spends nothing on it.
+    everyone: broadcast::Sender<Arc<Broadcast>>,
+    everyone_on: AtomicBool,
     backplane: Option<Box<dyn Backplane>>,
 }
 
 /// A broadcast hub: connections register as [`Member`]s, join rooms, and receive what is
 /// broadcast to a room, to all, or to all but the sender.
 ///
-/// A broadcast is encoded once (a [`PreparedMessage`]) and its frame shared by every
-/// recipient; it never waits for a recipient: each has a bounded queue and a
-/// [`SlowPolicy`] for when it cannot keep up. Without a backplane the hub is in-process;
+/// A broadcast is encoded once (a [`PreparedMessage`]) and put in the room's ring, whose
+/// frame every recipient's connection queues by reference. Broadcasting never waits for
+/// a recipient: each member has a task per room that moves what is new into its
+/// connection, one write per burst, and a [`SlowPolicy`] for when it falls behind. Without a backplane the hub is in-process;
 /// with one ([`RedisBackplane`](crate::RedisBackplane)) hubs in several processes share
 /// their rooms. Cloning is cheap, and every clone is the same hub.
 ///
@@ -70,28 +81,36 @@ impl fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// An in-process hub with the default options: 64 queued broadcasts per subscriber,
-    /// then [`SlowPolicy::DropOldest`].
+    /// An in-process hub with the default options: rings of 128 broadcasts, then
+    /// [`SlowPolicy::DropOldest`].
     pub fn new() -> Self {
         Self::builder().build()
     }
 
     /// Options: queue capacity, slow-subscriber policy, backplane.
     pub fn builder() -> HubBuilder {
-        HubBuilder { capacity: 64, policy: SlowPolicy::DropOldest, backplane: None }
+        HubBuilder { capacity: 128, policy: SlowPolicy::DropOldest, backplane: None }
     }
 
     /// Registers a connection: the returned [`Member`] joins and leaves rooms, and leaves
     /// them all when dropped.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime: each member's broadcasts are moved by tasks.
     pub fn register(&self, connection: Connection) -> Member {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let subscriber = Arc::new(Subscriber::new(id, connection));
-        self.inner.write().members.insert(id, subscriber.clone());
+        let subscriber = Arc::new(Subscriber::new(id, connection, self.inner.capacity));
+        let mut state = self.inner.write();
+        if self.inner.everyone_on.load(Ordering::Acquire) {
+            self.inner.pump_everyone(&subscriber);
+        }
+        state.members.insert(id, subscriber.clone());
+        drop(state);
         Member { hub: self.clone(), subscriber, rooms: Mutex::default() }
     }
 
     /// Sends `message` to every member of `room`, here and on every hub sharing the
-    /// backplane. Returns how many local members it was handed to.
+    /// backplane. Returns how many local members it is for.
     pub fn broadcast(&self, room: &str, message: impl Into<PreparedMessage>) -> usize {
         self.inner.publish(Some(room), &message.into(), None)
     }
@@ -103,7 +122,7 @@ impl Hub {
 
     /// Members of `room` on this hub.
     pub fn presence(&self, room: &str) -> usize {
-        self.inner.read().rooms.get(room).map_or(0, HashMap::len)
+        self.inner.read().rooms.get(room).map_or(0, |r| r.members.len())
     }
 
     /// Members registered on this hub.
@@ -152,16 +171,37 @@ impl Inner {
         delivered
     }
 
+    /// Puts `message` in the ring of `room` (or of everyone): one shared frame, whatever
+    /// the number of members, and no waiting; each member's pump takes it from there.
     fn deliver_local(&self, room: Option<&str>, message: &PreparedMessage, except: Option<u64>) -> usize {
+        let broadcast = Arc::new(Broadcast { message: message.clone(), except });
+        if room.is_none() && !self.everyone_on.load(Ordering::Acquire) {
+            let state = self.write();
+            if !self.everyone_on.swap(true, Ordering::AcqRel) {
+                state.members.values().for_each(|s| self.pump_everyone(s));
+            }
+        }
         let state = self.read();
-        let members = match room {
-            Some(room) => match state.rooms.get(room) {
-                Some(members) => members,
+        let (ring, members, sender_inside) = match room {
+            Some(name) => match state.rooms.get(name) {
+                Some(room) => (&room.ring, room.members.len(), except.is_some_and(|id| room.members.contains(&id))),
                 None => return 0,
             },
-            None => &state.members,
+            None => (&self.everyone, state.members.len(), except.is_some()),
         };
-        members.values().filter(|s| Some(s.id) != except).filter(|s| s.deliver(message, self.capacity, self.policy)).count()
+        match ring.send(broadcast) {
+            Ok(_) => members - usize::from(sender_inside),
+            Err(_) => 0,
+        }
+    }
+
+    fn pump_everyone(&self, subscriber: &Arc<Subscriber>) {
+        let pump = self.spawn_pump(subscriber, self.everyone.subscribe());
+        *subscriber.everyone.lock().unwrap_or_else(|e| e.into_inner()) = Some(pump);
+    }
+
+    fn spawn_pump(&self, subscriber: &Arc<Subscriber>, ring: broadcast::Receiver<Arc<Broadcast>>) -> AbortHandle {
+        tokio::spawn(subscriber.clone().pump(ring, self.policy)).abort_handle()
     }
 
     pub(crate) fn deliver_remote(&self, channel: &str, envelope: &[u8]) {
@@ -179,26 +219,23 @@ impl Inner {
         }
     }
 
-    fn join(&self, room: &str, subscriber: &Arc<Subscriber>) {
+    /// Adds the member to `room`, returning the pump feeding it from the room's ring.
+    fn join(&self, room: &str, subscriber: &Arc<Subscriber>) -> AbortHandle {
         let mut state = self.write();
-        let first = match state.rooms.get_mut(room) {
-            Some(members) => {
-                members.insert(subscriber.id, subscriber.clone());
-                false
-            }
-            None => {
-                state.rooms.insert(room.into(), HashMap::from([(subscriber.id, subscriber.clone())]));
-                true
-            }
-        };
+        let first = !state.rooms.contains_key(room);
+        let room_state =
+            state.rooms.entry(room.into()).or_insert_with(|| Room { ring: broadcast::Sender::new(self.capacity), members: HashSet::new() });
+        room_state.members.insert(subscriber.id);
+        let pump = self.spawn_pump(subscriber, room_state.ring.subscribe());
         if let (true, Some(backplane)) = (first, &self.backplane) {
             backplane.subscribe(&backplane::room_channel(room));
         }
+        pump
     }
 
     fn leave(&self, room: &str, id: u64) {
         let mut state = self.write();
-        let Some(members) = state.rooms.get_mut(room) else { return };
+        let Some(members) = state.rooms.get_mut(room).map(|r| &mut r.members) else { return };
         members.remove(&id);
         if members.is_empty() {
             state.rooms.remove(room);
@@ -235,8 +272,10 @@ impl fmt::Debug for HubBuilder {
 }
 
 impl HubBuilder {
-    /// Broadcasts queued per member while its connection's write buffer is at its
-    /// high-water mark (at least 1; default 64).
+    /// Broadcasts each room keeps for members that have not taken them yet (at least 1;
+    /// default 128). The ring is shared by the room's members, one slot (about 40 bytes
+    /// and a reference to the frame) per broadcast, allocated when the room is created;
+    /// a member further behind is handled by the [`SlowPolicy`].
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);
         self
@@ -262,6 +301,8 @@ impl HubBuilder {
             capacity: self.capacity,
             policy: self.policy,
             state: RwLock::default(),
+            everyone: broadcast::Sender::new(self.capacity),
+            everyone_on: AtomicBool::new(false),
             backplane: self.backplane,
         });
         if let Some(backplane) = &inner.backplane {
@@ -276,7 +317,8 @@ impl HubBuilder {
 pub struct Member {
     hub: Hub,
     subscriber: Arc<Subscriber>,
-    rooms: Mutex<HashSet<Arc<str>>>,
+    /// The rooms joined, each with the pump feeding this member from its ring.
+    rooms: Mutex<HashMap<Arc<str>, AbortHandle>>,
 }
 
 impl fmt::Debug for Member {
@@ -299,26 +341,27 @@ impl Member {
     /// Joins `room` (nothing happens if already in it).
     pub fn join(&self, room: &str) {
         let mut rooms = self.lock_rooms();
-        if !rooms.contains(room) {
-            rooms.insert(room.into());
-            self.hub.inner.join(room, &self.subscriber);
+        if !rooms.contains_key(room) {
+            let pump = self.hub.inner.join(room, &self.subscriber);
+            rooms.insert(room.into(), pump);
         }
     }
 
-    /// Leaves `room`.
+    /// Leaves `room`; what was broadcast to it and not yet taken is not delivered.
     pub fn leave(&self, room: &str) {
-        if self.lock_rooms().remove(room) {
+        if let Some(pump) = self.lock_rooms().remove(room) {
+            pump.abort();
             self.hub.inner.leave(room, self.subscriber.id);
         }
     }
 
     /// The rooms this member is in.
     pub fn rooms(&self) -> Vec<String> {
-        self.lock_rooms().iter().map(|r| r.to_string()).collect()
+        self.lock_rooms().keys().map(|r| r.to_string()).collect()
     }
 
     /// Sends `message` to every other member of `room`, on every hub. Returns how many
-    /// local members it was handed to.
+    /// local members it is for.
     pub fn broadcast(&self, room: &str, message: impl Into<PreparedMessage>) -> usize {
         self.hub.inner.publish(Some(room), &message.into(), Some(self.subscriber.id))
     }
@@ -334,15 +377,19 @@ impl Member {
         self.subscriber.dropped()
     }
 
-    fn lock_rooms(&self) -> std::sync::MutexGuard<'_, HashSet<Arc<str>>> {
+    fn lock_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, AbortHandle>> {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Drop for Member {
     fn drop(&mut self) {
-        for room in std::mem::take(&mut *self.lock_rooms()) {
+        for (room, pump) in std::mem::take(&mut *self.lock_rooms()) {
+            pump.abort();
             self.hub.inner.leave(&room, self.subscriber.id);
+        }
+        if let Some(pump) = self.subscriber.everyone.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            pump.abort();
         }
         self.hub.inner.write().members.remove(&self.subscriber.id);
     }

@@ -3,9 +3,9 @@
 //! websocket-driver leaves broadcasting to its users; this crate is what a chat, a live
 //! dashboard or a collaborative editor builds on. A [`Hub`] holds [`Member`]s (one per
 //! connection), each in any number of rooms. A broadcast is encoded once, as a
-//! [`PreparedMessage`](ws_core::PreparedMessage), and every recipient queues the same
-//! frame bytes; no broadcast ever waits for a slow recipient, whose queue is bounded and
-//! handled by a [`SlowPolicy`].
+//! [`PreparedMessage`](ws_core::PreparedMessage), kept once in the room's bounded ring,
+//! and every recipient queues the same frame bytes; no broadcast ever waits for a slow
+//! recipient, which is handled by a [`SlowPolicy`] once it falls a ring behind.
 //!
 //! The hub is in-process by default. With a [`Backplane`] (the Redis one needs the
 //! `redis` feature), hubs in several processes share their rooms: a broadcast reaches

@@ -1,25 +1,28 @@
-//! One connection's place in the hub: its bounded queue of broadcasts waiting for a
-//! congested socket, and what happens when that queue is full.
+//! One connection's side of the hub: a pump per room that moves broadcasts from the
+//! room's ring into the connection, and what happens when the connection falls behind.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::task::AbortHandle;
 use ws_core::{CloseCode, Connection, Error, PreparedMessage};
 
-/// What the hub does with a subscriber whose socket cannot keep up, once its queue of
-/// waiting broadcasts is full.
+/// What the hub does with a member whose connection cannot keep up.
 ///
-/// A broadcast never waits for a subscriber: it is written into the connection's write
-/// buffer when that is below its high-water mark
-/// ([`Config::write_buffer_high_water`](ws_core::Config::write_buffer_high_water)), and
-/// otherwise queued, up to [`HubBuilder::queue_capacity`](crate::HubBuilder::queue_capacity)
-/// messages. So a slow subscriber costs at most the high-water mark plus that many
-/// messages (shared with every other recipient from 4 KiB up).
+/// Each room keeps its last [`HubBuilder::queue_capacity`](crate::HubBuilder::queue_capacity)
+/// broadcasts in a ring shared by its members (one encoded frame each, whatever the number
+/// of members), and each member's connection takes them into its write buffer up to the
+/// high-water mark
+/// ([`Config::write_buffer_high_water`](ws_core::Config::write_buffer_high_water)). A
+/// member further behind than the ring has lost broadcasts, and this policy decides what
+/// follows. Either way a slow member costs at most its write buffer, never stalls a
+/// broadcast, and never holds the ring back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SlowPolicy {
-    /// Drop the oldest queued broadcast to make room: the subscriber misses messages but
-    /// stays connected and catches up with the newest (live dashboards, tickers).
+    /// Skip what was lost and go on with the oldest broadcast still in the ring: the
+    /// member misses messages but stays connected (live dashboards, tickers).
     DropOldest,
     /// Close the connection with this code, typically [`CloseCode::TRY_AGAIN_LATER`]
     /// (1013) or [`CloseCode::POLICY_VIOLATION`] (1008), so the client can reconnect and
@@ -27,103 +30,119 @@ pub enum SlowPolicy {
     Close(CloseCode),
 }
 
-#[derive(Default)]
-struct Queue {
-    waiting: VecDeque<PreparedMessage>,
-    /// A task is writing `waiting` out, waiting on backpressure as it goes.
-    pumping: bool,
-    /// The connection is closed or being closed: deliveries are skipped.
-    gone: bool,
+/// One broadcast in a room's ring.
+#[derive(Debug)]
+pub(crate) struct Broadcast {
+    pub(crate) message: PreparedMessage,
+    /// The member that sent it, who does not receive it.
+    pub(crate) except: Option<u64>,
 }
+
+/// How often a member stuck on a full socket checks whether it fell a ring behind.
+const LAG_CHECK: Duration = Duration::from_millis(100);
 
 /// A registered connection.
 pub(crate) struct Subscriber {
     pub(crate) id: u64,
     pub(crate) conn: Connection,
-    queue: Mutex<Queue>,
+    /// The rings' capacity.
+    capacity: usize,
     dropped: AtomicU64,
+    /// The pump on the ring of broadcasts to all, once there is one.
+    pub(crate) everyone: Mutex<Option<AbortHandle>>,
 }
 
 impl Subscriber {
-    pub(crate) fn new(id: u64, conn: Connection) -> Self {
-        Self { id, conn, queue: Mutex::default(), dropped: AtomicU64::new(0) }
+    pub(crate) fn new(id: u64, conn: Connection, capacity: usize) -> Self {
+        Self { id, conn, capacity, dropped: AtomicU64::new(0), everyone: Mutex::new(None) }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Broadcasts this subscriber lost to [`SlowPolicy::DropOldest`].
+    /// Broadcasts this member lost to [`SlowPolicy::DropOldest`].
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Hands `message` to the connection without ever waiting; returns whether it was
-    /// written or queued.
-    pub(crate) fn deliver(self: &Arc<Self>, message: &PreparedMessage, capacity: usize, policy: SlowPolicy) -> bool {
-        let mut queue = self.lock();
-        if queue.gone {
-            return false;
-        }
-        if !queue.pumping {
-            match self.conn.try_send_prepared(message) {
-                Ok(()) => return true,
-                Err(Error::Full) => {}
-                Err(_) => {
-                    queue.gone = true;
-                    return false;
-                }
-            }
-        }
-        if queue.waiting.len() >= capacity {
-            match policy {
-                SlowPolicy::DropOldest => {
-                    queue.waiting.pop_front();
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                SlowPolicy::Close(code) => {
-                    tracing::debug!(subscriber = self.id, code = u16::from(code), "closing a subscriber that cannot keep up");
-                    queue.gone = true;
-                    queue.waiting = VecDeque::new();
-                    let _ = self.conn.close(code, "subscriber too slow");
-                    return false;
-                }
-            }
-        }
-        queue.waiting.push_back(message.clone());
-        if !queue.pumping {
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                tracing::warn!("no tokio runtime to write queued broadcasts; dropping them");
-                queue.waiting.clear();
-                return false;
-            };
-            queue.pumping = true;
-            runtime.spawn(self.clone().pump());
-        }
-        true
-    }
-
-    /// Writes the queue out in order, waiting on the connection's backpressure, then ends:
-    /// a task exists only while its subscriber is congested.
-    async fn pump(self: Arc<Self>) {
+    /// Moves broadcasts from a room's ring into the connection until the connection or
+    /// the room ends: everything available is fed, then written in one flush, so a burst
+    /// of broadcasts costs one write per member.
+    pub(crate) async fn pump(self: Arc<Self>, mut ring: broadcast::Receiver<Arc<Broadcast>>, policy: SlowPolicy) {
         loop {
-            let next = {
-                let mut queue = self.lock();
-                match queue.waiting.pop_front() {
-                    Some(message) if !queue.gone => message,
-                    _ => {
-                        queue.pumping = false;
-                        queue.waiting = VecDeque::new();
+            let mut next = match ring.recv().await {
+                Ok(broadcast) => Some(broadcast),
+                Err(RecvError::Lagged(lost)) => {
+                    if !self.lagged(lost, policy) {
                         return;
                     }
+                    continue;
                 }
+                Err(RecvError::Closed) => return,
             };
-            if self.conn.send_prepared(&next).await.is_err() {
-                let mut queue = self.lock();
-                queue.gone = true;
-                queue.pumping = false;
-                queue.waiting = VecDeque::new();
-                return;
+            while let Some(broadcast) = next {
+                if broadcast.except != Some(self.id) && !self.feed(&broadcast.message, &ring, policy).await {
+                    return;
+                }
+                next = match ring.try_recv() {
+                    Ok(broadcast) => Some(broadcast),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Lagged(lost)) => {
+                        if !self.lagged(lost, policy) {
+                            return;
+                        }
+                        None
+                    }
+                    Err(TryRecvError::Closed) => {
+                        self.conn.flush_queued();
+                        return;
+                    }
+                };
+            }
+            self.conn.flush_queued();
+        }
+    }
+
+    /// Queues one broadcast, waiting for the write buffer to drain below its high-water
+    /// mark if it has to; `false` once the connection is closed, or closed for falling a
+    /// whole ring behind while it waited.
+    async fn feed(&self, message: &PreparedMessage, ring: &broadcast::Receiver<Arc<Broadcast>>, policy: SlowPolicy) -> bool {
+        match self.conn.feed_prepared(message) {
+            Ok(()) => true,
+            Err(Error::Full) => {
+                self.conn.flush_queued();
+                // Boxed: the rare slow path keeps its timer out of every pump's state.
+                Box::pin(self.wait_and_send(message, ring, policy)).await
+            }
+            Err(_) => false,
+        }
+    }
+
+    async fn wait_and_send(&self, message: &PreparedMessage, ring: &broadcast::Receiver<Arc<Broadcast>>, policy: SlowPolicy) -> bool {
+        let send = self.conn.send_prepared(message);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                sent = &mut send => return sent.is_ok(),
+                () = tokio::time::sleep(LAG_CHECK) => {
+                    // The ring moved on past this member while its socket was stuck: a
+                    // closing policy acts now, not when the socket drains.
+                    if let (SlowPolicy::Close(_), true) = (policy, ring.len() > self.capacity) {
+                        return self.lagged(0, policy);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the slow policy after `lost` broadcasts were missed; `false` to stop.
+    fn lagged(&self, lost: u64, policy: SlowPolicy) -> bool {
+        match policy {
+            SlowPolicy::DropOldest => {
+                self.dropped.fetch_add(lost, Ordering::Relaxed);
+                true
+            }
+            SlowPolicy::Close(code) => {
+                tracing::debug!(member = self.id, lost, code = u16::from(code), "closing a member that cannot keep up");
+                let _ = self.conn.close(code, "too slow to keep up");
+                false
             }
         }
     }

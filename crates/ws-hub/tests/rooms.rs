@@ -25,23 +25,18 @@ async fn next_text(client: &mut WebSocket<DuplexStream>) -> String {
     message.as_text().expect("a text message").to_owned()
 }
 
-/// Sends a marker to everyone, then reads until it: what came before it is what each
-/// client received.
-async fn received(hub: &Hub, clients: &mut [&mut WebSocket<DuplexStream>]) -> Vec<Vec<String>> {
-    hub.broadcast_all("--end--");
-    let mut all = Vec::new();
-    for client in clients.iter_mut() {
-        let mut got = Vec::new();
-        loop {
-            let text = next_text(client).await;
-            if text == "--end--" {
-                break;
-            }
-            got.push(text);
-        }
-        all.push(got);
+/// Reads `count` messages, sorted (rooms are separate rings: broadcasts to different
+/// rooms, or to a room and to all, are not ordered with each other), then checks that a
+/// marker sent to everyone is the next thing to arrive: nothing else was on its way.
+async fn received(hub: &Hub, client: &mut WebSocket<DuplexStream>, count: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    for _ in 0..count {
+        got.push(next_text(client).await);
     }
-    all
+    got.sort();
+    hub.broadcast_all("--end--");
+    assert_eq!(next_text(client).await, "--end--", "after {got:?}");
+    got
 }
 
 #[tokio::test]
@@ -60,10 +55,9 @@ async fn broadcasts_reach_the_room_all_or_all_but_the_sender() {
     assert_eq!(alice.broadcast("rust", "alice to the others in rust"), 1);
     assert_eq!(bob.broadcast_all("bob to all others"), 2);
 
-    let got = received(&hub, &mut [&mut a, &mut b, &mut c]).await;
-    assert_eq!(got[0], ["to rust", "bob to all others"]);
-    assert_eq!(got[1], ["to rust", "to lisp", "alice to the others in rust"]);
-    assert_eq!(got[2], ["bob to all others"]);
+    assert_eq!(received(&hub, &mut a, 2).await, ["bob to all others", "to rust"]);
+    assert_eq!(received(&hub, &mut b, 3).await, ["alice to the others in rust", "to lisp", "to rust"]);
+    assert_eq!(received(&hub, &mut c, 1).await, ["bob to all others"]);
 }
 
 #[tokio::test]
@@ -86,6 +80,19 @@ async fn presence_follows_joins_leaves_and_drops() {
 }
 
 #[tokio::test]
+async fn broadcasts_to_one_room_keep_their_order() {
+    let hub = Hub::new();
+    let (alice, mut a) = member(&hub);
+    alice.join("room");
+    for i in 0..100 {
+        hub.broadcast("room", format!("{i}"));
+    }
+    for i in 0..100 {
+        assert_eq!(next_text(&mut a).await, format!("{i}"));
+    }
+}
+
+#[tokio::test]
 async fn a_closed_connection_is_skipped() {
     let hub = Hub::new();
     let (alice, mut a) = member(&hub);
@@ -94,9 +101,11 @@ async fn a_closed_connection_is_skipped() {
     bob.join("room");
     b.close(ws_core::CloseCode::NORMAL, "bye").await.unwrap();
     while b.recv().await.is_some() {} // the server answered: its side is closed
-    assert_eq!(hub.broadcast("room", "anyone?"), 1, "only Alice is still there");
-    assert_eq!(next_text(&mut a).await, "anyone?");
-    assert_eq!(hub.presence("room"), 2, "Bob is a member until his handler drops him");
+    assert_eq!(hub.broadcast("room", "anyone?"), 2, "Bob is a member until his handler drops him");
+    assert_eq!(next_text(&mut a).await, "anyone?", "Alice is not held up by Bob's closed connection");
+    drop(bob);
+    assert_eq!(hub.broadcast("room", "still here"), 1);
+    assert_eq!(next_text(&mut a).await, "still here");
 }
 
 #[tokio::test]

@@ -1,0 +1,247 @@
+//! Fan-out: one publisher, 10,000 subscribers in one process.
+//!
+//! Compares the hub (a broadcast encoded once; each subscriber's connection queues the
+//! shared frame without waiting) with the usual approach: a `tokio::sync::broadcast`
+//! channel, and a task per connection that receives each message and sends it with its
+//! own socket, encoding its own frame. Both use the same driver and the same subscribers
+//! (readers counting bytes), so the difference is the fan-out design.
+//!
+//! Each subscriber is joined to its server connection by an in-memory pipe with a 64 KiB
+//! buffer (`tokio::io::duplex`), not TCP: 10,000 loopback connections need 20,000
+//! descriptors in one process, more than machines commonly allow, and the kernel's share
+//! would be the same for both approaches.
+//!
+//! `cargo bench -p ws-hub --bench fanout [-- --subscribers N --rounds R]`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly
+
+use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, DuplexStream};
+use tokio::sync::{Notify, broadcast};
+use ws_core::{Config, Message, Role, WebSocket};
+use ws_hub::Hub;
+
+const PIPE_BUFFER: usize = 64 << 10;
+const RING: usize = 1024;
+
+/// (payload bytes, messages per run)
+const WORKLOADS: [(usize, usize); 2] = [(64, 1000), (8192, 50)];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Approach {
+    Hub,
+    Baseline,
+}
+
+/// Bytes received by every subscriber together, and a wake-up once `target` is reached.
+struct Received {
+    bytes: AtomicU64,
+    target: AtomicU64,
+    done: Notify,
+}
+
+impl Received {
+    fn add(&self, n: u64) {
+        let before = self.bytes.fetch_add(n, Ordering::Relaxed);
+        let target = self.target.load(Ordering::Relaxed);
+        if before < target && before + n >= target {
+            self.done.notify_one();
+        }
+    }
+}
+
+struct Setup {
+    hub: Hub,
+    baseline: broadcast::Sender<Bytes>,
+    received: Arc<Received>,
+    /// Every subscriber and server task, kept for the process's lifetime.
+    _tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A subscriber's end: reads and counts bytes until the pipe closes.
+fn subscriber(mut pipe: DuplexStream, received: Arc<Received>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            received.add(n as u64);
+        }
+    })
+}
+
+fn setup(approach: Approach, subscribers: usize) -> Setup {
+    // The same ring size for both: neither may lag behind a 1000-message burst.
+    let hub = Hub::builder().queue_capacity(RING).build();
+    let (baseline, _) = broadcast::channel::<Bytes>(RING);
+    let received = Arc::new(Received { bytes: AtomicU64::new(0), target: AtomicU64::new(u64::MAX), done: Notify::new() });
+    let mut tasks = Vec::with_capacity(2 * subscribers);
+    // A broadcast server's write buffers: 64 KiB each, for both approaches.
+    let config = Config::default().write_buffer_high_water(64 << 10);
+    for _ in 0..subscribers {
+        let (server_end, client_end) = tokio::io::duplex(PIPE_BUFFER);
+        tasks.push(subscriber(client_end, received.clone()));
+        let mut ws = WebSocket::from_raw(server_end, Role::Server, &config);
+        tasks.push(match approach {
+            Approach::Hub => {
+                let member = hub.register(ws.connection());
+                member.join("room");
+                tokio::spawn(async move {
+                    let _member = member;
+                    while ws.recv().await.is_some() {}
+                })
+            }
+            Approach::Baseline => {
+                let mut rx = baseline.subscribe();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            m = ws.recv() => if m.is_none() { break },
+                            r = rx.recv() => match r {
+                                Ok(payload) => if ws.send(Message::Binary(payload)).await.is_err() { break },
+                                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                                Err(broadcast::error::RecvError::Closed) => break,
+                            },
+                        }
+                    }
+                })
+            }
+        });
+    }
+    Setup { hub, baseline, received, _tasks: tasks }
+}
+
+fn rss_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+}
+
+/// Resets the peak RSS (VmHWM) to the current RSS.
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Publishes `count` messages of `size` bytes to every subscriber; returns the elapsed time
+/// and the peak RSS growth (KiB) while it ran.
+async fn run(setup: &Setup, approach: Approach, subscribers: usize, size: usize, count: usize) -> (Duration, u64) {
+    let header = if size < 126 {
+        2
+    } else if size < 65536 {
+        4
+    } else {
+        10
+    };
+    let per_run = (subscribers * count * (size + header)) as u64;
+    let received = &setup.received;
+    let start_bytes = received.bytes.load(Ordering::Relaxed);
+    received.target.store(start_bytes + per_run, Ordering::Relaxed);
+    reset_peak();
+    let base = rss_kib("VmRSS:");
+    let payload = Bytes::from(vec![b'x'; size]);
+    let start = Instant::now();
+    let done = received.done.notified();
+    tokio::pin!(done);
+    done.as_mut().enable();
+    for _ in 0..count {
+        match approach {
+            Approach::Hub => {
+                setup.hub.broadcast("room", payload.clone());
+            }
+            Approach::Baseline => {
+                let _ = setup.baseline.send(payload.clone());
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+    if received.bytes.load(Ordering::Relaxed) < start_bytes + per_run {
+        tokio::time::timeout(Duration::from_secs(120), done).await.expect("every subscriber received every message");
+    }
+    let elapsed = start.elapsed();
+    (elapsed, rss_kib("VmHWM:").saturating_sub(base))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs one approach in this process and prints one `RESULT` line per workload.
+fn child(approach: Approach, subscribers: usize) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let before = rss_kib("VmRSS:");
+        let setup = setup(approach, subscribers);
+        tokio::task::yield_now().await;
+        let per_subscriber = rss_kib("VmRSS:").saturating_sub(before) as f64 / subscribers as f64;
+        for (size, count) in WORKLOADS {
+            let (elapsed, peak) = run(&setup, approach, subscribers, size, count).await;
+            let rate = (subscribers * count) as f64 / elapsed.as_secs_f64();
+            println!("RESULT {size} {rate} {peak} {per_subscriber}");
+        }
+    });
+}
+
+fn main() {
+    let mut subscribers = 10_000;
+    let mut rounds = 3;
+    let mut only = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--subscribers" => subscribers = args.next().and_then(|v| v.parse().ok()).unwrap_or(subscribers),
+            "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(rounds),
+            "--only" => only = args.next(),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    match only.as_deref() {
+        Some("hub") => return child(Approach::Hub, subscribers),
+        Some("baseline") => return child(Approach::Baseline, subscribers),
+        _ => {}
+    }
+    println!(
+        "fan-out: 1 publisher -> {subscribers} subscribers, in-memory pipes, 2 worker threads, {rounds} interleaved rounds, each run in a fresh process"
+    );
+    // (approach, payload) -> per-round (deliveries/s, peak KiB, KiB per subscriber)
+    let mut results: Vec<(Approach, usize, Vec<[f64; 3]>)> = Vec::new();
+    let exe = std::env::current_exe().expect("current exe");
+    for _ in 0..rounds {
+        for approach in [Approach::Hub, Approach::Baseline] {
+            let name = if approach == Approach::Hub { "hub" } else { "baseline" };
+            let output = std::process::Command::new(&exe)
+                .args(["--only", name, "--subscribers", &subscribers.to_string()])
+                .env("MALLOC_ARENA_MAX", "2")
+                .output()
+                .expect("run the child");
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            for line in String::from_utf8_lossy(&output.stdout).lines() {
+                let fields: Vec<f64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+                let [size, rate, peak, per] = fields[..] else { continue };
+                let size = size as usize;
+                match results.iter_mut().find(|r| r.0 == approach && r.1 == size) {
+                    Some(r) => r.2.push([rate, peak, per]),
+                    None => results.push((approach, size, vec![[rate, peak, per]])),
+                }
+            }
+        }
+    }
+    let med = |v: &[[f64; 3]], i: usize| median(v.iter().map(|r| r[i]).collect());
+    println!("| payload x messages | approach | deliveries/s | peak RSS growth while publishing | RSS per subscriber (both ends) |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (size, count) in WORKLOADS {
+        let row = |a: Approach| &results.iter().find(|r| r.0 == a && r.1 == size).expect("measured").2;
+        let (hub, base) = (row(Approach::Hub), row(Approach::Baseline));
+        for (name, r) in [("hub", hub), ("tokio broadcast", base)] {
+            println!("| {size} B x {count} | {name} | {:.2} M | {:.1} MiB | {:.2} KiB |", med(r, 0) / 1e6, med(r, 1) / 1024.0, med(r, 2));
+        }
+        println!(
+            "| {size} B x {count} | hub / baseline | {:.2}x | {:.2}x | |",
+            med(hub, 0) / med(base, 0),
+            med(hub, 1) / med(base, 1).max(1.0)
+        );
+    }
+}
