@@ -175,6 +175,7 @@ impl Server {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let f = Arc::new(f);
+        let config = self.config;
         let (mut signal, deadline) = match self.graceful {
             Some((signal, deadline)) => (signal, Some(deadline)),
             None => (Box::pin(std::future::pending()) as Signal, None),
@@ -196,17 +197,21 @@ impl Server {
                 Err(e) => return Err(e),
             };
             let _ = stream.set_nodelay(true);
-            let config = self.config.clone();
+            let config = config.clone();
             let f = f.clone();
             tokio::spawn(async move {
-                match accept(stream, &config).await {
+                // Boxed: the handshake's state is freed once it is done, instead of
+                // sizing every connection's task for it.
+                let accepted = Box::pin(accept(stream, &config)).await;
+                drop(config);
+                match accepted {
                     Ok((socket, request)) => f(socket, request).await,
                     Err(error) => tracing::debug!(%peer, %error, "handshake failed"),
                 }
             });
         }
         drop(self.listener);
-        if let (Some(shutdown), Some(deadline)) = (&self.config.shutdown, deadline) {
+        if let (Some(shutdown), Some(deadline)) = (&config.shutdown, deadline) {
             let dropped = shutdown.shutdown(deadline).await;
             tracing::info!(dropped, "websocket server shut down");
         }

@@ -38,28 +38,48 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
 /// Read at least this much at a time when no frame size says otherwise.
-const READ_CHUNK: usize = 8 << 10;
+const READ_CHUNK: usize = 64 << 10;
 /// Never reserve more than this at once for a large frame still arriving.
 const MAX_READ_RESERVE: usize = 1 << 20;
 /// Slices per vectored write.
 const MAX_IO_SLICES: usize = 64;
 
 /// The wakers of every task waiting on one direction of the stream. The stream itself
-/// only ever sees the fan's own waker.
+/// only ever sees the fan's own waker. One waiter (the usual case) is kept inline, so an
+/// idle connection's fans allocate nothing.
 #[derive(Default)]
-struct WakerFan(Mutex<Vec<Waker>>);
+struct WakerFan(Mutex<Waiters>);
+
+#[derive(Default)]
+struct Waiters {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
 
 impl WakerFan {
     fn register(&self, waker: &Waker) {
-        let mut wakers = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if !wakers.iter().any(|w| w.will_wake(waker)) {
-            wakers.push(waker.clone());
+        let mut waiters = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match &waiters.first {
+            None => waiters.first = Some(waker.clone()),
+            Some(first) if first.will_wake(waker) => {}
+            Some(_) => {
+                if !waiters.more.iter().any(|w| w.will_wake(waker)) {
+                    waiters.more.push(waker.clone());
+                }
+            }
         }
     }
 
     fn wake_all(&self) {
-        let wakers = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
-        for w in wakers {
+        let (first, more) = {
+            let mut waiters = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let more = if waiters.more.is_empty() { Vec::new() } else { std::mem::take(&mut waiters.more) };
+            (waiters.first.take(), more)
+        };
+        if let Some(w) = first {
+            w.wake();
+        }
+        for w in more {
             w.wake();
         }
     }

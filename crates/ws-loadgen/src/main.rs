@@ -114,65 +114,136 @@ async fn handshake(host: &str, path: &str, deflate: bool) -> std::io::Result<(Tc
     }
 }
 
-/// Runs one connection until `deadline`; returns (messages, payload bytes) echoed.
+/// Copies of the frame back to back, about 64 KiB of them (at least one).
+#[derive(Clone)]
+struct Burst {
+    bytes: std::sync::Arc<Vec<u8>>,
+    frame_len: usize,
+}
+
+impl Burst {
+    fn new(frame: &[u8]) -> Self {
+        let copies = ((64 << 10) / frame.len().max(1)).max(1);
+        Self { bytes: std::sync::Arc::new(frame.repeat(copies)), frame_len: frame.len() }
+    }
+}
+
+/// Frames waiting to be sent: a count, written from one burst of copies of the frame
+/// (about 64 KiB of them), so even many large frames in flight cost no memory of their
+/// own.
+struct Pending {
+    burst: std::sync::Arc<Vec<u8>>,
+    frame_len: usize,
+    frames: usize,
+    /// Bytes of the current write (`start..end` of the burst) already written.
+    written: usize,
+    end: usize,
+}
+
+impl Pending {
+    fn new(burst: &Burst, frames: usize) -> Self {
+        Self { burst: burst.bytes.clone(), frame_len: burst.frame_len, frames, written: 0, end: 0 }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.frames == 0 && self.written == self.end
+    }
+
+    fn add(&mut self, frames: usize) {
+        self.frames += frames;
+    }
+
+    /// The bytes to write next.
+    fn next_bytes(&mut self) -> &[u8] {
+        if self.written == self.end {
+            let per_burst = (self.burst.len() / self.frame_len).max(1);
+            let n = self.frames.min(per_burst);
+            self.frames -= n;
+            self.written = 0;
+            self.end = n * self.frame_len;
+        }
+        &self.burst[self.written..self.end]
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.written += n;
+    }
+}
+
+/// Opens one connection, reports it ready, and once every connection is (`start` gives the
+/// deadline) echoes until the deadline; returns (messages, payload bytes) echoed.
 async fn connection(
     host: String,
     path: String,
-    frame: std::sync::Arc<Vec<u8>>,
+    frame: Burst,
     args: (usize, bool),
-    deadline: Instant,
+    ready: tokio::sync::mpsc::Sender<()>,
+    mut start: tokio::sync::watch::Receiver<Option<Instant>>,
 ) -> std::io::Result<(u64, u64)> {
     let (inflight, deflate) = args;
-    let (mut stream, mut buf) = handshake(&host, &path, deflate).await?;
-    let mut out = Vec::with_capacity(frame.len() * inflight);
-    for _ in 0..inflight {
-        out.extend_from_slice(&frame);
-    }
-    stream.write_all(&out).await?;
+    let (stream, mut buf) = handshake(&host, &path, deflate).await?;
+    let _ = ready.send(()).await;
+    drop(ready);
+    let deadline = match start.wait_for(Option::is_some).await {
+        Ok(deadline) => deadline.unwrap_or_else(Instant::now),
+        Err(_) => return Ok((0, 0)),
+    };
+    // Writes never block reads: a peer that echoes a large message while it is still
+    // arriving (the raw ceiling does) must find us reading. Replies to send wait in
+    // `pending`, written as far as the socket takes them whenever it is writable.
+    let mut pending = Pending::new(&frame, inflight);
     let (mut messages, mut bytes) = (0u64, 0u64);
     let mut skip = 0usize; // payload bytes of a frame still to skip
     loop {
-        if buf.is_empty() || skip > 0 {
-            buf.clear();
-            buf.reserve(256 << 10);
-            let read = tokio::time::timeout_at(deadline.into(), stream.read_buf(&mut buf)).await;
-            match read {
-                Err(_) => return Ok((messages, bytes)),
-                Ok(Ok(0)) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                Ok(r) => r?,
-            };
+        while !pending.is_empty() {
+            match stream.try_write(pending.next_bytes()) {
+                Ok(n) => pending.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        // Count every whole reply in what has arrived; a partial header stays for the
+        // next read.
+        loop {
             let n = skip.min(buf.len());
             buf.advance(n);
             skip -= n;
             if skip > 0 {
-                continue;
-            }
-        }
-        let mut replies = 0;
-        while let Ok(Some((h, n))) = FrameHeader::decode(&buf) {
-            buf.advance(n);
-            let len = h.payload_len as usize;
-            let here = len.min(buf.len());
-            buf.advance(here);
-            skip = len - here;
-            if matches!(h.opcode, OpCode::Text | OpCode::Binary) && h.fin {
-                messages += 1;
-                replies += 1;
-                bytes += len as u64;
-            }
-            if skip > 0 {
                 break;
             }
-        }
-        if replies > 0 {
-            out.clear();
-            for _ in 0..replies {
-                out.extend_from_slice(&frame);
+            let Ok(Some((h, n))) = FrameHeader::decode(&buf) else { break };
+            buf.advance(n);
+            skip = h.payload_len as usize;
+            if matches!(h.opcode, OpCode::Text | OpCode::Binary) && h.fin {
+                messages += 1;
+                bytes += h.payload_len;
+                pending.add(1);
             }
-            stream.write_all(&out).await?;
         }
         if Instant::now() >= deadline {
             return Ok((messages, bytes));
+        }
+        buf.reserve(256 << 10);
+        match stream.try_read_buf(&mut buf) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let ready = async {
+                    if pending.is_empty() {
+                        stream.readable().await
+                    } else {
+                        tokio::select! {
+                            r = stream.readable() => r,
+                            w = stream.writable() => w,
+                        }
+                    }
+                };
+                match tokio::time::timeout_at(deadline.into(), ready).await {
+                    Err(_) => return Ok((messages, bytes)),
+                    Ok(r) => r?,
+                }
+            }
+            Err(e) => return Err(e),
         }
     }
 }
@@ -190,7 +261,7 @@ fn main() {
         Some(i) => (rest[..i].to_owned(), rest[i..].to_owned()),
         None => (rest.to_owned(), "/".to_owned()),
     };
-    let frame = std::sync::Arc::new(frame(&payload(args.size), args.binary, args.deflate));
+    let frame = Burst::new(&frame(&payload(args.size), args.binary, args.deflate));
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -199,11 +270,23 @@ fn main() {
         }
     };
     let result = runtime.block_on(async {
-        let start = Instant::now();
-        let deadline = start + Duration::from_secs_f64(args.secs);
+        // The clock starts once every connection is open: handshakes are not measured.
+        let (ready, mut ready_rx) = tokio::sync::mpsc::channel(args.conns.max(1));
+        let (go, start_rx) = tokio::sync::watch::channel(None);
         let tasks: Vec<_> = (0..args.conns)
-            .map(|_| tokio::spawn(connection(host.clone(), path.clone(), frame.clone(), (args.inflight, args.deflate), deadline)))
+            .map(|_| {
+                let conn =
+                    connection(host.clone(), path.clone(), frame.clone(), (args.inflight, args.deflate), ready.clone(), start_rx.clone());
+                tokio::spawn(conn)
+            })
             .collect();
+        drop(ready);
+        let mut opened = 0;
+        while opened < args.conns && ready_rx.recv().await.is_some() {
+            opened += 1;
+        }
+        let start = Instant::now();
+        go.send_replace(Some(start + Duration::from_secs_f64(args.secs)));
         let (mut messages, mut bytes) = (0u64, 0u64);
         for t in tasks {
             match t.await {
