@@ -2,7 +2,7 @@
 """The side-by-side benchmark: wsdriver on every server against its peers and a raw-TCP
 ceiling, one command, under ten minutes on two cores.
 
-    benches/run.py [--rounds 3] [--secs 1.5] [--full] [--no-memory]
+    benches/run.py [--rounds 3] [--secs 0.5] [--targets] [--no-memory] [--only NAMES]
 
 Each echo server runs pinned to core 0 and ws-loadgen to core 1; servers are interleaved
 round by round (in each round every server is started once and runs every cell, in
@@ -11,8 +11,9 @@ medians, ratios to the raw ceiling measured in the same run, the server's CPU us
 the run (it should sit near 100% of its core: otherwise the loader is the bottleneck),
 and idle memory per connection (RSS growth over 10,000 idle connections).
 
-`--full` runs the whole matrix (16 B, 1 KiB, 64 KiB, 1 MiB payloads; 1, 64 and 512
-connections; 1 and 16 messages in flight) instead of the five target cells.
+It runs the whole matrix (16 B, 1 KiB, 64 KiB, 1 MiB payloads; 1, 64 and 512
+connections; 1 and 16 messages in flight); `--targets` runs only the five cells the
+performance targets are set on.
 """
 import argparse
 import os
@@ -96,6 +97,17 @@ def label(cell):
     return "%s, %d conns x %d in flight (%s)" % (size_s, conns, inflight, "msg/s" if unit == "msg" else "GB/s")
 
 
+def machine():
+    def first(cmd):
+        try:
+            return subprocess.check_output(cmd, text=True, stderr=subprocess.DEVNULL).strip().splitlines()[0]
+        except (OSError, subprocess.CalledProcessError, IndexError):
+            return "?"
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    return "Machine: %s, %d cores, %s; %s; %s\n" % (model, os.cpu_count() or 0, first(["uname", "-sr"]), first(["rustc", "-V"]),
+                                                  time.strftime("%Y-%m-%d"))
+
+
 def fmt(value, unit):
     if unit == "GB":
         return "%.2f" % (value / 1e9)
@@ -105,8 +117,8 @@ def fmt(value, unit):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--secs", type=float, default=1.5)
-    parser.add_argument("--full", action="store_true")
+    parser.add_argument("--secs", type=float, default=0.5)
+    parser.add_argument("--targets", action="store_true", help="only the five target cells")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--only", help="comma-separated server names to run (the raw ceiling always runs)")
     args = parser.parse_args()
@@ -115,7 +127,8 @@ def main():
     if args.only:
         keep = set(args.only.split(","))
         servers = [s for s in SERVERS if s[0] in keep or s[0] == "raw TCP ceiling"]
-    cells = full_cells() if args.full else TARGET_CELLS
+    cells = TARGET_CELLS if args.targets else full_cells()
+    print(machine())
     results = {}
     for r in range(args.rounds):
         # Each round runs every server in turn, each once through every cell.

@@ -96,7 +96,8 @@ impl Hub {
     /// them all when dropped.
     ///
     /// # Panics
-    /// Outside a Tokio runtime: each member's broadcasts are moved by tasks.
+    /// Outside a Tokio runtime, once anything was broadcast to all: each member's
+    /// broadcasts are moved by tasks (see also [`Member::join`]).
     pub fn register(&self, connection: Connection) -> Member {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let subscriber = Arc::new(Subscriber::new(id, connection, self.inner.capacity));
@@ -116,6 +117,9 @@ impl Hub {
     }
 
     /// Sends `message` to every member of every hub sharing the backplane.
+    ///
+    /// # Panics
+    /// The first time, outside a Tokio runtime (see [`Hub::register`]).
     pub fn broadcast_all(&self, message: impl Into<PreparedMessage>) -> usize {
         self.inner.publish(None, &message.into(), None)
     }
@@ -339,6 +343,10 @@ impl Member {
     }
 
     /// Joins `room` (nothing happens if already in it).
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime: a task moves the room's broadcasts into this member's
+    /// connection.
     pub fn join(&self, room: &str) {
         let mut rooms = self.lock_rooms();
         if !rooms.contains_key(room) {
