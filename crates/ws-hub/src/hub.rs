@@ -1,13 +1,12 @@
 //! The hub: members, rooms, broadcasts and presence.
 
 use crate::backplane::{self, ALL_CHANNEL, Backplane, Inbox};
-use crate::subscriber::{Broadcast, SlowPolicy, Subscriber};
+use crate::subscriber::{Broadcast, Pump, SlowPolicy, Subscriber};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::broadcast;
-use tokio::task::AbortHandle;
 use ws_core::{CloseCode, Connection, PreparedMessage};
 
 /// A room: the ring its broadcasts go through, and who is in it.
@@ -30,7 +29,7 @@ pub(crate) struct Inner {
     policy: SlowPolicy,
     state: RwLock<State>,
     /// The ring of broadcasts to all. Members get a pump on it once the first broadcast
-    /// to all is made: a hub that never broadcasts to all spends nothing on it.
+    /// to all is made: until then it costs one ring and no task per member.
     everyone: broadcast::Sender<Arc<Broadcast>>,
     everyone_on: AtomicBool,
     backplane: Option<Box<dyn Backplane>>,
@@ -181,8 +180,9 @@ impl Inner {
         let broadcast = Arc::new(Broadcast { message: message.clone(), except });
         if room.is_none() && !self.everyone_on.load(Ordering::Acquire) {
             let state = self.write();
-            if !self.everyone_on.swap(true, Ordering::AcqRel) {
+            if !self.everyone_on.load(Ordering::Acquire) {
                 state.members.values().for_each(|s| self.pump_everyone(s));
+                self.everyone_on.store(true, Ordering::Release);
             }
         }
         let state = self.read();
@@ -193,19 +193,15 @@ impl Inner {
             },
             None => (&self.everyone, state.members.len(), except.is_some()),
         };
-        match ring.send(broadcast) {
-            Ok(_) => members - usize::from(sender_inside),
-            Err(_) => 0,
-        }
+        // An error only means no pump is running (their connections closed): the count
+        // is of members, who stay members until dropped.
+        let _ = ring.send(broadcast);
+        members - usize::from(sender_inside)
     }
 
     fn pump_everyone(&self, subscriber: &Arc<Subscriber>) {
-        let pump = self.spawn_pump(subscriber, self.everyone.subscribe());
+        let pump = subscriber.spawn_pump(self.everyone.subscribe(), self.policy);
         *subscriber.everyone.lock().unwrap_or_else(|e| e.into_inner()) = Some(pump);
-    }
-
-    fn spawn_pump(&self, subscriber: &Arc<Subscriber>, ring: broadcast::Receiver<Arc<Broadcast>>) -> AbortHandle {
-        tokio::spawn(subscriber.clone().pump(ring, self.policy)).abort_handle()
     }
 
     pub(crate) fn deliver_remote(&self, channel: &str, envelope: &[u8]) {
@@ -224,13 +220,17 @@ impl Inner {
     }
 
     /// Adds the member to `room`, returning the pump feeding it from the room's ring.
-    fn join(&self, room: &str, subscriber: &Arc<Subscriber>) -> AbortHandle {
+    fn join(&self, room: &str, subscriber: &Arc<Subscriber>) -> Pump {
         let mut state = self.write();
         let first = !state.rooms.contains_key(room);
-        let room_state =
-            state.rooms.entry(room.into()).or_insert_with(|| Room { ring: broadcast::Sender::new(self.capacity), members: HashSet::new() });
+        let ring = match state.rooms.get(room) {
+            Some(existing) => existing.ring.clone(),
+            None => broadcast::Sender::new(self.capacity),
+        };
+        // Spawned before the room changes: a panic (no runtime) leaves no half-joined room.
+        let pump = subscriber.spawn_pump(ring.subscribe(), self.policy);
+        let room_state = state.rooms.entry(room.into()).or_insert_with(|| Room { ring, members: HashSet::new() });
         room_state.members.insert(subscriber.id);
-        let pump = self.spawn_pump(subscriber, room_state.ring.subscribe());
         if let (true, Some(backplane)) = (first, &self.backplane) {
             backplane.subscribe(&backplane::room_channel(room));
         }
@@ -276,12 +276,13 @@ impl fmt::Debug for HubBuilder {
 }
 
 impl HubBuilder {
-    /// Broadcasts each room keeps for members that have not taken them yet (at least 1;
-    /// default 128). The ring is shared by the room's members, one slot (about 40 bytes
+    /// Broadcasts each room keeps for members that have not taken them yet, rounded up to
+    /// a power of two (at least 1; default 128). The ring is shared by the room's members, one slot (about 40 bytes
     /// and a reference to the frame) per broadcast, allocated when the room is created;
     /// a member further behind is handled by the [`SlowPolicy`].
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity.max(1);
+        // The ring holds a power of two; say so, and measure lag against what it holds.
+        self.capacity = capacity.max(1).next_power_of_two();
         self
     }
 
@@ -322,7 +323,7 @@ pub struct Member {
     hub: Hub,
     subscriber: Arc<Subscriber>,
     /// The rooms joined, each with the pump feeding this member from its ring.
-    rooms: Mutex<HashMap<Arc<str>, AbortHandle>>,
+    rooms: Mutex<HashMap<Arc<str>, Pump>>,
 }
 
 impl fmt::Debug for Member {
@@ -358,7 +359,7 @@ impl Member {
     /// Leaves `room`; what was broadcast to it and not yet taken is not delivered.
     pub fn leave(&self, room: &str) {
         if let Some(pump) = self.lock_rooms().remove(room) {
-            pump.abort();
+            pump.stop();
             self.hub.inner.leave(room, self.subscriber.id);
         }
     }
@@ -385,7 +386,7 @@ impl Member {
         self.subscriber.dropped()
     }
 
-    fn lock_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, AbortHandle>> {
+    fn lock_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Pump>> {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -393,12 +394,16 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         for (room, pump) in std::mem::take(&mut *self.lock_rooms()) {
-            pump.abort();
+            pump.stop();
             self.hub.inner.leave(&room, self.subscriber.id);
         }
+        // Under the write lock: the first broadcast to all, which starts a pump for every
+        // member, sees this one either still registered (and its pump is stopped here) or
+        // gone.
+        let mut state = self.hub.inner.write();
+        state.members.remove(&self.subscriber.id);
         if let Some(pump) = self.subscriber.everyone.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            pump.abort();
+            pump.stop();
         }
-        self.hub.inner.write().members.remove(&self.subscriber.id);
     }
 }

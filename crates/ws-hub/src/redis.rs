@@ -15,6 +15,7 @@ use tokio::sync::{Notify, mpsc, watch};
 const PUBLISH_QUEUE: usize = 16 << 10;
 /// Broadcasts sent to Redis in one pipelined round trip, at most.
 const MAX_PIPELINE: usize = 256;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -202,8 +203,16 @@ async fn session(
     inbox: &Inbox,
     backoff: &mut Duration,
 ) -> redis::RedisResult<()> {
-    let mut publisher = shared.client.get_multiplexed_async_connection().await?;
-    let (mut sink, mut stream) = shared.client.get_async_pubsub().await?.split();
+    // A Redis busy for a moment is not a lost one: only a broken connection (or 10 s
+    // without an answer) ends the session and its subscriptions.
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(Duration::from_secs(10)));
+    let mut publisher = shared.client.get_multiplexed_async_connection_with_config(&config).await?;
+    let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, shared.client.get_async_pubsub())
+        .await
+        .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+    let (mut sink, mut stream) = pubsub.split();
     let mut subscribed = HashSet::new();
     reconcile(shared, &mut sink, &mut subscribed).await?;
     *backoff = MIN_BACKOFF;
@@ -220,7 +229,7 @@ async fn session(
             }
             next = queued.recv() => {
                 let Some(first) = next else { return Ok(()) };
-                publish_batch(&mut publisher, first, queued).await?;
+                publish_batch(shared, &mut publisher, first, queued).await?;
             }
             () = shared.changed.notified() => {
                 if shared.shutdown.load(Ordering::Relaxed) {
@@ -234,6 +243,7 @@ async fn session(
 
 /// Publishes `first` and whatever else is queued, in order, in one round trip.
 async fn publish_batch(
+    shared: &Shared,
     publisher: &mut MultiplexedConnection,
     first: (String, Bytes),
     queued: &mut mpsc::Receiver<(String, Bytes)>,
@@ -246,7 +256,11 @@ async fn publish_batch(
         n += 1;
         next = if n < MAX_PIPELINE { queued.try_recv().ok() } else { None };
     }
-    pipe.query_async::<()>(publisher).await
+    let result = pipe.query_async::<()>(publisher).await;
+    if result.is_err() {
+        shared.dropped.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    result
 }
 
 /// Subscribes to the wanted channels not subscribed yet and unsubscribes from the rest.

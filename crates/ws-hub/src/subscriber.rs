@@ -1,7 +1,7 @@
 //! One connection's side of the hub: a pump per room that moves broadcasts from the
 //! room's ring into the connection, and what happens when the connection falls behind.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
@@ -16,8 +16,9 @@ use ws_core::{CloseCode, Connection, Error, PreparedMessage};
 /// high-water mark
 /// ([`Config::write_buffer_high_water`](ws_core::Config::write_buffer_high_water)). A
 /// member further behind than the ring has lost broadcasts, and this policy decides what
-/// follows. Either way a slow member costs at most its write buffer, never stalls a
-/// broadcast, and never holds the ring back.
+/// follows. Either way a slow member costs at most its write buffer (the high-water mark,
+/// plus one frame per room it is in), never stalls a broadcast, and never holds the ring
+/// back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SlowPolicy {
@@ -38,7 +39,23 @@ pub(crate) struct Broadcast {
     pub(crate) except: Option<u64>,
 }
 
-/// How often a member stuck on a full socket checks whether it fell a ring behind.
+/// A running pump: stopped at once (no frame is fed after [`Pump::stop`] returns), and
+/// its task aborted.
+#[derive(Debug)]
+pub(crate) struct Pump {
+    stopped: Arc<AtomicBool>,
+    task: AbortHandle,
+}
+
+impl Pump {
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.task.abort();
+    }
+}
+
+/// How often a member stuck on a full socket checks whether it fell a ring behind (under
+/// [`SlowPolicy::Close`]).
 const LAG_CHECK: Duration = Duration::from_millis(100);
 
 /// A registered connection.
@@ -49,7 +66,7 @@ pub(crate) struct Subscriber {
     capacity: usize,
     dropped: AtomicU64,
     /// The pump on the ring of broadcasts to all, once there is one.
-    pub(crate) everyone: Mutex<Option<AbortHandle>>,
+    pub(crate) everyone: Mutex<Option<Pump>>,
 }
 
 impl Subscriber {
@@ -62,10 +79,18 @@ impl Subscriber {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Moves broadcasts from a room's ring into the connection until the connection or
-    /// the room ends: everything available is fed, then written in one flush, so a burst
-    /// of broadcasts costs one write per member.
-    pub(crate) async fn pump(self: Arc<Self>, mut ring: broadcast::Receiver<Arc<Broadcast>>, policy: SlowPolicy) {
+    /// Starts a pump from `ring` into this member's connection.
+    pub(crate) fn spawn_pump(self: &Arc<Self>, ring: broadcast::Receiver<Arc<Broadcast>>, policy: SlowPolicy) -> Pump {
+        let stopped = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(self.clone().pump(ring, policy, stopped.clone())).abort_handle();
+        Pump { stopped, task }
+    }
+
+    /// Moves broadcasts from a room's ring into the connection until it is stopped, the
+    /// room ends, or a broadcast finds the connection closed: everything available is
+    /// fed, then written in one flush, so a burst of broadcasts costs one write per
+    /// member.
+    async fn pump(self: Arc<Self>, mut ring: broadcast::Receiver<Arc<Broadcast>>, policy: SlowPolicy, stopped: Arc<AtomicBool>) {
         loop {
             let mut next = match ring.recv().await {
                 Ok(broadcast) => Some(broadcast),
@@ -78,6 +103,9 @@ impl Subscriber {
                 Err(RecvError::Closed) => return,
             };
             while let Some(broadcast) = next {
+                if stopped.load(Ordering::Acquire) {
+                    return;
+                }
                 if broadcast.except != Some(self.id) && !self.feed(&broadcast.message, &ring, policy).await {
                     return;
                 }
@@ -117,6 +145,10 @@ impl Subscriber {
 
     async fn wait_and_send(&self, message: &PreparedMessage, ring: &broadcast::Receiver<Arc<Broadcast>>, policy: SlowPolicy) -> bool {
         let send = self.conn.send_prepared(message);
+        if !matches!(policy, SlowPolicy::Close(_)) {
+            // Skipping forward happens when the socket drains; nothing to watch for.
+            return send.await.is_ok();
+        }
         tokio::pin!(send);
         loop {
             tokio::select! {
@@ -124,7 +156,7 @@ impl Subscriber {
                 () = tokio::time::sleep(LAG_CHECK) => {
                     // The ring moved on past this member while its socket was stuck: a
                     // closing policy acts now, not when the socket drains.
-                    if let (SlowPolicy::Close(_), true) = (policy, ring.len() > self.capacity) {
+                    if ring.len() > self.capacity {
                         return self.lagged(0, policy);
                     }
                 }
