@@ -118,3 +118,25 @@ async fn binary_broadcasts_keep_their_bytes() {
     let message = tokio::time::timeout(Duration::from_secs(10), a.recv()).await.unwrap().unwrap().unwrap();
     assert_eq!(message, Message::binary(payload));
 }
+
+#[tokio::test]
+async fn after_leaving_nothing_more_arrives_from_that_room() {
+    let hub = Hub::new();
+    let (alice, mut a) = member(&hub);
+    let (bob, _b) = member(&hub);
+    for room in ["news", "chat"] {
+        alice.join(room);
+        bob.join(room);
+    }
+    alice.leave("news");
+    alice.leave("news");
+    assert_eq!(hub.presence("news"), 1);
+    assert_eq!(hub.broadcast("news", "not for alice"), 1);
+    hub.broadcast("chat", "for alice");
+    assert_eq!(next_text(&mut a).await, "for alice");
+    alice.join("news");
+    hub.broadcast("news", "back in news");
+    assert_eq!(next_text(&mut a).await, "back in news", "once, not twice");
+    hub.broadcast("chat", "marker");
+    assert_eq!(next_text(&mut a).await, "marker");
+}
