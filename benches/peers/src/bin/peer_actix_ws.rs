@@ -4,7 +4,10 @@ use actix_ws::Message;
 use futures_util::StreamExt;
 
 async fn echo(req: HttpRequest, body: web::Payload) -> Result<HttpResponse, actix_web::Error> {
-    let (response, mut session, mut stream) = actix_ws::handle(&req, body)?;
+    let (response, mut session, stream) = actix_ws::handle(&req, body)?;
+    // The same message limit as the other servers (actix-ws defaults to 64 KiB frames,
+    // which would refuse the 1 MiB cells).
+    let mut stream = stream.max_frame_size(64 << 20);
     actix_web::rt::spawn(async move {
         while let Some(Ok(msg)) = stream.next().await {
             let sent = match msg {
