@@ -139,11 +139,6 @@ impl Connection {
         self.link.flush_queued();
     }
 
-    /// Whether two handles refer to the same connection.
-    pub fn same_as(&self, other: &Connection) -> bool {
-        Arc::ptr_eq(&self.link, &other.link)
-    }
-
     /// Sends a ping (payload at most 125 bytes); the returned future completes when the
     /// matching pong arrives, or fails with [`Error::Closed`] if the connection closes
     /// first. The ping is sent whether or not the future is awaited.

@@ -345,9 +345,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         self.arm_close_deadline(shared.timing.close_timeout);
         loop {
             if self.shut_down || self.close_deadline_passed(cx) {
-                self.finish();
-                // Senders waiting on backpressure learn the connection is gone.
-                shared.write_fan.wake_all();
+                self.finish(shared);
                 return Poll::Ready(());
             }
             shared.write_fan.register(cx.waker());
@@ -384,7 +382,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         done
     }
 
-    fn finish(&mut self) {
+    /// Ends the connection for good; senders waiting on backpressure are woken to learn
+    /// it is gone.
+    fn finish(&mut self, shared: &Shared<S>) {
         self.finished = true;
         // Release the stream (closing the socket) and every buffer now, even if the
         // application keeps handles for a while.
@@ -397,14 +397,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         self.pings.clear();
         self.rbuf = BytesMut::new();
         self.registration = None;
+        shared.write_fan.wake_all();
     }
 
     /// Ends the connection on a timeout: the peer is gone or stuck.
     fn time_out(&mut self, shared: &Shared<S>, error: Error) -> Error {
         tracing::debug!(%error, "websocket timed out");
         self.close_status = Some((CloseCode::ABNORMAL, Utf8Bytes::new()));
-        self.finish();
-        shared.write_fan.wake_all();
+        self.finish(shared);
         error
     }
 
@@ -669,10 +669,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Link for Shared<S> {
             return;
         }
         inner.pending_error = Some(Error::CloseTimeout);
-        inner.finish();
+        inner.finish(self);
         drop(inner);
         self.read_fan.wake_all();
-        self.write_fan.wake_all();
     }
 }
 
@@ -869,10 +868,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Attacher<S> {
             return;
         }
         inner.pending_error = Some(error);
-        inner.finish();
+        inner.finish(&self.shared);
         drop(inner);
         self.shared.read_fan.wake_all();
-        self.shared.write_fan.wake_all();
     }
 }
 
