@@ -50,9 +50,12 @@ impl std::fmt::Debug for Inbox {
 /// The channel every hub subscribes to, for broadcasts to all.
 pub(crate) const ALL_CHANNEL: &str = "all";
 
+/// What a room's channel starts with; the room's name follows.
+pub(crate) const ROOM_PREFIX: &str = "room:";
+
 /// The channel of a room.
 pub(crate) fn room_channel(room: &str) -> String {
-    format!("room:{room}")
+    format!("{ROOM_PREFIX}{room}")
 }
 
 const VERSION: u8 = 1;

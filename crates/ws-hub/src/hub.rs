@@ -177,7 +177,6 @@ impl Inner {
     /// Puts `message` in the ring of `room` (or of everyone): one shared frame, whatever
     /// the number of members, and no waiting; each member's pump takes it from there.
     fn deliver_local(&self, room: Option<&str>, message: &PreparedMessage, except: Option<u64>) -> usize {
-        let broadcast = Arc::new(Broadcast { message: message.clone(), except });
         if room.is_none() && !self.everyone_on.load(Ordering::Acquire) {
             let state = self.write();
             if !self.everyone_on.load(Ordering::Acquire) {
@@ -195,7 +194,7 @@ impl Inner {
         };
         // An error only means no pump is running (their connections closed): the count
         // is of members, who stay members until dropped.
-        let _ = ring.send(broadcast);
+        let _ = ring.send(Arc::new(Broadcast { message: message.clone(), except }));
         members - usize::from(sender_inside)
     }
 
@@ -205,7 +204,7 @@ impl Inner {
     }
 
     pub(crate) fn deliver_remote(&self, channel: &str, envelope: &[u8]) {
-        let room = match channel.strip_prefix("room:") {
+        let room = match channel.strip_prefix(backplane::ROOM_PREFIX) {
             Some(room) => Some(room),
             None if channel == ALL_CHANNEL => None,
             None => return tracing::debug!(channel, "broadcast on an unknown channel ignored"),
@@ -222,10 +221,9 @@ impl Inner {
     /// Adds the member to `room`, returning the pump feeding it from the room's ring.
     fn join(&self, room: &str, subscriber: &Arc<Subscriber>) -> Pump {
         let mut state = self.write();
-        let first = !state.rooms.contains_key(room);
-        let ring = match state.rooms.get(room) {
-            Some(existing) => existing.ring.clone(),
-            None => broadcast::Sender::new(self.capacity),
+        let (ring, first) = match state.rooms.get(room) {
+            Some(existing) => (existing.ring.clone(), false),
+            None => (broadcast::Sender::new(self.capacity), true),
         };
         // Spawned before the room changes: a panic (no runtime) leaves no half-joined room.
         let pump = subscriber.spawn_pump(ring.subscribe(), self.policy);

@@ -92,39 +92,35 @@ impl Subscriber {
     /// member.
     async fn pump(self: Arc<Self>, mut ring: broadcast::Receiver<Arc<Broadcast>>, policy: SlowPolicy, stopped: Arc<AtomicBool>) {
         loop {
-            let mut next = match ring.recv().await {
-                Ok(broadcast) => Some(broadcast),
+            let received = match ring.try_recv() {
+                Ok(broadcast) => Ok(broadcast),
+                Err(TryRecvError::Empty) => {
+                    // All that was available is fed: write it at once, then wait.
+                    self.conn.flush_queued();
+                    ring.recv().await
+                }
+                Err(TryRecvError::Lagged(lost)) => Err(RecvError::Lagged(lost)),
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            };
+            match received {
+                Ok(broadcast) => {
+                    if stopped.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if broadcast.except != Some(self.id) && !self.feed(&broadcast.message, &ring, policy).await {
+                        return;
+                    }
+                }
                 Err(RecvError::Lagged(lost)) => {
                     if !self.lagged(lost, policy) {
                         return;
                     }
-                    continue;
                 }
-                Err(RecvError::Closed) => return,
-            };
-            while let Some(broadcast) = next {
-                if stopped.load(Ordering::Acquire) {
+                Err(RecvError::Closed) => {
+                    self.conn.flush_queued();
                     return;
                 }
-                if broadcast.except != Some(self.id) && !self.feed(&broadcast.message, &ring, policy).await {
-                    return;
-                }
-                next = match ring.try_recv() {
-                    Ok(broadcast) => Some(broadcast),
-                    Err(TryRecvError::Empty) => None,
-                    Err(TryRecvError::Lagged(lost)) => {
-                        if !self.lagged(lost, policy) {
-                            return;
-                        }
-                        None
-                    }
-                    Err(TryRecvError::Closed) => {
-                        self.conn.flush_queued();
-                        return;
-                    }
-                };
             }
-            self.conn.flush_queued();
         }
     }
 
