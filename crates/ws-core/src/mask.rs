@@ -23,8 +23,8 @@
 /// ```
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let key = rotate(key, offset);
-    let wide = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    let key = u64::from(rotate(key, offset));
+    let wide = key | key << 32; // the same four bytes twice, in either byte order
     // Blocks of eight words: a loop body the compiler turns into full-width SIMD.
     let mut blocks = buf.chunks_exact_mut(64);
     for block in &mut blocks {
@@ -37,7 +37,7 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
         xor_word(word, wide);
     }
     // The tail is shorter than a word; it starts at a multiple of 8, so the key phase holds.
-    for (byte, k) in words.into_remainder().iter_mut().zip(key.iter().cycle()) {
+    for (byte, k) in words.into_remainder().iter_mut().zip(wide.to_ne_bytes()) {
         *byte ^= k;
     }
 }
@@ -49,12 +49,13 @@ fn xor_word(word: &mut [u8], wide: u64) {
     word.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ wide).to_ne_bytes());
 }
 
-/// The key as seen from byte `offset` of the payload.
+/// The key as seen from byte `offset` of the payload, as a native-order word: its bytes in
+/// memory are the key's, starting at `offset % 4` and cycling.
 #[inline]
-fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
-    let mut out = key;
-    out.rotate_left(offset % 4);
-    out
+fn rotate(key: [u8; 4], offset: usize) -> u32 {
+    let bits = (offset % 4) as u32 * 8;
+    let word = u32::from_ne_bytes(key);
+    if cfg!(target_endian = "little") { word.rotate_right(bits) } else { word.rotate_left(bits) }
 }
 
 /// The byte-at-a-time definition from the RFC, kept as the reference for tests.

@@ -31,7 +31,7 @@ use crate::message::Message;
 use crate::prepared::PreparedMessage;
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 use crate::write_buf::WriteBuf;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 
 /// Which end of the connection this is: it decides masking (RFC 6455 §5.1).
@@ -253,7 +253,7 @@ impl Protocol {
             if available < payload_len {
                 return Ok(None);
             }
-            let _ = input.split_to(frame.header_len);
+            input.advance(frame.header_len);
             let payload = input.split_to(payload_len);
             self.frame = None;
             if let Some(message) = self.end_frame(frame.header, payload)? {
@@ -438,7 +438,7 @@ impl Protocol {
         if self.close_sent || self.state == ReadyState::Closed {
             return Err(Error::Closed);
         }
-        self.out.put_bytes(prepared.frame().clone());
+        self.out.put_bytes(prepared.frame());
         Ok(())
     }
 
@@ -497,13 +497,15 @@ impl Protocol {
         let header = FrameHeader { fin: true, rsv, opcode, mask, payload_len: payload.len() as u64 };
         let mut head = [0u8; MAX_HEADER_LEN];
         let n = header.encode(&mut head);
-        self.out.put_slice(&head[..n]);
         match mask {
-            Some(key) => self.out.put_with(payload.len(), |dst| {
-                dst.copy_from_slice(payload);
-                apply_mask(dst, key, 0);
-            }),
-            None => self.out.put_bytes(payload.clone()),
+            Some(key) => {
+                self.out.put_slice(&head[..n]);
+                self.out.put_with(payload.len(), |dst| {
+                    dst.copy_from_slice(payload);
+                    apply_mask(dst, key, 0);
+                })
+            }
+            None => self.out.put_frame(&head[..n], payload),
         }
     }
 

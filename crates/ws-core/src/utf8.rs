@@ -31,6 +31,9 @@ pub struct Utf8Validator {
     partial_len: u8,
 }
 
+/// Inputs shorter than this take the ASCII fast path first.
+const SHORT_INPUT: usize = 128;
+
 impl Utf8Validator {
     /// Validates the next piece of the stream.
     pub fn feed(&mut self, mut input: &[u8]) -> Result<(), InvalidUtf8> {
@@ -52,6 +55,11 @@ impl Utf8Validator {
             if self.partial_len > 0 {
                 return if input.is_empty() { Ok(()) } else { Err(InvalidUtf8) };
             }
+        }
+        // Short ASCII (most small text messages) is checked a word at a time, without
+        // simdutf8's set-up for inputs too short for its vector loop.
+        if input.len() < SHORT_INPUT && input.is_ascii() {
+            return Ok(());
         }
         match simdutf8::compat::from_utf8(input) {
             Ok(_) => Ok(()),

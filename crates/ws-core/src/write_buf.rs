@@ -15,6 +15,10 @@ pub(crate) const SHARE_THRESHOLD: usize = 4096;
 /// Capacity kept by an empty tail; anything larger is released once drained.
 const KEEP_CAPACITY: usize = 16 << 10;
 
+/// Capacity a released tail starts again with: a batch of small frames fits without
+/// growing it step by step from a few bytes (one reallocation per doubling).
+const START_CAPACITY: usize = 4 << 10;
+
 /// Bytes queued for writing, in order: `chunks` first, then `tail`.
 #[derive(Debug, Default)]
 pub struct WriteBuf {
@@ -36,25 +40,53 @@ impl WriteBuf {
 
     /// Appends a copy of `data`.
     pub fn put_slice(&mut self, data: &[u8]) {
+        self.reserve(data.len());
         self.tail.extend_from_slice(data);
         self.len += data.len();
     }
 
+    /// Makes room for `n` more bytes in the tail, starting a released tail at
+    /// [`START_CAPACITY`].
+    fn reserve(&mut self, n: usize) {
+        if self.tail.capacity() == 0 {
+            self.tail.reserve(n.max(START_CAPACITY));
+        } else {
+            self.tail.reserve(n);
+        }
+    }
+
     /// Appends `data` by reference (copying it if it is small).
-    pub fn put_bytes(&mut self, data: Bytes) {
+    pub fn put_bytes(&mut self, data: &Bytes) {
         if data.len() < SHARE_THRESHOLD {
-            return self.put_slice(&data);
+            return self.put_slice(data);
         }
         if !self.tail.is_empty() {
             self.chunks.push_back(self.tail.split().freeze());
         }
         self.len += data.len();
-        self.chunks.push_back(data);
+        self.chunks.push_back(data.clone());
+    }
+
+    /// Appends a frame: a copy of its `header`, then its `payload` as [`put_bytes`] does
+    /// (a small frame is one copy into room made once).
+    ///
+    /// [`put_bytes`]: Self::put_bytes
+    pub fn put_frame(&mut self, header: &[u8], payload: &Bytes) {
+        if payload.len() < SHARE_THRESHOLD {
+            self.reserve(header.len() + payload.len());
+            self.tail.extend_from_slice(header);
+            self.tail.extend_from_slice(payload);
+            self.len += header.len() + payload.len();
+        } else {
+            self.put_slice(header);
+            self.put_bytes(payload);
+        }
     }
 
     /// Appends `n` bytes produced in place by `fill` (used to mask client payloads while
     /// copying them).
     pub fn put_with(&mut self, n: usize, fill: impl FnOnce(&mut [u8])) {
+        self.reserve(n);
         let start = self.tail.len();
         self.tail.resize(start + n, 0);
         fill(&mut self.tail[start..]);
@@ -130,7 +162,7 @@ mod tests {
         let mut w = WriteBuf::default();
         w.put_slice(b"ab");
         let big = Bytes::from(vec![7u8; SHARE_THRESHOLD]);
-        w.put_bytes(big.clone());
+        w.put_bytes(&big);
         w.put_slice(b"cd");
         let mut expected = b"ab".to_vec();
         expected.extend_from_slice(&big);
@@ -144,5 +176,21 @@ mod tests {
         assert_eq!(w.to_vec(), b"d");
         w.advance(1);
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn frames_small_copied_large_shared() {
+        let mut w = WriteBuf::default();
+        w.put_frame(&[0x81, 2], &Bytes::from_static(b"hi"));
+        let big = Bytes::from(vec![9u8; SHARE_THRESHOLD]);
+        w.put_frame(&[0x82, 126, 0x10, 0], &big);
+        w.put_frame(&[0x81, 1], &Bytes::from_static(b"!"));
+        let mut slices = [IoSlice::new(&[]); 8];
+        let n = w.io_slices(&mut slices);
+        assert_eq!(n, 3, "header of the large frame rides with the small one before it");
+        assert_eq!(&slices[0][..], [0x81, 2, b'h', b'i', 0x82, 126, 0x10, 0]);
+        assert_eq!(slices[1].as_ptr(), big.as_ptr(), "the large payload is queued by reference");
+        assert_eq!(&slices[2][..], [0x81, 1, b'!']);
+        assert_eq!(w.len(), 8 + SHARE_THRESHOLD + 3);
     }
 }
