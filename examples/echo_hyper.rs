@@ -15,18 +15,15 @@ use shared::{Echo, config, init_logging, listen_addr};
 use std::convert::Infallible;
 use std::sync::LazyLock;
 use tokio::net::TcpListener;
-use wsdriver::{Config, hyper::upgrade, serve};
+use wsdriver::{Config, connection_task, hyper::upgrade, serve};
 
 static CONFIG: LazyLock<Config> = LazyLock::new(config);
 
 async fn route(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match upgrade(&mut request, &CONFIG) {
         Ok((response, socket)) => {
-            tokio::spawn(async move {
-                if let Ok(socket) = socket.await {
-                    serve(socket, Echo).await;
-                }
-            });
+            // connection_task frees the upgrade's state once the socket is open.
+            tokio::spawn(connection_task(async move { socket.await.ok().map(|socket| serve(socket, Echo)) }));
             response.map(|_| Full::default())
         }
         Err(rejection) => rejection.response().map(Full::from),

@@ -128,12 +128,15 @@ impl WebSocketUpgrade {
             Err(e) => return WebSocketUpgradeRejection::Handshake(e).into_response(),
         };
         let upgrade = UpgradeFut::new(self.on_upgrade, self.config, accepted.negotiated);
-        tokio::spawn(async move {
+        tokio::spawn(ws_core::connection_task(async move {
             match upgrade.await {
-                Ok(socket) => callback(socket).await,
-                Err(error) => tracing::debug!(%error, "upgrade failed"),
+                Ok(socket) => Some(callback(socket)),
+                Err(error) => {
+                    tracing::debug!(%error, "upgrade failed");
+                    None
+                }
             }
-        });
+        }));
         accepted.response.map(|()| Body::empty())
     }
 

@@ -113,3 +113,44 @@ where
     handler.on_close(&ws, code, &reason).await;
     (code, reason.as_str().to_owned())
 }
+
+/// The future of one connection's task: `open` (a handshake, or waiting for an upgrade),
+/// then the future it returns, if any (its output is dropped). Adapters spawn this.
+///
+/// A connection keeps its task for life, so the task's size is the connection's memory.
+/// Here `open` is boxed, and freed once done, and nothing it produced is kept beside the
+/// returned future; written as one `async` block instead, the upgrade's state and any
+/// value alive across the second `.await` would stay in the task next to it.
+///
+/// ```
+/// use ws_core::{Config, Connection, Handler, Message, Role, WebSocket, connection_task, serve};
+/// struct Echo;
+/// impl Handler for Echo {
+///     async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; }
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ws_core::Error> {
+/// let (a, b) = tokio::io::duplex(1024);
+/// let open = async move {
+///     // An adapter would await its upgrade here.
+///     Some(serve(WebSocket::from_raw(a, Role::Server, &Config::default()), Echo))
+/// };
+/// let task = tokio::spawn(connection_task(open));
+/// let mut client = WebSocket::from_raw(b, Role::Client, &Config::default());
+/// client.send(Message::text("hi")).await?;
+/// assert_eq!(client.recv().await.transpose()?, Some(Message::text("hi")));
+/// client.close(ws_core::CloseCode::NORMAL, "").await?;
+/// while client.recv().await.is_some() {}
+/// task.await.unwrap();
+/// # Ok(()) }
+/// ```
+pub fn connection_task<O, Fut>(open: O) -> impl Future<Output = ()> + Send + 'static
+where
+    O: Future<Output = Option<Fut>> + Send + 'static,
+    Fut: Future + Send + 'static,
+{
+    let open = Box::pin(open);
+    async move {
+        let Some(connection) = open.await else { return };
+        connection.await;
+    }
+}

@@ -49,7 +49,7 @@ pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
 pub use connection::Connection;
 pub use error::{Error, ProtocolError, Result};
-pub use handler::{Handler, serve};
+pub use handler::{Handler, connection_task, serve};
 pub use message::Message;
 pub use prepared::PreparedMessage;
 pub use protocol::{ReadyState, Role};

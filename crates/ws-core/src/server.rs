@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::handler::{Handler, serve};
+use crate::handler::{Handler, connection_task, serve};
 use crate::handshake::{HandshakeError, http1, server as hs};
 use crate::protocol::Role;
 use crate::shutdown::Shutdown;
@@ -71,6 +71,23 @@ where
     io.write_all(&out).await?;
     let socket = WebSocket::from_upgraded(io, Role::Server, config, accepted.negotiated, buf);
     Ok((socket, request))
+}
+
+/// One connection's task: the handshake, then `f`'s future (see [`connection_task`]).
+fn accepted_task<F, Fut>(stream: TcpStream, peer: SocketAddr, config: Arc<Config>, f: Arc<F>) -> impl Future<Output = ()> + Send
+where
+    F: Fn(WebSocket<TcpStream>, Request<()>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    connection_task(async move {
+        match accept(stream, &config).await {
+            Ok((socket, request)) => Some(f(socket, request)),
+            Err(error) => {
+                tracing::debug!(%peer, %error, "handshake failed");
+                None
+            }
+        }
+    })
 }
 
 /// The signal that starts a graceful shutdown.
@@ -197,18 +214,7 @@ impl Server {
                 Err(e) => return Err(e),
             };
             let _ = stream.set_nodelay(true);
-            let config = config.clone();
-            let f = f.clone();
-            tokio::spawn(async move {
-                // Boxed: the handshake's state is freed once it is done, instead of
-                // sizing every connection's task for it.
-                let accepted = Box::pin(accept(stream, &config)).await;
-                drop(config);
-                match accepted {
-                    Ok((socket, request)) => f(socket, request).await,
-                    Err(error) => tracing::debug!(%peer, %error, "handshake failed"),
-                }
-            });
+            tokio::spawn(accepted_task(stream, peer, config.clone(), f.clone()));
         }
         drop(self.listener);
         if let (Some(shutdown), Some(deadline)) = (&config.shutdown, deadline) {
@@ -224,4 +230,34 @@ fn is_transient(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
     ) || e.raw_os_error().is_some_and(|code| code == 23 || code == 24) // ENFILE, EMFILE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Connection, Message};
+
+    struct Echo;
+
+    impl Handler for Echo {
+        async fn on_message(&mut self, ws: &Connection, message: Message) {
+            let _ = ws.send(message).await;
+        }
+    }
+
+    /// An open connection keeps its task for life: the task must be no larger than the
+    /// handler's `serve` future plus a few words (the handshake and its result gone).
+    #[tokio::test]
+    async fn accepted_task_is_the_serve_future_and_little_more() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let serve_future = serve(WebSocket::from_raw(client, Role::Server, &Config::default()), Echo);
+        let f = Arc::new(|socket, _request: Request<()>| async move {
+            serve(socket, Echo).await;
+        });
+        let task = accepted_task(stream, peer, Arc::new(Config::default()), f);
+        let (task, serve) = (std::mem::size_of_val(&task), std::mem::size_of_val(&serve_future));
+        assert!(task <= serve + 64, "connection task {task} bytes, serve future {serve}");
+    }
 }

@@ -98,14 +98,15 @@ where
         let response = match upgrade(&mut request, &self.config) {
             Ok((response, socket)) => {
                 let handler = (self.make_handler)(&head_of(&request));
-                tokio::spawn(async move {
+                tokio::spawn(ws_core::connection_task(async move {
                     match socket.await {
-                        Ok(socket) => {
-                            ws_core::serve(socket, handler).await;
+                        Ok(socket) => Some(ws_core::serve(socket, handler)),
+                        Err(error) => {
+                            tracing::debug!(%error, "upgrade failed");
+                            None
                         }
-                        Err(error) => tracing::debug!(%error, "upgrade failed"),
                     }
-                });
+                }));
                 response.map(|_| ResBody::from(String::new()))
             }
             Err(rejection) => rejection.response().map(ResBody::from),

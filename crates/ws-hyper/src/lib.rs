@@ -17,11 +17,7 @@
 //! async fn route(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
 //!     match ws_hyper::upgrade(&mut request, &Config::default()) {
 //!         Ok((response, socket)) => {
-//!             tokio::spawn(async move {
-//!                 if let Ok(socket) = socket.await {
-//!                     ws_core::serve(socket, Echo).await;
-//!                 }
-//!             });
+//!             tokio::spawn(ws_core::connection_task(async move { socket.await.ok().map(|socket| ws_core::serve(socket, Echo)) }));
 //!             Ok(response.map(|_| Full::default()))
 //!         }
 //!         Err(rejection) => Ok(rejection.response().map(Full::from)),
@@ -61,18 +57,21 @@ pub fn upgrade<B>(request: &mut Request<B>, config: &Config) -> Result<(Response
 }
 
 /// Resolves to the [`HyperWebSocket`] once hyper hands the upgraded connection over.
+///
+/// Small (two words): it is usually captured by the connection's task, which lives as
+/// long as the connection; the config and negotiated extensions wait in a box that is
+/// freed once the socket is made.
 #[must_use = "the socket is only available by awaiting the upgrade"]
 pub struct UpgradeFut {
     on_upgrade: OnUpgrade,
-    config: Option<Config>,
-    negotiated: Option<Negotiated>,
+    setup: Option<Box<(Config, Negotiated)>>,
 }
 
 impl UpgradeFut {
     /// An upgrade whose handshake an adapter already validated with
     /// [`server::accept`], with what it negotiated.
     pub fn new(on_upgrade: OnUpgrade, config: Config, negotiated: Negotiated) -> Self {
-        Self { on_upgrade, config: Some(config), negotiated: Some(negotiated) }
+        Self { on_upgrade, setup: Some(Box::new((config, negotiated))) }
     }
 }
 
@@ -81,8 +80,7 @@ impl Future for UpgradeFut {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let upgraded = ready!(Pin::new(&mut self.on_upgrade).poll(cx)).map_err(|e| Error::Io(std::io::Error::other(e)))?;
-        let config = self.config.take().unwrap_or_default();
-        let negotiated = self.negotiated.take().unwrap_or_default();
+        let (config, negotiated) = *self.setup.take().unwrap_or_default();
         Poll::Ready(Ok(WebSocket::from_upgraded(TokioIo::new(upgraded), Role::Server, &config, negotiated, BytesMut::new())))
     }
 }
