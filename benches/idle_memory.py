@@ -82,7 +82,7 @@ def main():
         before, after = measure(binary, args.count)
         per = (after - before) * 1024.0 / args.count
         print("| %s | %.1f | %.1f | %s |" % (os.path.basename(binary), before / 1024.0, after / 1024.0,
-                                              "%.1f KiB" % (per / 1024) if per >= 1024 else "%.0f B" % per), flush=True)
+                                              "%.2f KiB" % (per / 1024) if per >= 1024 else "%.0f B" % per), flush=True)
 
 
 if __name__ == "__main__":

@@ -165,7 +165,7 @@ def main():
         for name, binary in servers:
             before, after = idle_memory.measure(binary, 10000)
             per = (after - before) * 1024.0 / 10000
-            print("| %s | %s |" % (name, "%.1f KiB" % (per / 1024) if per >= 1024 else "%.0f B" % per), flush=True)
+            print("| %s | %s |" % (name, "%.2f KiB" % (per / 1024) if per >= 1024 else "%.0f B" % per), flush=True)
 
 
 if __name__ == "__main__":

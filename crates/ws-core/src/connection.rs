@@ -74,19 +74,20 @@ impl Connection {
     /// (backpressure); the message is then queued and written at once, or with the batch
     /// of replies the driver is collecting. Fails with [`Error::Closed`] once the close
     /// handshake has started.
-    pub async fn send_text(&self, text: impl Into<Utf8Bytes>) -> Result<()> {
-        self.send(Message::Text(text.into())).await
+    pub fn send_text(&self, text: impl Into<Utf8Bytes>) -> impl Future<Output = Result<()>> + Send + '_ {
+        self.send(Message::Text(text.into()))
     }
 
     /// Sends a binary message; see [`Connection::send_text`].
-    pub async fn send_binary(&self, data: impl Into<Bytes>) -> Result<()> {
-        self.send(Message::Binary(data.into())).await
+    pub fn send_binary(&self, data: impl Into<Bytes>) -> impl Future<Output = Result<()>> + Send + '_ {
+        self.send(Message::Binary(data.into()))
     }
 
     /// Sends any message; see [`Connection::send_text`].
-    pub async fn send(&self, message: Message) -> Result<()> {
-        let mut message = Some(message.into());
-        poll_fn(|cx| self.link.poll_send(cx, &mut message)).await
+    // Not an `async fn`, which would keep the argument beside its moved copy: a handler's
+    // send is part of every connection's task, whose size is the connection's memory.
+    pub fn send(&self, message: Message) -> impl Future<Output = Result<()>> + Send + '_ {
+        self.send_outgoing(Outgoing::Message(message))
     }
 
     /// Queues a message without waiting: [`Error::Full`] when the write buffer is at its
@@ -97,9 +98,13 @@ impl Connection {
 
     /// Sends a message encoded once for many connections (see [`PreparedMessage`]); waits
     /// like [`Connection::send`].
-    pub async fn send_prepared(&self, message: &PreparedMessage) -> Result<()> {
-        let mut message = Some(Outgoing::Prepared(message));
-        poll_fn(|cx| self.link.poll_send(cx, &mut message)).await
+    pub fn send_prepared<'a>(&'a self, message: &'a PreparedMessage) -> impl Future<Output = Result<()>> + Send + 'a {
+        self.send_outgoing(Outgoing::Prepared(message))
+    }
+
+    fn send_outgoing<'a>(&'a self, message: Outgoing<'a>) -> impl Future<Output = Result<()>> + Send + 'a {
+        let mut message = Some(message);
+        poll_fn(move |cx| self.link.poll_send(cx, &mut message))
     }
 
     /// Queues a prepared message without waiting, like [`Connection::try_send`]: the frame

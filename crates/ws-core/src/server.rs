@@ -235,15 +235,7 @@ fn is_transient(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Connection, Message};
-
-    struct Echo;
-
-    impl Handler for Echo {
-        async fn on_message(&mut self, ws: &Connection, message: Message) {
-            let _ = ws.send(message).await;
-        }
-    }
+    use crate::handler::tests::Echo;
 
     /// An open connection keeps its task for life: the task must be no larger than the
     /// handler's `serve` future plus a few words (the handshake and its result gone).
