@@ -78,6 +78,13 @@ struct Partial {
     received: u64,
 }
 
+/// Messages sent while connecting, and their bytes.
+#[derive(Debug, Default)]
+struct Queued {
+    messages: VecDeque<Message>,
+    len: usize,
+}
+
 /// The sans-IO state machine of one WebSocket connection.
 pub struct Protocol {
     role: Role,
@@ -85,7 +92,9 @@ pub struct Protocol {
     max_frame_size: usize,
     max_message_size: usize,
     frame: Option<InFrame>,
-    partial: Option<Partial>,
+    /// Boxed, like `queued`: rare (fragmented or compressed messages), and every open
+    /// connection carries the field.
+    partial: Option<Box<Partial>>,
     utf8: Utf8Validator,
     close_sent: bool,
     close_received: bool,
@@ -93,8 +102,7 @@ pub struct Protocol {
     extension: Option<Box<dyn Extension>>,
     out: WriteBuf,
     /// Messages sent while connecting, encoded on open.
-    queued: VecDeque<Message>,
-    queued_len: usize,
+    queued: Option<Box<Queued>>,
 }
 
 impl std::fmt::Debug for Protocol {
@@ -123,8 +131,7 @@ impl Protocol {
             failed: false,
             extension: None,
             out: WriteBuf::default(),
-            queued: VecDeque::new(),
-            queued_len: 0,
+            queued: None,
         }
     }
 
@@ -140,8 +147,7 @@ impl Protocol {
             return;
         }
         self.state = ReadyState::Open;
-        self.queued_len = 0;
-        while let Some(message) = self.queued.pop_front() {
+        for message in self.queued.take().map(|q| q.messages).unwrap_or_default() {
             // Queued messages were checked when they were sent.
             let _ = self.send(message);
         }
@@ -174,7 +180,7 @@ impl Protocol {
 
     /// Bytes waiting to go out, including messages queued while connecting.
     pub fn buffered(&self) -> usize {
-        self.out.len() + self.queued_len
+        self.out.len() + self.queued.as_ref().map_or(0, |q| q.len)
     }
 
     /// Parses frames from the front of `input`, consuming them, until one yields a message;
@@ -316,7 +322,7 @@ impl Protocol {
             }
             OpCode::Text | OpCode::Binary => {
                 let received = payload.len() as u64;
-                let mut partial = Partial { opcode: header.opcode, rsv: header.rsv, buf: BytesMut::new(), received };
+                let mut partial = Box::new(Partial { opcode: header.opcode, rsv: header.rsv, buf: BytesMut::new(), received });
                 if header.rsv == 0 {
                     partial.buf = payload;
                 } else {
@@ -415,8 +421,9 @@ impl Protocol {
             return Err(Error::InvalidArgument(ProtocolError::ControlFrameTooLong));
         }
         if self.state == ReadyState::Connecting {
-            self.queued_len += message.len();
-            self.queued.push_back(message);
+            let queued = self.queued.get_or_insert_with(Box::default);
+            queued.len += message.len();
+            queued.messages.push_back(message);
             return Ok(());
         }
         match message {

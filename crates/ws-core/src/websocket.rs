@@ -44,9 +44,8 @@ const MAX_READ_RESERVE: usize = 1 << 20;
 /// Slices per vectored write.
 const MAX_IO_SLICES: usize = 64;
 
-/// The wakers of every task waiting on one direction of the stream. The stream itself
-/// only ever sees the fan's own waker. One waiter (the usual case) is kept inline, so an
-/// idle connection's fans allocate nothing.
+/// The wakers of every task waiting on one direction of the stream. One waiter (the usual
+/// case) is kept inline, so an idle connection's fans allocate nothing.
 #[derive(Default)]
 struct WakerFan(Mutex<Waiters>);
 
@@ -85,12 +84,23 @@ impl WakerFan {
     }
 }
 
-impl Wake for WakerFan {
+/// The tasks waiting on the stream, by direction, in one allocation. The stream itself
+/// only ever sees the pair's one waker, which wakes both directions: a wake the other
+/// direction did not need costs a poll that finds nothing to do, while a second waker
+/// would cost a second allocation for the connection's life.
+#[derive(Default)]
+struct Fans {
+    read: WakerFan,
+    write: WakerFan,
+}
+
+impl Wake for Fans {
     fn wake(self: Arc<Self>) {
-        self.wake_all();
+        self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        self.wake_all();
+        self.read.wake_all();
+        self.write.wake_all();
     }
 }
 
@@ -106,10 +116,9 @@ struct Timing {
 /// What one connection shares between its handles.
 pub(crate) struct Shared<S> {
     inner: Mutex<Inner<S>>,
-    read_fan: Arc<WakerFan>,
-    write_fan: Arc<WakerFan>,
-    read_waker: Waker,
-    write_waker: Waker,
+    fans: Arc<Fans>,
+    /// The waker the stream is polled with: wakes every waiter of both fans.
+    waker: Waker,
     /// Application handles alive: the socket, its halves, and every [`Connection`].
     handles: AtomicUsize,
     timing: Timing,
@@ -132,10 +141,11 @@ struct Inner<S> {
     protocol: Option<String>,
     /// The stream has ended: nothing more will be read or reported.
     finished: bool,
-    /// An error to report on the next poll of the stream.
-    pending_error: Option<Error>,
+    /// An error to report on the next poll of the stream (boxed, like the close status:
+    /// rare, and an open connection's size matters).
+    pending_error: Option<Box<Error>>,
     /// The code and reason `on_close` reports, once known.
-    close_status: Option<(CloseCode, Utf8Bytes)>,
+    close_status: Option<Box<(CloseCode, Utf8Bytes)>>,
     close_deadline: Option<Pin<Box<Sleep>>>,
     /// The write half of the stream was shut down (server) or EOF seen (client).
     shut_down: bool,
@@ -143,6 +153,11 @@ struct Inner<S> {
     pings: VecDeque<(Bytes, oneshot::Sender<()>)>,
     /// Membership of the config's graceful shutdown, left when the connection ends.
     registration: Option<crate::shutdown::Registration>,
+}
+
+/// The close status of a connection that ended without a Close frame (1006).
+fn abnormal() -> Box<(CloseCode, Utf8Bytes)> {
+    Box::new((CloseCode::ABNORMAL, Utf8Bytes::new()))
 }
 
 impl<S> Shared<S> {
@@ -158,7 +173,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             // Connecting: written on attach. Finished: nothing is written any more.
             return if self.finished { Poll::Ready(Ok(())) } else { Poll::Pending };
         };
-        let mut cx = Context::from_waker(&shared.write_waker);
+        let mut cx = Context::from_waker(&shared.waker);
         let was_high = self.proto.buffered() >= shared.timing.high_water;
         let mut wrote = false;
         let result = loop {
@@ -182,7 +197,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             }
         };
         if wrote && was_high && self.proto.buffered() < shared.timing.high_water {
-            shared.write_fan.wake_all();
+            shared.fans.write.wake_all();
         }
         result
     }
@@ -205,10 +220,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     fn fail_io(&mut self, e: io::Error) {
         tracing::debug!(error = %e, "websocket i/o error");
         self.proto.transport_closed();
-        self.close_status.get_or_insert((CloseCode::ABNORMAL, Utf8Bytes::new()));
+        self.close_status.get_or_insert_with(abnormal);
         self.shut_down = true;
         if self.pending_error.is_none() && !self.finished {
-            self.pending_error = Some(Error::Io(e));
+            self.pending_error = Some(Box::new(Error::Io(e)));
         }
     }
 
@@ -227,13 +242,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     fn poll_next(&mut self, shared: &Shared<S>, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         loop {
             if let Some(e) = self.pending_error.take() {
-                return Poll::Ready(Some(Err(e)));
+                return Poll::Ready(Some(Err(*e)));
             }
             if self.finished {
                 return Poll::Ready(None);
             }
             if self.io.is_none() {
-                shared.read_fan.register(cx.waker());
+                shared.fans.read.register(cx.waker());
                 return Poll::Pending;
             }
             match self.proto.read(&mut self.rbuf) {
@@ -243,7 +258,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    self.close_status = Some((e.close_code(), Utf8Bytes::new()));
+                    self.close_status = Some(Box::new((e.close_code(), Utf8Bytes::new())));
                     self.arm_close_deadline(shared.timing.close_timeout);
                     self.write_now(shared);
                     return Poll::Ready(Some(Err(e.into())));
@@ -264,20 +279,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 }
             }
             if !self.proto.out().is_empty() {
-                shared.write_fan.register(cx.waker());
+                shared.fans.write.register(cx.waker());
                 self.write_now(shared);
                 if self.pending_error.is_some() {
                     continue;
                 }
             }
-            shared.read_fan.register(cx.waker());
+            shared.fans.read.register(cx.waker());
             match ready!(self.poll_read(shared)) {
                 Ok(0) => {
                     self.rbuf = BytesMut::new();
                     self.proto.transport_closed();
                     self.shut_down = true;
                     if self.close_status.is_none() {
-                        self.close_status = Some((CloseCode::ABNORMAL, Utf8Bytes::new()));
+                        self.close_status = Some(abnormal());
                         self.finished = true;
                         return Poll::Ready(Some(Err(Error::ConnectionReset)));
                     }
@@ -302,7 +317,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             n => n.clamp(READ_CHUNK, MAX_READ_RESERVE),
         };
         self.rbuf.reserve(want);
-        let mut cx = Context::from_waker(&shared.read_waker);
+        let mut cx = Context::from_waker(&shared.waker);
         let result = tokio_util::io::poll_read_buf(Pin::new(io), &mut cx, &mut self.rbuf);
         if result.is_pending() {
             if self.rbuf.is_empty() {
@@ -326,7 +341,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             }
             Message::Close(frame) => {
                 let reason = frame.as_ref().map(|f| f.reason.clone()).unwrap_or_default();
-                self.close_status = Some((CloseFrame::code_of(frame.as_ref()), reason));
+                self.close_status = Some(Box::new((CloseFrame::code_of(frame.as_ref()), reason)));
                 self.arm_close_deadline(shared.timing.close_timeout);
                 // The reply goes out now, whatever the application does next; a server
                 // then closes the TCP connection (§7.1.1) without waiting to be polled.
@@ -348,7 +363,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 self.finish(shared);
                 return Poll::Ready(());
             }
-            shared.write_fan.register(cx.waker());
+            shared.fans.write.register(cx.waker());
             match self.poll_write_out(shared) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(_)) => self.shut_down = true,
@@ -358,7 +373,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         Role::Client => {
                             // §7.1.1: the server closes the TCP connection first; drain
                             // until it does.
-                            shared.read_fan.register(cx.waker());
+                            shared.fans.read.register(cx.waker());
                             self.rbuf.clear();
                             match ready!(self.poll_read(shared)) {
                                 Ok(0) | Err(_) => self.shut_down = true,
@@ -374,7 +389,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// Shuts the write side down if that completes without waiting.
     fn try_shutdown(&mut self, shared: &Shared<S>) -> Poll<()> {
         let Some(io) = self.io.as_mut() else { return Poll::Pending };
-        let mut cx = Context::from_waker(&shared.write_waker);
+        let mut cx = Context::from_waker(&shared.waker);
         let done = Pin::new(io).poll_shutdown(&mut cx).map(|_| ());
         if done.is_ready() {
             self.shut_down = true;
@@ -391,19 +406,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         self.io = None;
         self.proto.out().clear();
         self.proto.transport_closed();
-        self.close_status.get_or_insert((CloseCode::ABNORMAL, Utf8Bytes::new()));
+        self.close_status.get_or_insert_with(abnormal);
         self.close_deadline = None;
         self.keepalive = None;
         self.pings.clear();
         self.rbuf = BytesMut::new();
         self.registration = None;
-        shared.write_fan.wake_all();
+        shared.fans.write.wake_all();
     }
 
     /// Ends the connection on a timeout: the peer is gone or stuck.
     fn time_out(&mut self, shared: &Shared<S>, error: Error) -> Error {
         tracing::debug!(%error, "websocket timed out");
-        self.close_status = Some((CloseCode::ABNORMAL, Utf8Bytes::new()));
+        self.close_status = Some(abnormal());
         self.finish(shared);
         error
     }
@@ -450,8 +465,7 @@ fn install(proto: &mut Protocol, config: &Config, negotiated: Negotiated) -> Opt
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
     fn new(io: Option<S>, role: Role, config: &Config, negotiated: Negotiated, leftover: BytesMut) -> Arc<Self> {
-        let read_fan = Arc::new(WakerFan::default());
-        let write_fan = Arc::new(WakerFan::default());
+        let fans = Arc::new(Fans::default());
         let mut proto = Protocol::new(role, config);
         let protocol = install(&mut proto, config, negotiated);
         let io_is_connecting = io.is_none();
@@ -473,10 +487,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
                 pings: VecDeque::new(),
                 registration: None,
             }),
-            read_waker: Waker::from(read_fan.clone()),
-            write_waker: Waker::from(write_fan.clone()),
-            read_fan,
-            write_fan,
+            waker: Waker::from(fans.clone()),
+            fans,
             handles: AtomicUsize::new(0),
             timing: Timing {
                 high_water: config.write_buffer_high_water,
@@ -493,14 +505,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
     fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Outgoing<'_>>) -> Poll<Result<()>> {
         let mut inner = self.lock();
         if inner.proto.buffered() >= self.timing.high_water {
-            self.write_fan.register(cx.waker());
+            self.fans.write.register(cx.waker());
             if let Poll::Ready(Err(e)) = inner.poll_write_out(self) {
                 inner.fail_io(e);
                 return Poll::Ready(Err(Error::Closed));
             }
             if inner.proto.buffered() >= self.timing.high_water {
                 // The reader must keep flushing even if this task is the one woken.
-                self.read_fan.wake_all();
+                self.fans.read.wake_all();
                 return Poll::Pending;
             }
         }
@@ -523,14 +535,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         if (!corked && !inner.proto.out().is_empty()) || inner.proto.ready_state() == ReadyState::Closing {
             // The reader finishes a write the stream could not take (and runs the close
             // timer).
-            self.read_fan.wake_all();
+            self.fans.read.wake_all();
         }
         Ok(())
     }
 
     fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let mut inner = self.lock();
-        self.write_fan.register(cx.waker());
+        self.fans.write.register(cx.waker());
         match ready!(inner.poll_write_out(self)) {
             Ok(()) => Poll::Ready(Ok(())),
             Err(e) => {
@@ -555,7 +567,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
     fn drop_handle(&self) {
         if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
             // The background finisher, if one runs, closes the connection now.
-            self.read_fan.wake_all();
+            self.fans.read.wake_all();
         }
     }
 }
@@ -626,7 +638,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Link for Shared<S> {
         inner.write_now(self);
         if !inner.proto.out().is_empty() || inner.pending_error.is_some() {
             // The reader finishes what the stream could not take now.
-            self.read_fan.wake_all();
+            self.fans.read.wake_all();
         }
     }
 
@@ -668,10 +680,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Link for Shared<S> {
         if inner.finished {
             return;
         }
-        inner.pending_error = Some(Error::CloseTimeout);
+        inner.pending_error = Some(Box::new(Error::CloseTimeout));
         inner.finish(self);
         drop(inner);
-        self.read_fan.wake_all();
+        self.fans.read.wake_all();
     }
 }
 
@@ -769,9 +781,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WebSocket<S> {
                 return Poll::Ready(Ok(()));
             }
             if inner.finished {
-                return Poll::Ready(Err(inner.pending_error.take().unwrap_or(Error::Closed)));
+                return Poll::Ready(Err(inner.pending_error.take().map_or(Error::Closed, |e| *e)));
             }
-            self.shared.read_fan.register(cx.waker());
+            self.shared.fans.read.register(cx.waker());
             Poll::Pending
         })
         .await
@@ -825,7 +837,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WebSocket<S> {
     /// had no code), the code a protocol violation failed it with, or 1006 when it ended
     /// without a Close. `None` while it is still open.
     pub fn close_status(&self) -> Option<(CloseCode, Utf8Bytes)> {
-        self.shared.lock().close_status.clone()
+        self.shared.lock().close_status.as_deref().cloned()
     }
 
     /// Splits into a sending and a receiving half, usable from different tasks. No lock
@@ -857,7 +869,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Attacher<S> {
         inner.proto.open();
         inner.write_now(&self.shared);
         drop(inner);
-        self.shared.read_fan.wake_all();
+        self.shared.fans.read.wake_all();
     }
 
     /// The connection could not be established: the socket's stream yields `error`, then
@@ -867,10 +879,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Attacher<S> {
         if inner.io.is_some() || inner.finished {
             return;
         }
-        inner.pending_error = Some(error);
+        inner.pending_error = Some(Box::new(error));
         inner.finish(&self.shared);
         drop(inner);
-        self.shared.read_fan.wake_all();
+        self.shared.fans.read.wake_all();
     }
 }
 
