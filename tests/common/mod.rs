@@ -283,8 +283,9 @@ impl EchoProcess {
 
     /// Its resident memory in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).expect("the server's /proc status");
+        let rss = status.lines().find_map(|l| l.strip_prefix("VmRSS:"));
+        rss.and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).expect("VmRSS in the server's /proc status")
     }
 }
 

@@ -319,11 +319,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         self.rbuf.reserve(want);
         let mut cx = Context::from_waker(&shared.waker);
         let result = tokio_util::io::poll_read_buf(Pin::new(io), &mut cx, &mut self.rbuf);
-        if result.is_pending() {
-            if self.rbuf.is_empty() {
-                self.rbuf = BytesMut::new();
-            }
-            self.proto.out().release_if_empty();
+        // The write buffer releases its own memory whenever it is drained.
+        if result.is_pending() && self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
         }
         result
     }

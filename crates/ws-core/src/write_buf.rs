@@ -12,11 +12,9 @@ use std::io::IoSlice;
 /// Payloads at least this long are queued by reference instead of copied.
 pub(crate) const SHARE_THRESHOLD: usize = 4096;
 
-/// Capacity kept by an empty tail; anything larger is released once drained.
-const KEEP_CAPACITY: usize = 16 << 10;
-
-/// Capacity a released tail starts again with: a batch of small frames fits without
-/// growing it step by step from a few bytes (one reallocation per doubling).
+/// Capacity an empty tail starts with: a batch of small frames fits without growing it
+/// step by step from a few bytes (one reallocation per doubling). Released again as soon
+/// as everything queued is written, so a connection that is not writing holds none.
 const START_CAPACITY: usize = 4 << 10;
 
 /// Bytes queued for writing, in order: `chunks` first, then `tail`.
@@ -124,9 +122,7 @@ impl WriteBuf {
             n -= front.len();
             self.chunks.pop_front();
         }
-        if self.len == 0 && self.tail.capacity() > KEEP_CAPACITY {
-            self.tail = BytesMut::new();
-        }
+        self.release_if_empty();
     }
 
     /// Drops everything queued and releases its memory.
@@ -176,6 +172,7 @@ mod tests {
         assert_eq!(w.to_vec(), b"d");
         w.advance(1);
         assert!(w.is_empty());
+        assert_eq!((w.tail.capacity(), w.chunks.capacity()), (0, 0), "drained: memory released");
     }
 
     #[test]
