@@ -314,6 +314,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         let Some(io) = self.io.as_mut() else { return Poll::Pending };
         let want = match self.proto.pending_frame_bytes(&self.rbuf) {
             0 => READ_CHUNK,
+            // The tail of a frame that already fits: growing now would copy the whole
+            // frame received so far (a 1 MiB message's last 10 KiB must not cost 1 MiB).
+            n if n <= self.rbuf.capacity() - self.rbuf.len() => n,
             n => n.clamp(READ_CHUNK, MAX_READ_RESERVE),
         };
         self.rbuf.reserve(want);

@@ -12,10 +12,13 @@ use std::io::IoSlice;
 /// Payloads at least this long are queued by reference instead of copied.
 pub(crate) const SHARE_THRESHOLD: usize = 4096;
 
-/// Capacity an empty tail starts with: a batch of small frames fits without growing it
-/// step by step from a few bytes (one reallocation per doubling). Released again as soon
-/// as everything queued is written, so a connection that is not writing holds none.
+/// Capacity an empty tail starts with at least: a batch of small frames fits without
+/// growing it step by step from a few bytes (one reallocation, and copy, per doubling).
+/// Released again as soon as everything queued is written, so a connection that is not
+/// writing holds none.
 const START_CAPACITY: usize = 4 << 10;
+/// The most an empty tail starts with, when the batches before it needed more.
+const MAX_START_CAPACITY: usize = 64 << 10;
 
 /// Bytes queued for writing, in order: `chunks` first, then `tail`.
 #[derive(Debug, Default)]
@@ -23,6 +26,11 @@ pub struct WriteBuf {
     chunks: VecDeque<Bytes>,
     tail: BytesMut,
     len: usize,
+    /// Bytes copied into the tail since it was last released (wrapping: only a hint).
+    copied: u32,
+    /// What the tail starts with next time, from what the last batch needed (0: the
+    /// minimum), so a steady stream of batches allocates once per batch, never regrows.
+    start: u32,
 }
 
 impl WriteBuf {
@@ -40,14 +48,20 @@ impl WriteBuf {
     pub fn put_slice(&mut self, data: &[u8]) {
         self.reserve(data.len());
         self.tail.extend_from_slice(data);
-        self.len += data.len();
+        self.copied(data.len());
     }
 
-    /// Makes room for `n` more bytes in the tail, starting a released tail at
-    /// [`START_CAPACITY`].
+    /// Counts `n` bytes just copied into the tail.
+    fn copied(&mut self, n: usize) {
+        self.len += n;
+        self.copied = self.copied.wrapping_add(n as u32);
+    }
+
+    /// Makes room for `n` more bytes in the tail, starting a released tail with what the
+    /// last batch needed, at least [`START_CAPACITY`].
     fn reserve(&mut self, n: usize) {
         if self.tail.capacity() == 0 {
-            self.tail.reserve(n.max(START_CAPACITY));
+            self.tail.reserve(n.max(self.start as usize).max(START_CAPACITY));
         } else {
             self.tail.reserve(n);
         }
@@ -74,7 +88,7 @@ impl WriteBuf {
             self.reserve(header.len() + payload.len());
             self.tail.extend_from_slice(header);
             self.tail.extend_from_slice(payload);
-            self.len += header.len() + payload.len();
+            self.copied(header.len() + payload.len());
         } else {
             self.put_slice(header);
             self.put_bytes(payload);
@@ -88,7 +102,7 @@ impl WriteBuf {
         let start = self.tail.len();
         self.tail.resize(start + n, 0);
         fill(&mut self.tail[start..]);
-        self.len += n;
+        self.copied(n);
     }
 
     /// Fills `dst` with the queued bytes in order, returning how many slices were used.
@@ -133,6 +147,11 @@ impl WriteBuf {
     /// Releases all memory once nothing is queued (an idle connection keeps none).
     pub fn release_if_empty(&mut self) {
         if self.len == 0 {
+            if self.copied != 0 {
+                let needed = (self.copied as usize).min(MAX_START_CAPACITY);
+                self.start = if needed > START_CAPACITY { needed.next_power_of_two() as u32 } else { 0 };
+                self.copied = 0;
+            }
             self.tail = BytesMut::new();
             self.chunks = VecDeque::new();
         }
@@ -189,5 +208,26 @@ mod tests {
         assert_eq!(slices[1].as_ptr(), big.as_ptr(), "the large payload is queued by reference");
         assert_eq!(&slices[2][..], [0x81, 1, b'!']);
         assert_eq!(w.len(), 8 + SHARE_THRESHOLD + 3);
+    }
+
+    #[test]
+    fn a_released_tail_starts_with_what_the_last_batch_needed() {
+        let mut w = WriteBuf::default();
+        let frame = Bytes::from(vec![1u8; 1000]);
+        for _ in 0..20 {
+            w.put_frame(&[0x82, 126, 3, 232], &frame);
+        }
+        w.advance(w.len());
+        assert_eq!(w.tail.capacity(), 0, "drained: memory released");
+        w.put_frame(&[0x82, 126, 3, 232], &frame);
+        assert_eq!(w.tail.capacity(), 32 << 10, "20 x 1004 bytes: the next batch starts at 32 KiB");
+        w.advance(w.len());
+        w.put_slice(b"x");
+        assert_eq!(w.tail.capacity(), START_CAPACITY, "a small batch: back to the minimum");
+        let huge = vec![0u8; 1 << 20];
+        w.put_slice(&huge);
+        w.advance(w.len());
+        w.put_slice(b"x");
+        assert_eq!(w.tail.capacity(), MAX_START_CAPACITY, "never more than the maximum");
     }
 }
