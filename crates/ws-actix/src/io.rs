@@ -1,9 +1,9 @@
 //! [`ActixIo`]: actix-web's request payload and streaming response body, as one
 //! `AsyncRead + AsyncWrite` stream for the core's driver.
 
-use crate::pipe::Pipe;
+use crate::pipe::{Chunks, Pipe, append};
 use actix_web::web;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_util::StreamExt;
 use std::convert::Infallible;
@@ -14,23 +14,23 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The byte stream of an actix-web WebSocket connection. Reads come from the request
-/// payload, pumped by a task on the connection's worker (the payload cannot leave it);
-/// writes go to the streaming response body. Both through bounded pipes, so a slow peer
-/// is backpressure, not memory.
+/// payload, pumped by a task on the connection's worker (the payload cannot leave it), its
+/// chunks passed on as they are and copied once, into the driver's buffer; writes go to
+/// the streaming response body. Both through bounded pipes, so a slow peer is
+/// backpressure, not memory.
 pub struct ActixIo {
-    incoming: Pipe,
-    pending: Bytes,
-    outgoing: Pipe,
+    incoming: Pipe<Chunks>,
+    outgoing: Pipe<BytesMut>,
 }
 
 /// The response body of an upgraded connection: what the socket writes.
-pub struct OutgoingBody(Pipe);
+pub struct OutgoingBody(Pipe<BytesMut>);
 
 impl Stream for OutgoingBody {
     type Item = Result<Bytes, Infallible>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_read(cx).map(|chunk| chunk.map(Ok))
+        self.0.poll_read(cx, |buf| Ok(std::mem::take(buf).freeze()))
     }
 }
 
@@ -45,7 +45,7 @@ impl ActixIo {
     /// Pumps `payload` into a new stream; returns it with the body to respond with.
     /// Must be called on an actix-web worker.
     pub(crate) fn new(mut payload: web::Payload) -> (Self, OutgoingBody) {
-        let incoming = Pipe::default();
+        let incoming = Pipe::<Chunks>::default();
         let outgoing = Pipe::default();
         let pump = incoming.clone();
         actix_web::rt::spawn(async move {
@@ -56,13 +56,15 @@ impl ActixIo {
                 Poll::Pending => payload.poll_next_unpin(cx),
             };
             while let Some(Ok(chunk)) = poll_fn(&mut next).await {
-                if poll_fn(|cx| pump.poll_write(cx, &[IoSlice::new(&chunk)])).await.is_err() {
+                let mut chunk = Some(chunk);
+                let sent = poll_fn(|cx| pump.poll_write(cx, |chunks| chunks.push(chunk.take().unwrap_or_default()))).await;
+                if sent.is_err() {
                     break;
                 }
             }
             pump.close();
         });
-        (Self { incoming, pending: Bytes::new(), outgoing: outgoing.clone() }, OutgoingBody(outgoing))
+        (Self { incoming, outgoing: outgoing.clone() }, OutgoingBody(outgoing))
     }
 }
 
@@ -74,15 +76,9 @@ impl Drop for ActixIo {
 }
 
 impl AsyncRead for ActixIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        if self.pending.is_empty() {
-            match ready!(self.incoming.poll_read(cx)) {
-                Some(chunk) => self.pending = chunk,
-                None => return Poll::Ready(Ok(())), // end of stream
-            }
-        }
-        let n = self.pending.len().min(buf.remaining());
-        buf.put_slice(&self.pending.split_to(n));
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        // `None` is the end of the stream: nothing read.
+        ready!(self.incoming.poll_read(cx, |chunks| chunks.read_into(buf)));
         Poll::Ready(Ok(()))
     }
 }
@@ -93,11 +89,11 @@ fn broken_pipe(_: ()) -> io::Error {
 
 impl AsyncWrite for ActixIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.outgoing.poll_write(cx, &[IoSlice::new(buf)]).map_err(broken_pipe)
+        self.outgoing.poll_write(cx, |out| append(out, &[IoSlice::new(buf)])).map_err(broken_pipe)
     }
 
     fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        self.outgoing.poll_write(cx, bufs).map_err(broken_pipe)
+        self.outgoing.poll_write(cx, |out| append(out, bufs)).map_err(broken_pipe)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -1,68 +1,168 @@
-//! A bounded byte pipe between two tasks: the writer appends until `CAPACITY` bytes wait,
-//! the reader takes everything waiting at once. An idle pipe holds no buffer, which is
-//! what keeps an idle connection small.
+//! Bounded pipes between two tasks on one actix worker. The writer adds until `CAPACITY`
+//! bytes wait, then waits itself (backpressure); the reader takes what waits. An idle pipe
+//! holds no buffer, which is what keeps an idle connection small.
+//!
+//! Two buffers: [`Chunks`] carries the request payload's `Bytes` in as they come, without
+//! copying them, to be copied once into the driver's read buffer; a `BytesMut` gathers the
+//! driver's writes, taken all at once as one chunk of the response body.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use tokio::io::ReadBuf;
 
 /// Bytes that may wait in one direction before the writer waits (backpressure).
 pub(crate) const CAPACITY: usize = 64 << 10;
 
+/// What a queued chunk costs beside its bytes, so that a peer's trickle of tiny chunks
+/// cannot grow the queue past a bound either (at most `CAPACITY / CHUNK_OVERHEAD` entries).
+const CHUNK_OVERHEAD: usize = 64;
+
+/// What waits in a pipe.
+pub(crate) trait Buffer: Default {
+    /// How much of the pipe's capacity it takes.
+    fn charge(&self) -> usize;
+}
+
+impl Buffer for BytesMut {
+    fn charge(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Chunks received and not yet read, in order.
 #[derive(Default)]
-struct State {
-    buf: BytesMut,
+pub(crate) struct Chunks {
+    queue: VecDeque<Bytes>,
+    charge: usize,
+}
+
+impl Buffer for Chunks {
+    fn charge(&self) -> usize {
+        self.charge
+    }
+}
+
+impl Chunks {
+    pub(crate) fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.charge += chunk.len() + CHUNK_OVERHEAD;
+            self.queue.push_back(chunk);
+        }
+    }
+
+    /// Copies as much as fits into `buf`, front first.
+    pub(crate) fn read_into(&mut self, buf: &mut ReadBuf<'_>) {
+        while buf.remaining() > 0 {
+            let Some(front) = self.queue.front_mut() else { break };
+            let n = front.len().min(buf.remaining());
+            buf.put_slice(&front[..n]);
+            self.charge -= n;
+            if n == front.len() {
+                self.charge -= CHUNK_OVERHEAD;
+                self.queue.pop_front();
+            } else {
+                front.advance(n);
+            }
+        }
+        if self.queue.is_empty() {
+            // Release the deque's storage along with the last chunk.
+            *self = Self::default();
+        }
+    }
+}
+
+/// Appends the front of `data` to `buf`, as much as fits under `CAPACITY`, growing it
+/// once; returns how much (a partial write: the driver writes the rest once the body has
+/// taken this). So neither the pipe nor a body chunk holds more than about `CAPACITY`,
+/// however large the message.
+pub(crate) fn append(buf: &mut BytesMut, data: &[IoSlice<'_>]) -> usize {
+    let room = CAPACITY.saturating_sub(buf.len());
+    let n = data.iter().map(|d| d.len()).sum::<usize>().min(room);
+    buf.reserve(n);
+    let mut left = n;
+    for d in data {
+        let take = d.len().min(left);
+        buf.extend_from_slice(&d[..take]);
+        left -= take;
+        if left == 0 {
+            break;
+        }
+    }
+    n
+}
+
+struct State<B> {
+    buf: B,
     closed: bool,
     reader: Option<Waker>,
     writer: Option<Waker>,
 }
 
-/// One end pair of a pipe; cloned into the writer and the reader.
-#[derive(Clone, Default)]
-pub(crate) struct Pipe(Arc<Mutex<State>>);
+impl<B: Buffer> Default for State<B> {
+    fn default() -> Self {
+        Self { buf: B::default(), closed: false, reader: None, writer: None }
+    }
+}
 
-impl Pipe {
-    fn lock(&self) -> MutexGuard<'_, State> {
+/// One end pair of a pipe; cloned into the writer and the reader.
+pub(crate) struct Pipe<B>(Arc<Mutex<State<B>>>);
+
+impl<B: Buffer> Default for Pipe<B> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+impl<B> Clone for Pipe<B> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<B: Buffer> Pipe<B> {
+    fn lock(&self) -> MutexGuard<'_, State<B>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends `data`, waiting while the pipe is full; `Err` once the reader is gone.
-    pub(crate) fn poll_write(&self, cx: &mut Context<'_>, data: &[IoSlice<'_>]) -> Poll<Result<usize, ()>> {
+    /// Adds to the buffer with `add`, waiting while the pipe is full; `Err` once the
+    /// reader is gone.
+    pub(crate) fn poll_write<R>(&self, cx: &mut Context<'_>, add: impl FnOnce(&mut B) -> R) -> Poll<Result<R, ()>> {
         let mut s = self.lock();
         if s.closed {
             return Poll::Ready(Err(()));
         }
-        if s.buf.len() >= CAPACITY {
+        if s.buf.charge() >= CAPACITY {
             s.writer = Some(cx.waker().clone());
             return Poll::Pending;
         }
-        let mut n = 0;
-        for d in data {
-            s.buf.extend_from_slice(d);
-            n += d.len();
-        }
+        let added = add(&mut s.buf);
         if let Some(w) = s.reader.take() {
             w.wake();
         }
-        Poll::Ready(Ok(n))
+        Poll::Ready(Ok(added))
     }
 
-    /// Takes everything waiting; `None` once the writer closed the pipe and it is drained.
-    pub(crate) fn poll_read(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+    /// Takes from the buffer with `take` once something waits; `None` once the writer
+    /// closed the pipe and it is drained.
+    pub(crate) fn poll_read<R>(&self, cx: &mut Context<'_>, take: impl FnOnce(&mut B) -> R) -> Poll<Option<R>> {
         let mut s = self.lock();
-        if s.buf.is_empty() {
+        if s.buf.charge() == 0 {
             if s.closed {
                 return Poll::Ready(None);
             }
             s.reader = Some(cx.waker().clone());
             return Poll::Pending;
         }
-        let chunk = std::mem::take(&mut s.buf).freeze();
-        if let Some(w) = s.writer.take() {
+        let taken = take(&mut s.buf);
+        if s.buf.charge() < CAPACITY
+            && let Some(w) = s.writer.take()
+        {
             w.wake();
         }
-        Poll::Ready(Some(chunk))
+        Poll::Ready(Some(taken))
     }
 
     /// Ready once the pipe is closed (the reader went away); registers the writer to be
@@ -87,5 +187,54 @@ impl Pipe {
         if let Some(w) = s.writer.take() {
             w.wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    #[test]
+    fn chunks_are_read_in_order_across_reads_and_release_their_storage() {
+        let mut chunks = Chunks::default();
+        chunks.push(Bytes::from_static(b"hello "));
+        chunks.push(Bytes::new());
+        chunks.push(Bytes::from_static(b"world"));
+        assert_eq!(chunks.charge(), 11 + 2 * CHUNK_OVERHEAD);
+        let mut out = [0u8; 8];
+        let mut buf = ReadBuf::new(&mut out);
+        chunks.read_into(&mut buf);
+        assert_eq!(buf.filled(), b"hello wo");
+        assert_eq!(chunks.charge(), 3 + CHUNK_OVERHEAD);
+        let mut out = [0u8; 8];
+        let mut buf = ReadBuf::new(&mut out);
+        chunks.read_into(&mut buf);
+        assert_eq!(buf.filled(), b"rld");
+        assert_eq!(chunks.charge(), 0);
+        assert_eq!(chunks.queue.capacity(), 0);
+    }
+
+    #[test]
+    fn a_trickle_of_tiny_chunks_fills_the_pipe_too() {
+        let pipe = Pipe::<Chunks>::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut pushed = 0;
+        while pipe.poll_write(&mut cx, |c| c.push(Bytes::from_static(b"x"))).is_ready() {
+            pushed += 1;
+        }
+        assert_eq!(pushed, CAPACITY.div_ceil(1 + CHUNK_OVERHEAD));
+    }
+
+    #[test]
+    fn vectored_writes_are_appended_up_to_the_capacity() {
+        let mut buf = BytesMut::new();
+        assert_eq!(append(&mut buf, &[IoSlice::new(b"ab"), IoSlice::new(b""), IoSlice::new(b"cde")]), 5);
+        assert_eq!(&buf[..], b"abcde");
+        let big = vec![7u8; CAPACITY];
+        assert_eq!(append(&mut buf, &[IoSlice::new(b"fg"), IoSlice::new(&big)]), CAPACITY - 5);
+        assert_eq!(buf.len(), CAPACITY);
+        assert_eq!(&buf[5..8], b"fg\x07");
+        assert_eq!(append(&mut buf, &[IoSlice::new(b"h")]), 0);
     }
 }
