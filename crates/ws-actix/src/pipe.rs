@@ -74,13 +74,16 @@ impl Chunks {
     }
 }
 
-/// Appends the front of `data` to `buf`, as much as fits under `CAPACITY`, growing it
-/// once; returns how much (a partial write: the driver writes the rest once the body has
-/// taken this). So neither the pipe nor a body chunk holds more than about `CAPACITY`,
-/// however large the message.
+/// The most one write adds to a pipe: a message larger than this goes out as several
+/// chunks of the response body, so neither the pipe nor actix's write buffer ever holds
+/// more than `CAPACITY + MAX_WRITE`, however large the message. (Large enough that a
+/// 64 KiB message and its header go out in one chunk, not as 64 KiB and then 4 bytes.)
+const MAX_WRITE: usize = 256 << 10;
+
+/// Appends the front of `data` to `buf`, at most [`MAX_WRITE`], growing it once; returns
+/// how much (a partial write: the driver writes the rest once the body has taken this).
 pub(crate) fn append(buf: &mut BytesMut, data: &[IoSlice<'_>]) -> usize {
-    let room = CAPACITY.saturating_sub(buf.len());
-    let n = data.iter().map(|d| d.len()).sum::<usize>().min(room);
+    let n = data.iter().map(|d| d.len()).sum::<usize>().min(MAX_WRITE);
     buf.reserve(n);
     let mut left = n;
     for d in data {
@@ -227,14 +230,13 @@ mod tests {
     }
 
     #[test]
-    fn vectored_writes_are_appended_up_to_the_capacity() {
+    fn vectored_writes_are_appended_up_to_the_most_one_write_adds() {
         let mut buf = BytesMut::new();
         assert_eq!(append(&mut buf, &[IoSlice::new(b"ab"), IoSlice::new(b""), IoSlice::new(b"cde")]), 5);
         assert_eq!(&buf[..], b"abcde");
-        let big = vec![7u8; CAPACITY];
-        assert_eq!(append(&mut buf, &[IoSlice::new(b"fg"), IoSlice::new(&big)]), CAPACITY - 5);
-        assert_eq!(buf.len(), CAPACITY);
+        let big = vec![7u8; MAX_WRITE];
+        assert_eq!(append(&mut buf, &[IoSlice::new(b"fg"), IoSlice::new(&big)]), MAX_WRITE);
+        assert_eq!(buf.len(), 5 + MAX_WRITE);
         assert_eq!(&buf[5..8], b"fg\x07");
-        assert_eq!(append(&mut buf, &[IoSlice::new(b"h")]), 0);
     }
 }
