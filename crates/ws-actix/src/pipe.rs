@@ -17,7 +17,7 @@ use tokio::io::ReadBuf;
 pub(crate) const CAPACITY: usize = 64 << 10;
 
 /// What a queued chunk costs beside its bytes, so that a peer's trickle of tiny chunks
-/// cannot grow the queue past a bound either (at most `CAPACITY / CHUNK_OVERHEAD` entries).
+/// cannot grow the queue past a bound either (about 1,000 entries of one byte each).
 const CHUNK_OVERHEAD: usize = 64;
 
 /// What waits in a pipe.
@@ -160,10 +160,10 @@ impl<B: Buffer> Pipe<B> {
             return Poll::Pending;
         }
         let taken = take(&mut s.buf);
-        if s.buf.charge() < CAPACITY
-            && let Some(w) = s.writer.take()
-        {
-            w.wake();
+        if s.buf.charge() < CAPACITY {
+            if let Some(w) = s.writer.take() {
+                w.wake();
+            }
         }
         Poll::Ready(Some(taken))
     }
@@ -227,6 +227,37 @@ mod tests {
             pushed += 1;
         }
         assert_eq!(pushed, CAPACITY.div_ceil(1 + CHUNK_OVERHEAD));
+    }
+
+    /// Counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_full_pipe_wakes_its_writer_once_a_read_makes_room() {
+        let pipe = Pipe::<Chunks>::default();
+        let count = Arc::new(Count(Default::default()));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let chunk = Bytes::from(vec![3u8; 40 << 10]);
+        assert!(pipe.poll_write(&mut cx, |c| c.push(chunk.clone())).is_ready());
+        assert!(pipe.poll_write(&mut cx, |c| c.push(chunk.clone())).is_ready());
+        assert!(pipe.poll_write(&mut cx, |c| c.push(chunk.clone())).is_pending(), "80 KiB waiting: full");
+        let reads = |n: usize| {
+            let mut out = vec![0u8; n];
+            let mut buf = ReadBuf::new(&mut out);
+            assert!(pipe.poll_read(&mut Context::from_waker(Waker::noop()), |c| c.read_into(&mut buf)).is_ready());
+            buf.filled().len()
+        };
+        assert_eq!(reads(8 << 10), 8 << 10);
+        assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 0, "still 72 KiB waiting: the writer waits on");
+        assert_eq!(reads(16 << 10), 16 << 10);
+        assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 1, "56 KiB waiting: the writer is woken");
+        assert!(pipe.poll_write(&mut cx, |c| c.push(chunk.clone())).is_ready());
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub(crate) const SHARE_THRESHOLD: usize = 4096;
 const START_CAPACITY: usize = 4 << 10;
 /// The most an empty tail starts with, when the batches before it needed more.
 const MAX_START_CAPACITY: usize = 64 << 10;
+/// `copied` once a write did not take everything: the peer is not keeping up, and what
+/// piled up meanwhile says nothing about one batch, so the next tail starts small.
+const SLOW: u32 = u32::MAX;
 
 /// Bytes queued for writing, in order: `chunks` first, then `tail`.
 #[derive(Debug, Default)]
@@ -26,7 +29,8 @@ pub struct WriteBuf {
     chunks: VecDeque<Bytes>,
     tail: BytesMut,
     len: usize,
-    /// Bytes copied into the tail since it was last released (wrapping: only a hint).
+    /// Bytes copied into the tail since it was last released, or [`SLOW`] once a write
+    /// left some of them queued.
     copied: u32,
     /// What the tail starts with next time, from what the last batch needed (0: the
     /// minimum), so a steady stream of batches allocates once per batch, never regrows.
@@ -54,7 +58,7 @@ impl WriteBuf {
     /// Counts `n` bytes just copied into the tail.
     fn copied(&mut self, n: usize) {
         self.len += n;
-        self.copied = self.copied.wrapping_add(n as u32);
+        self.copied = self.copied.saturating_add(n as u32);
     }
 
     /// Makes room for `n` more bytes in the tail, starting a released tail with what the
@@ -124,6 +128,9 @@ impl WriteBuf {
     pub fn advance(&mut self, mut n: usize) {
         debug_assert!(n <= self.len);
         self.len -= n;
+        if self.len != 0 {
+            self.copied = SLOW;
+        }
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
                 self.tail.advance(n);
@@ -148,7 +155,7 @@ impl WriteBuf {
     pub fn release_if_empty(&mut self) {
         if self.len == 0 {
             if self.copied != 0 {
-                let needed = (self.copied as usize).min(MAX_START_CAPACITY);
+                let needed = if self.copied == SLOW { 0 } else { (self.copied as usize).min(MAX_START_CAPACITY) };
                 self.start = if needed > START_CAPACITY { needed.next_power_of_two() as u32 } else { 0 };
                 self.copied = 0;
             }
@@ -229,5 +236,22 @@ mod tests {
         w.advance(w.len());
         w.put_slice(b"x");
         assert_eq!(w.tail.capacity(), MAX_START_CAPACITY, "never more than the maximum");
+        w.advance(w.len());
+    }
+
+    #[test]
+    fn a_tail_that_a_write_left_behind_starts_small_next_time() {
+        let mut w = WriteBuf::default();
+        let frame = Bytes::from(vec![1u8; 1000]);
+        for _ in 0..20 {
+            w.put_frame(&[0x82, 126, 3, 232], &frame);
+        }
+        w.advance(1000); // the socket took only part of it
+        for _ in 0..20 {
+            w.put_frame(&[0x82, 126, 3, 232], &frame);
+        }
+        w.advance(w.len());
+        w.put_slice(b"x");
+        assert_eq!(w.tail.capacity(), START_CAPACITY, "a slow peer's backlog is not a batch size");
     }
 }
