@@ -1,9 +1,9 @@
 //! [`ActixIo`]: actix-web's request payload and streaming response body, as one
 //! `AsyncRead + AsyncWrite` stream for the core's driver.
 
-use crate::pipe::{Chunks, Pipe, append};
+use crate::pipe::{Chunks, Outgoing, Pipe, append};
 use actix_web::web;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_core::Stream;
 use futures_util::StreamExt;
 use std::convert::Infallible;
@@ -20,17 +20,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// backpressure, not memory.
 pub struct ActixIo {
     incoming: Pipe<Chunks>,
-    outgoing: Pipe<BytesMut>,
+    outgoing: Pipe<Outgoing>,
 }
 
 /// The response body of an upgraded connection: what the socket writes.
-pub struct OutgoingBody(Pipe<BytesMut>);
+pub struct OutgoingBody(Pipe<Outgoing>);
 
 impl Stream for OutgoingBody {
     type Item = Result<Bytes, Infallible>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_read(cx, |buf| Ok(std::mem::take(buf).freeze()))
+        self.0.poll_read(cx, |buf| Ok(buf.take()))
     }
 }
 
