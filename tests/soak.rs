@@ -9,9 +9,10 @@
 //! many connections as are ever open at once. What the allocator keeps for reuse follows the
 //! peak (the same every wave); a leak follows the connections opened, `rounds` times larger,
 //! and the same amount every wave. The check takes the median of the growth from each wave
-//! to the next over the last six waves, so that one wave's allocator trim, burst or step
-//! (a new heap taken once, which moved an earlier pairwise trend over the limit) does not
-//! decide it, and fails above 128 bytes per connection opened: it catches a deliberate leak
+//! to the next over the last six of ten waves (actix-web's server takes four or five waves
+//! to settle), so that one wave's allocator trim, burst or step (a new heap taken once,
+//! which moved an earlier pairwise trend over the limit) does not decide it, and fails
+//! above 128 bytes per connection opened: it catches a deliberate leak
 //! of 200 bytes per connection (an earlier form found one of ~750 bytes in the actix
 //! adapter); smaller leaks need the long form.
 //!
@@ -90,7 +91,7 @@ async fn soak(example: &str) {
     let connections = env("SOAK_CONNECTIONS", 2000);
     let rounds = env("SOAK_ROUNDS", 4).max(1);
     let secs = env("SOAK_SECS", 1);
-    let waves = env("SOAK_WAVES", 8).max(6);
+    let waves = env("SOAK_WAVES", 10).max(6);
     let addr = free_addr();
     let server = EchoProcess::start_example(example, addr);
     wave(addr, 20, 1, 0).await; // warm up the runtime and the allocator
