@@ -1,7 +1,7 @@
 //! [`ActixIo`]: actix-web's request payload and streaming response body, as one
 //! `AsyncRead + AsyncWrite` stream for the core's driver.
 
-use crate::pipe::{Chunks, Outgoing, Pipe, append};
+use crate::pipe::{Chunks, Outgoing, Pipe};
 use actix_web::web;
 use bytes::Bytes;
 use futures_core::Stream;
@@ -89,11 +89,11 @@ fn broken_pipe(_: ()) -> io::Error {
 
 impl AsyncWrite for ActixIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.outgoing.poll_write(cx, |out| append(out, &[IoSlice::new(buf)])).map_err(broken_pipe)
+        self.outgoing.poll_write(cx, |out| out.append(&[IoSlice::new(buf)])).map_err(broken_pipe)
     }
 
     fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        self.outgoing.poll_write(cx, |out| append(out, bufs)).map_err(broken_pipe)
+        self.outgoing.poll_write(cx, |out| out.append(bufs)).map_err(broken_pipe)
     }
 
     fn is_write_vectored(&self) -> bool {

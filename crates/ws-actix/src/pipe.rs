@@ -45,6 +45,27 @@ impl Outgoing {
     pub(crate) fn take(&mut self) -> Bytes {
         Bytes::from_owner(Pooled(std::mem::take(&mut self.0)))
     }
+
+    /// Appends the front of `data`, at most [`MAX_WRITE`], growing the buffer once; returns
+    /// how much (a partial write: the driver writes the rest once the body has taken this).
+    pub(crate) fn append(&mut self, data: &[IoSlice<'_>]) -> usize {
+        let buf = &mut self.0;
+        let n = data.iter().map(|d| d.len()).sum::<usize>().min(MAX_WRITE);
+        if buf.capacity() == 0 {
+            *buf = pooled(n);
+        }
+        buf.reserve(n);
+        let mut left = n;
+        for d in data {
+            let take = d.len().min(left);
+            buf.extend_from_slice(&d[..take]);
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+        n
+    }
 }
 
 /// Buffers kept per thread for the outgoing pipes, at most this many bytes in all. Every
@@ -152,26 +173,6 @@ impl Chunks {
 /// more than `CAPACITY + MAX_WRITE`, however large the message. (Large enough that a
 /// 64 KiB message and its header go out in one chunk, not as 64 KiB and then 4 bytes.)
 const MAX_WRITE: usize = 256 << 10;
-
-/// Appends the front of `data` to `buf`, at most [`MAX_WRITE`], growing it once; returns
-/// how much (a partial write: the driver writes the rest once the body has taken this).
-pub(crate) fn append(Outgoing(buf): &mut Outgoing, data: &[IoSlice<'_>]) -> usize {
-    let n = data.iter().map(|d| d.len()).sum::<usize>().min(MAX_WRITE);
-    if buf.capacity() == 0 {
-        *buf = pooled(n);
-    }
-    buf.reserve(n);
-    let mut left = n;
-    for d in data {
-        let take = d.len().min(left);
-        buf.extend_from_slice(&d[..take]);
-        left -= take;
-        if left == 0 {
-            break;
-        }
-    }
-    n
-}
 
 struct State<B> {
     buf: B,
@@ -339,10 +340,10 @@ mod tests {
     #[test]
     fn vectored_writes_are_appended_up_to_the_most_one_write_adds() {
         let mut buf = Outgoing::default();
-        assert_eq!(append(&mut buf, &[IoSlice::new(b"ab"), IoSlice::new(b""), IoSlice::new(b"cde")]), 5);
+        assert_eq!(buf.append(&[IoSlice::new(b"ab"), IoSlice::new(b""), IoSlice::new(b"cde")]), 5);
         assert_eq!(&buf.0[..], b"abcde");
         let big = vec![7u8; MAX_WRITE];
-        assert_eq!(append(&mut buf, &[IoSlice::new(b"fg"), IoSlice::new(&big)]), MAX_WRITE);
+        assert_eq!(buf.append(&[IoSlice::new(b"fg"), IoSlice::new(&big)]), MAX_WRITE);
         assert_eq!(buf.0.len(), 5 + MAX_WRITE);
         assert_eq!(&buf.0[5..8], b"fg\x07");
     }
@@ -350,13 +351,13 @@ mod tests {
     #[test]
     fn a_body_chunk_returns_its_buffer_to_the_pool_once_dropped() {
         let mut out = Outgoing::default();
-        append(&mut out, &[IoSlice::new(&[5u8; 3000])]);
+        out.append(&[IoSlice::new(&[5u8; 3000])]);
         let ptr = out.0.as_ptr();
         let chunk = out.take();
         assert_eq!((chunk.len(), chunk.as_ptr()), (3000, ptr), "the chunk is the buffer, not a copy");
         assert_eq!(out.0.capacity(), 0, "an idle pipe holds no buffer");
         drop(chunk);
-        append(&mut out, &[IoSlice::new(b"again")]);
+        out.append(&[IoSlice::new(b"again")]);
         assert_eq!((out.0.as_ptr(), &out.0[..]), (ptr, &b"again"[..]), "the next batch reuses it");
         let huge = Outgoing(Vec::with_capacity(POOL_BYTES + 1)).take();
         drop(huge);

@@ -217,16 +217,21 @@ mod tests {
         assert_eq!(w.len(), 8 + SHARE_THRESHOLD + 3);
     }
 
+    /// Queues `n` binary frames of 1,000 bytes (1,004 with their headers).
+    fn put_kib_frames(w: &mut WriteBuf, n: usize) {
+        let frame = Bytes::from(vec![1u8; 1000]);
+        for _ in 0..n {
+            w.put_frame(&[0x82, 126, 3, 232], &frame);
+        }
+    }
+
     #[test]
     fn a_released_tail_starts_with_what_the_last_batch_needed() {
         let mut w = WriteBuf::default();
-        let frame = Bytes::from(vec![1u8; 1000]);
-        for _ in 0..20 {
-            w.put_frame(&[0x82, 126, 3, 232], &frame);
-        }
+        put_kib_frames(&mut w, 20);
         w.advance(w.len());
         assert_eq!(w.tail.capacity(), 0, "drained: memory released");
-        w.put_frame(&[0x82, 126, 3, 232], &frame);
+        put_kib_frames(&mut w, 1);
         assert_eq!(w.tail.capacity(), 32 << 10, "20 x 1004 bytes: the next batch starts at 32 KiB");
         w.advance(w.len());
         w.put_slice(b"x");
@@ -236,20 +241,14 @@ mod tests {
         w.advance(w.len());
         w.put_slice(b"x");
         assert_eq!(w.tail.capacity(), MAX_START_CAPACITY, "never more than the maximum");
-        w.advance(w.len());
     }
 
     #[test]
     fn a_tail_that_a_write_left_behind_starts_small_next_time() {
         let mut w = WriteBuf::default();
-        let frame = Bytes::from(vec![1u8; 1000]);
-        for _ in 0..20 {
-            w.put_frame(&[0x82, 126, 3, 232], &frame);
-        }
+        put_kib_frames(&mut w, 20);
         w.advance(1000); // the socket took only part of it
-        for _ in 0..20 {
-            w.put_frame(&[0x82, 126, 3, 232], &frame);
-        }
+        put_kib_frames(&mut w, 20);
         w.advance(w.len());
         w.put_slice(b"x");
         assert_eq!(w.tail.capacity(), START_CAPACITY, "a slow peer's backlog is not a batch size");
