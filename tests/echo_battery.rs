@@ -8,10 +8,7 @@ mod common;
 macro_rules! on_server {
     ($($kind:ident),*) => {$(
         mod $kind {
-            async fn start(config: wsdriver::Config) -> std::net::SocketAddr {
-                crate::common::servers::start(stringify!($kind), config).await
-            }
-            crate::echo_battery!(start);
+            crate::echo_battery!(stringify!($kind));
         }
     )*};
 }

@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         let agreed = Agreed { own_window_bits: 9 + (control >> 4) % 7, own_no_context_takeover: control & 4 != 0, peer_window_bits: 15, peer_no_context_takeover: control & 8 != 0 };
         p.set_extension(Box::new(Deflate::new(agreed, &DeflateConfig::default())));
     }
-    p.open();
+    p.open(std::time::Instant::now());
     let chunk = 1 + (control as usize >> 2);
     let mut input = BytesMut::new();
     for piece in rest.chunks(chunk) {
@@ -37,6 +37,6 @@ fuzz_target!(|data: &[u8]| {
         }
         assert!(input.len() <= rest.len());
         let drained = p.out().len();
-        p.out().advance(drained);
+        p.written(drained);
     }
 });

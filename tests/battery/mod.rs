@@ -266,11 +266,16 @@ pub async fn keepalive_drops_a_silent_peer(addr: SocketAddr) {
     crate::common::assert_eof(&mut stream).await;
 }
 
-/// Generates one test per battery check against the server `$start(config)` returns.
+/// Generates one test per battery check against the server kind `$kind` (a name
+/// [`servers::start_with`](crate::common::servers::start_with) knows).
 #[macro_export]
 macro_rules! echo_battery {
-    ($start:expr) => {
-        $crate::echo_battery!(@tests $start; text_multibyte, binary_all_byte_values, empty_messages,
+    ($kind:expr) => {
+        async fn start(config: wsdriver::Config) -> std::net::SocketAddr {
+            $crate::common::servers::start($kind, config).await
+        }
+
+        $crate::echo_battery!(@tests start; text_multibyte, binary_all_byte_values, empty_messages,
             length_boundaries, sixteen_mib, pipelined_in_order, subprotocol_selection,
             close_with_code_and_reason, ping_is_answered, rejects_bad_handshakes,
             a_client_that_never_reads_is_backpressured, config_options_apply, deflate_round_trips,
@@ -279,14 +284,16 @@ macro_rules! echo_battery {
         #[tokio::test]
         async fn graceful_shutdown() {
             let shutdown = wsdriver::shutdown::Shutdown::new();
-            let addr = $start($crate::battery::server_config().shutdown(shutdown.clone())).await;
+            let watching = shutdown.clone();
+            let make = move || $crate::common::Watching(watching.clone(), $crate::common::Echo);
+            let addr = $crate::common::servers::start_with($kind, $crate::battery::server_config(), make).await;
             $crate::common::bounded($crate::battery::graceful_shutdown(addr, shutdown)).await;
         }
 
         #[tokio::test]
         async fn keepalive_drops_a_silent_peer() {
             let ms = std::time::Duration::from_millis;
-            let addr = $start($crate::battery::server_config().keepalive(Some(ms(100)), ms(200))).await;
+            let addr = start($crate::battery::server_config().keepalive(Some(ms(100)), ms(200))).await;
             $crate::common::bounded($crate::battery::keepalive_drops_a_silent_peer(addr)).await;
         }
     };

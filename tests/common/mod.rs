@@ -157,6 +157,26 @@ impl Handler for Echo {
     }
 }
 
+/// Serves a connection with the handler inside, watched by a graceful shutdown from its
+/// open until its `on_close` has run.
+pub struct Watching<H>(pub wsdriver::shutdown::Shutdown, pub H);
+
+impl<H: Handler> Handler for Watching<H> {
+    async fn on_open(&mut self, ws: &wsdriver::Connection) {
+        self.0.watch(ws);
+        self.1.on_open(ws).await;
+    }
+    async fn on_message(&mut self, ws: &wsdriver::Connection, message: wsdriver::Message) {
+        self.1.on_message(ws, message).await;
+    }
+    async fn on_error(&mut self, ws: &wsdriver::Connection, error: &wsdriver::Error) {
+        self.1.on_error(ws, error).await;
+    }
+    async fn on_close(&mut self, ws: &wsdriver::Connection, code: wsdriver::CloseCode, reason: &str) {
+        self.1.on_close(ws, code, reason).await;
+    }
+}
+
 /// What a [`Recorder`] saw, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {

@@ -65,13 +65,13 @@ fn handshake(c: &mut Criterion) {
 fn echo(c: &mut Criterion) {
     // 16 masked 16-byte client frames in, 16 replies out: one batch of a small-message echo.
     let mut client = Protocol::new(Role::Client, &Config::default());
-    client.open();
+    client.open(std::time::Instant::now());
     for _ in 0..16 {
         client.send(Message::binary(vec![7u8; 16])).unwrap();
     }
     let wire = client.out().to_vec();
     let mut server = Protocol::new(Role::Server, &Config::default());
-    server.open();
+    server.open(std::time::Instant::now());
     let mut group = c.benchmark_group("protocol echo");
     group.throughput(Throughput::Elements(16));
     group.bench_function("16 x 16 B", |b| {
@@ -81,7 +81,7 @@ fn echo(c: &mut Criterion) {
                 server.send(m).unwrap();
             }
             let n = server.out().len();
-            server.out().advance(n);
+            server.written(n);
         })
     });
     group.finish();

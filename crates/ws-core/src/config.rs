@@ -1,6 +1,7 @@
 //! Every limit and option of a connection, in one type shared by the standalone server,
 //! every adapter and the client.
 
+use crate::protocol::Options;
 use http::HeaderMap;
 use std::fmt;
 use std::sync::Arc;
@@ -106,29 +107,28 @@ pub struct Config {
     /// client offers it. Default off.
     #[cfg(feature = "deflate")]
     pub deflate: Option<crate::deflate::DeflateConfig>,
-    /// The graceful shutdown every connection opened with this config joins. Default
-    /// none.
-    pub shutdown: Option<crate::shutdown::Shutdown>,
 }
 
 impl Default for Config {
     fn default() -> Self {
+        // The connection's own limits and timers are the sans-IO core's defaults.
+        let Options { max_frame_size, max_message_size, write_buffer_high_water, close_timeout, ping_interval, pong_timeout, .. } =
+            Options::default();
         Self {
-            max_frame_size: 64 << 20,
-            max_message_size: 64 << 20,
-            write_buffer_high_water: 1 << 20,
-            close_timeout: Duration::from_secs(5),
+            max_frame_size,
+            max_message_size,
+            write_buffer_high_water,
+            close_timeout,
             handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 16 << 10,
             max_headers: 64,
-            ping_interval: Some(Duration::from_secs(30)),
-            pong_timeout: Duration::from_secs(30),
+            ping_interval,
+            pong_timeout,
             protocols: Vec::new(),
             extra_headers: HeaderMap::new(),
             origin_check: OriginCheck::Any,
             #[cfg(feature = "deflate")]
             deflate: None,
-            shutdown: None,
         }
     }
 }
@@ -212,15 +212,23 @@ impl Config {
         self
     }
 
-    /// Sets [`Config::shutdown`].
-    pub fn shutdown(mut self, shutdown: crate::shutdown::Shutdown) -> Self {
-        self.shutdown = Some(shutdown);
-        self
-    }
-
     /// Adds one of [`Config::extra_headers`].
     pub fn extra_header(mut self, name: http::HeaderName, value: http::HeaderValue) -> Self {
         self.extra_headers.append(name, value);
         self
+    }
+}
+
+/// What the sans-IO state machine needs of a config: its limits and timers.
+impl From<&Config> for Options {
+    fn from(config: &Config) -> Self {
+        Options {
+            max_frame_size: config.max_frame_size,
+            max_message_size: config.max_message_size,
+            write_buffer_high_water: config.write_buffer_high_water,
+            close_timeout: config.close_timeout,
+            ping_interval: config.ping_interval,
+            pong_timeout: config.pong_timeout,
+        }
     }
 }

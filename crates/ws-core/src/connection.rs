@@ -6,13 +6,13 @@ use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::prepared::PreparedMessage;
 use crate::protocol::ReadyState;
+use crate::shutdown::Registration;
 use crate::utf8::Utf8Bytes;
 use bytes::Bytes;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::sync::oneshot;
 
 /// What a sender hands the driver: a message to encode, or a frame encoded once for many
 /// connections.
@@ -33,13 +33,18 @@ pub(crate) trait Link: Send + Sync + 'static {
     fn try_send(&self, message: Outgoing<'_>) -> Result<()>;
     fn feed(&self, message: Outgoing<'_>) -> Result<()>;
     fn flush_queued(&self);
-    fn ping(&self, payload: Bytes) -> Result<oneshot::Receiver<()>>;
+    fn ping(&self, payload: Bytes) -> Result<u64>;
+    /// Ready once the pong of ping `seq` arrived; `Err(Closed)` if the connection ended
+    /// first.
+    fn poll_pong(&self, cx: &mut Context<'_>, seq: u64) -> Poll<Result<()>>;
     fn close(&self, frame: Option<CloseFrame>) -> Result<()>;
     fn ready_state(&self) -> ReadyState;
     fn protocol(&self) -> Option<String>;
     fn buffered(&self) -> usize;
     fn add_handle(&self);
     fn drop_handle(&self);
+    /// Joins a graceful shutdown, until the connection ends.
+    fn watch(&self, registration: Registration);
     /// Ends the connection now, without a close handshake (shutdown's deadline passed).
     fn abort(&self);
 }
@@ -68,6 +73,10 @@ impl Connection {
     pub(crate) fn new(link: Arc<dyn Link>) -> Self {
         link.add_handle();
         Self { link }
+    }
+
+    pub(crate) fn link(&self) -> &Arc<dyn Link> {
+        &self.link
     }
 
     /// Sends a text message. Waits only while the write buffer is at its high-water mark
@@ -161,8 +170,13 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub fn send_ping(&self, payload: impl Into<Bytes>) -> impl Future<Output = Result<()>> + Send + 'static {
-        let rx = self.link.ping(payload.into());
-        async move { rx?.await.map_err(|_| Error::Closed) }
+        let sent = self.link.ping(payload.into());
+        // Not a handle: a pending pong does not keep the connection from closing.
+        let link = self.link.clone();
+        async move {
+            let seq = sent?;
+            poll_fn(|cx| link.poll_pong(cx, seq)).await
+        }
     }
 
     /// Starts the close handshake with `code` and `reason` (at most 123 bytes). The driver

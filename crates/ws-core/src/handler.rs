@@ -3,11 +3,14 @@
 
 use crate::close::CloseCode;
 use crate::connection::Connection;
+use crate::driver::Transport;
 use crate::error::Error;
 use crate::message::Message;
+use crate::utf8::Utf8Bytes;
 use crate::websocket::WebSocket;
-use std::future::Future;
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::task::Poll;
 
 /// The events of one connection, as websocket-driver delivers them. Write it once; it
 /// runs unchanged on the standalone server, on every adapter, and on the client.
@@ -17,6 +20,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// when the peer vanished without a Close frame (code 1006). Pings are answered and the
 /// close handshake completed by the driver. Sends inside a callback return as soon as
 /// the message is queued; the replies to one batch of received frames go out together.
+///
+/// The connection keeps going while a callback waits: pings and a peer's Close are
+/// answered, pongs matched (so `ws.send_ping(..).await` inside a callback completes),
+/// keepalive and close timers run, and messages that arrive meanwhile wait, bounded, for
+/// the callback to return (past the bound, reading stops and TCP pushes back). A callback
+/// blocked on a send to a peer that stopped reading is woken with an error once the
+/// keepalive gives up on that peer.
 ///
 /// ```
 /// use ws_core::{CloseCode, Connection, Handler, Message};
@@ -81,50 +91,86 @@ pub trait Handler: Send + 'static {
 /// ```
 pub async fn serve<S, H>(socket: WebSocket<S>, mut handler: H) -> (CloseCode, String)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Transport,
     H: Handler,
 {
     serve_mut(socket, &mut handler).await
 }
 
+/// Awaits a handler's callback while the connection keeps going beside it: replies are
+/// flushed, pings and a Close answered, pongs matched and timers run while the callback
+/// waits, and data that arrives meanwhile waits, bounded, for the next event.
+///
+/// A macro, not a function: a function would hold the callback's future twice (as its
+/// argument and pinned), and this future is part of every connection's memory.
+macro_rules! while_driving {
+    ($socket:expr, $callback:expr) => {{
+        let mut callback = std::pin::pin!($callback);
+        poll_fn(|cx| match callback.as_mut().poll(cx) {
+            Poll::Ready(output) => Poll::Ready(output),
+            Poll::Pending => {
+                $socket.drive_pending(cx);
+                Poll::Pending
+            }
+        })
+        .await
+    }};
+}
+
 /// [`serve`] with a borrowed handler, which outlives the connection (the reconnecting
 /// client serves one connection after another with it). A socket still connecting is
 /// waited for; if it never opens, `on_error` and `on_close` (1006) report it.
-pub(crate) async fn serve_mut<S, H>(mut socket: WebSocket<S>, handler: &mut H) -> (CloseCode, String)
+// Not an `async fn`: its parameters would be moved into the future's locals and kept
+// twice.
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn serve_mut<S, H>(socket: WebSocket<S>, handler: &mut H) -> impl Future<Output = (CloseCode, String)> + Send + '_
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Transport,
     H: Handler,
 {
     // This future is most of an open connection's memory, and the compiler gives each
     // value alive across an `.await` its own room: so each event's future is awaited with
-    // nothing else alive beside it, and errors (rare) wait in a box.
-    let ws = socket.connection();
-    let opened = socket.opened().await.map_err(Box::new);
-    if let Err(error) = opened {
-        handler.on_error(&ws, &error).await;
-        handler.on_close(&ws, CloseCode::ABNORMAL, "").await;
-        return (CloseCode::ABNORMAL, String::new());
-    }
-    handler.on_open(&ws).await;
-    let mut failed: Option<Box<Error>> = None;
-    loop {
-        if let Some(error) = failed.take() {
+    // nothing else alive beside it but the batch, and errors (rare) wait in a box.
+    async move {
+        let ws = socket.connection();
+        socket.set_serving();
+        if let Err(error) = poll_fn(|cx| socket.poll_opened(cx)).await.map_err(Box::new) {
             handler.on_error(&ws, &error).await;
+            handler.on_close(&ws, CloseCode::ABNORMAL, "").await;
+            drop(socket.take_registration());
+            return (CloseCode::ABNORMAL, String::new());
         }
-        let message = match socket.recv().await {
-            None => break,
-            Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => message,
-            Some(Ok(_)) => continue,
-            Some(Err(error)) => {
-                failed = Some(Box::new(error));
+        while_driving!(socket, handler.on_open(&ws));
+        // The messages of one read, handed out without taking the connection's lock again.
+        let mut batch = VecDeque::new();
+        loop {
+            if batch.is_empty() {
+                let error = match poll_fn(|cx| socket.poll_batch(cx, &mut batch)).await {
+                    Some(Ok(())) => continue,
+                    Some(Err(error)) => Box::new(error),
+                    None => break,
+                };
+                while_driving!(socket, handler.on_error(&ws, &error));
                 continue;
             }
-        };
-        handler.on_message(&ws, message).await;
+            if !batch.front().is_some_and(Message::is_data) {
+                batch.pop_front(); // control frames were acted on by the driver
+                continue;
+            }
+            while_driving!(socket, handler.on_message(&ws, take_front(&mut batch)));
+        }
+        let (code, reason) = socket.close_status().unwrap_or((CloseCode::ABNORMAL, Utf8Bytes::new()));
+        handler.on_close(&ws, code, &reason).await;
+        // A graceful shutdown waits for this.
+        drop(socket.take_registration());
+        (code, reason.as_str().to_owned())
     }
-    let (code, reason) = socket.close_status().unwrap_or((CloseCode::ABNORMAL, Default::default()));
-    handler.on_close(&ws, code, &reason).await;
-    (code, reason.as_str().to_owned())
+}
+
+/// The first message of a batch known not to be empty. Taken inside the callback's
+/// expression, so that no local holds it beside the callback's future.
+fn take_front(batch: &mut VecDeque<Message>) -> Message {
+    batch.pop_front().unwrap_or_else(|| Message::Binary(bytes::Bytes::new()))
 }
 
 /// The future of one connection's task: `open` (a handshake, or waiting for an upgrade),
@@ -181,9 +227,9 @@ pub(crate) mod tests {
         }
     }
 
-    /// An open connection's task is mostly this future. An echo handler's is 224 bytes:
-    /// the socket, the handle, and the largest event's future (on_message and its send,
-    /// 128); it was 480 while values alive across awaits had their own room beside it.
+    /// An open connection's task is mostly this future: for an echo handler, the socket,
+    /// the handle, the batch, and the largest event's future (on_message and its send,
+    /// 128), and little else.
     #[tokio::test]
     async fn serve_future_stays_small() {
         let (a, _b) = tokio::io::duplex(64);

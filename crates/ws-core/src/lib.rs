@@ -30,6 +30,7 @@ pub mod config;
 mod connection;
 #[cfg(feature = "deflate")]
 pub mod deflate;
+mod driver;
 pub mod error;
 pub mod extensions;
 pub mod frame;
@@ -48,6 +49,7 @@ pub mod write_buf;
 pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
 pub use connection::Connection;
+pub use driver::Transport;
 pub use error::{Error, ProtocolError, Result};
 pub use handler::{Handler, connection_task, serve};
 pub use message::Message;

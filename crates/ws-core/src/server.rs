@@ -74,14 +74,25 @@ where
 }
 
 /// One connection's task: the handshake, then `f`'s future (see [`connection_task`]).
-fn accepted_task<F, Fut>(stream: TcpStream, peer: SocketAddr, config: Arc<Config>, f: Arc<F>) -> impl Future<Output = ()> + Send
+fn accepted_task<F, Fut>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: Arc<Config>,
+    shutdown: Option<Shutdown>,
+    f: Arc<F>,
+) -> impl Future<Output = ()> + Send
 where
     F: Fn(WebSocket<TcpStream>, Request<()>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     connection_task(async move {
         match accept(stream, &config).await {
-            Ok((socket, request)) => Some(f(socket, request)),
+            Ok((socket, request)) => {
+                if let Some(shutdown) = &shutdown {
+                    shutdown.watch(&socket.connection());
+                }
+                Some(f(socket, request))
+            }
             Err(error) => {
                 tracing::debug!(%peer, %error, "handshake failed");
                 None
@@ -108,7 +119,15 @@ type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub struct Server {
     listener: TcpListener,
     config: Arc<Config>,
-    graceful: Option<(Signal, Duration)>,
+    graceful: Option<Graceful>,
+}
+
+/// What a graceful shutdown needs: the signal that starts it, the connections it closes,
+/// and how long it waits for them.
+struct Graceful {
+    signal: Signal,
+    shutdown: Shutdown,
+    deadline: Duration,
 }
 
 impl std::fmt::Debug for Server {
@@ -130,11 +149,7 @@ impl Server {
 
     /// Sets the options and limits for every connection.
     pub fn config(mut self, config: Config) -> Self {
-        let shutdown = self.config.shutdown.clone();
         self.config = Arc::new(config);
-        if self.graceful.is_some() && self.config.shutdown.is_none() {
-            Arc::make_mut(&mut self.config).shutdown = shutdown;
-        }
         self
     }
 
@@ -154,11 +169,14 @@ impl Server {
     ///     .await
     /// # }
     /// ```
-    pub fn with_graceful_shutdown(mut self, signal: impl Future<Output = ()> + Send + 'static, deadline: Duration) -> Self {
-        if self.config.shutdown.is_none() {
-            Arc::make_mut(&mut self.config).shutdown = Some(Shutdown::new());
-        }
-        self.graceful = Some((Box::pin(signal), deadline));
+    pub fn with_graceful_shutdown(self, signal: impl Future<Output = ()> + Send + 'static, deadline: Duration) -> Self {
+        self.graceful_shutdown(Shutdown::new(), signal, deadline)
+    }
+
+    /// As [`Server::with_graceful_shutdown`], with connections watched by `shutdown`,
+    /// which may watch other servers' connections too (all are closed together).
+    pub fn graceful_shutdown(mut self, shutdown: Shutdown, signal: impl Future<Output = ()> + Send + 'static, deadline: Duration) -> Self {
+        self.graceful = Some(Graceful { signal: Box::pin(signal), shutdown, deadline });
         self
     }
 
@@ -193,10 +211,11 @@ impl Server {
     {
         let f = Arc::new(f);
         let config = self.config;
-        let (mut signal, deadline) = match self.graceful {
-            Some((signal, deadline)) => (signal, Some(deadline)),
+        let (mut signal, shutdown) = match self.graceful {
+            Some(Graceful { signal, shutdown, deadline }) => (signal, Some((shutdown, deadline))),
             None => (Box::pin(std::future::pending()) as Signal, None),
         };
+        let watching = shutdown.as_ref().map(|(shutdown, _)| shutdown.clone());
         loop {
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
@@ -214,10 +233,10 @@ impl Server {
                 Err(e) => return Err(e),
             };
             let _ = stream.set_nodelay(true);
-            tokio::spawn(accepted_task(stream, peer, config.clone(), f.clone()));
+            tokio::spawn(accepted_task(stream, peer, config.clone(), watching.clone(), f.clone()));
         }
         drop(self.listener);
-        if let (Some(shutdown), Some(deadline)) = (&config.shutdown, deadline) {
+        if let Some((shutdown, deadline)) = shutdown {
             let dropped = shutdown.shutdown(deadline).await;
             tracing::info!(dropped, "websocket server shut down");
         }
@@ -248,7 +267,7 @@ mod tests {
         let f = Arc::new(|socket, _request: Request<()>| async move {
             serve(socket, Echo).await;
         });
-        let task = accepted_task(stream, peer, Arc::new(Config::default()), f);
+        let task = accepted_task(stream, peer, Arc::new(Config::default()), None, f);
         let (task, serve) = (std::mem::size_of_val(&task), std::mem::size_of_val(&serve_future));
         assert!(task <= serve + 64, "connection task {task} bytes, serve future {serve}");
     }

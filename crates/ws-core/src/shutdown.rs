@@ -1,12 +1,13 @@
 //! Graceful shutdown: stop accepting, send 1001 Going Away to every open connection, wait
 //! for their close handshakes up to a deadline, then drop what remains.
 //!
-//! A [`Shutdown`] put in [`Config::shutdown`](crate::Config::shutdown) is joined by every
-//! connection opened with that config, on the standalone server and on every adapter
-//! alike; the standalone [`Server`](crate::Server) also stops accepting when it starts.
+//! A [`Shutdown`] watches the connections it is given ([`Shutdown::watch`]), on the
+//! standalone server and on every adapter alike, the way hyper-util's `GracefulShutdown`
+//! watches HTTP connections; the standalone [`Server`](crate::Server) watches its own and
+//! stops accepting when shutdown starts.
 
 use crate::close::{CloseCode, CloseFrame};
-use crate::connection::Link;
+use crate::connection::{Connection, Link};
 use crate::utf8::Utf8Bytes;
 use std::collections::HashMap;
 use std::fmt;
@@ -28,13 +29,19 @@ struct Inner {
 ///
 /// ```
 /// use std::time::Duration;
-/// use ws_core::{Config, shutdown::Shutdown};
+/// use ws_core::{Config, Role, WebSocket, shutdown::Shutdown};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let shutdown = Shutdown::new();
-/// let config = Config::default().shutdown(shutdown.clone());
-/// // ... serve connections with `config` on any server ...
-/// let dropped = shutdown.shutdown(Duration::from_secs(5)).await;
+/// let (a, b) = tokio::io::duplex(1024);
+/// let mut server = WebSocket::from_raw(a, Role::Server, &Config::default());
+/// let mut client = WebSocket::from_raw(b, Role::Client, &Config::default());
+/// shutdown.watch(&server.connection()); // on any server, for every connection
+/// assert_eq!(shutdown.open_connections(), 1);
+/// tokio::spawn(async move { while server.recv().await.is_some() {} });
+/// let client = tokio::spawn(async move { client.recv().await }); // answers the Close
+/// let dropped = shutdown.shutdown(Duration::from_secs(5)).await; // 1001 to each, then waits
 /// assert_eq!(dropped, 0);
+/// assert!(matches!(client.await.unwrap(), Some(Ok(ws_core::Message::Close(Some(f)))) if f.code == 1001));
 /// # }
 /// ```
 #[derive(Clone, Default)]
@@ -68,8 +75,16 @@ impl Shutdown {
         Self::default()
     }
 
-    /// Adds a connection; once shutdown has started, it is asked to close at once.
-    pub(crate) fn register(&self, link: Weak<dyn Link>) -> Registration {
+    /// Watches `connection` until it ends (with a [`Handler`](crate::Handler), until its
+    /// `on_close` has run): [`Shutdown::shutdown`] closes it with 1001 and waits for it.
+    /// Once shutdown has started, a connection watched is asked to close at once.
+    pub fn watch(&self, connection: &Connection) {
+        let link = connection.link();
+        let registration = self.register(Arc::downgrade(link));
+        link.watch(registration);
+    }
+
+    fn register(&self, link: Weak<dyn Link>) -> Registration {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         self.inner.connections.lock().unwrap_or_else(|e| e.into_inner()).insert(id, link.clone());
         if self.is_started() {

@@ -83,18 +83,31 @@ impl WriteBuf {
         self.chunks.push_back(data.clone());
     }
 
-    /// Appends a frame: a copy of its `header`, then its `payload` as [`put_bytes`] does
-    /// (a small frame is one copy into room made once).
+    /// Appends an unmasked frame: its first header byte (FIN, RSV bits, opcode), the
+    /// payload length in its shortest encoding (RFC 6455 §5.2), and the payload as
+    /// [`put_bytes`] queues it (a small frame is one copy into room made once).
     ///
     /// [`put_bytes`]: Self::put_bytes
-    pub fn put_frame(&mut self, header: &[u8], payload: &Bytes) {
-        if payload.len() < SHARE_THRESHOLD {
-            self.reserve(header.len() + payload.len());
-            self.tail.extend_from_slice(header);
+    pub fn put_frame(&mut self, first: u8, payload: &Bytes) {
+        let len = payload.len();
+        if len < SHARE_THRESHOLD {
+            // Below the threshold the length fits the 7-bit or the 16-bit form.
+            let head: &[u8] = if len <= 125 { &[first, len as u8] } else { &[first, 126, (len >> 8) as u8, len as u8] };
+            self.reserve(head.len() + len);
+            self.tail.extend_from_slice(head);
             self.tail.extend_from_slice(payload);
-            self.copied(header.len() + payload.len());
+            self.copied(head.len() + len);
         } else {
-            self.put_slice(header);
+            let mut head = [first, 126, 0, 0, 0, 0, 0, 0, 0, 0];
+            let n = if len <= 0xFFFF {
+                head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                4
+            } else {
+                head[1] = 127;
+                head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+                10
+            };
+            self.put_slice(&head[..n]);
             self.put_bytes(payload);
         }
     }
@@ -204,10 +217,10 @@ mod tests {
     #[test]
     fn frames_small_copied_large_shared() {
         let mut w = WriteBuf::default();
-        w.put_frame(&[0x81, 2], &Bytes::from_static(b"hi"));
+        w.put_frame(0x81, &Bytes::from_static(b"hi"));
         let big = Bytes::from(vec![9u8; SHARE_THRESHOLD]);
-        w.put_frame(&[0x82, 126, 0x10, 0], &big);
-        w.put_frame(&[0x81, 1], &Bytes::from_static(b"!"));
+        w.put_frame(0x82, &big);
+        w.put_frame(0x81, &Bytes::from_static(b"!"));
         let mut slices = [IoSlice::new(&[]); 8];
         let n = w.io_slices(&mut slices);
         assert_eq!(n, 3, "header of the large frame rides with the small one before it");
@@ -221,7 +234,7 @@ mod tests {
     fn put_kib_frames(w: &mut WriteBuf, n: usize) {
         let frame = Bytes::from(vec![1u8; 1000]);
         for _ in 0..n {
-            w.put_frame(&[0x82, 126, 3, 232], &frame);
+            w.put_frame(0x82, &frame);
         }
     }
 

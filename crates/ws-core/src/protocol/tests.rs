@@ -2,6 +2,7 @@ use super::*;
 use crate::close::CloseCode;
 use crate::frame::RSV1;
 use proptest::prelude::*;
+use std::time::{Duration, Instant};
 
 fn frame(opcode: OpCode, fin: bool, rsv: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
     let header = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 };
@@ -22,13 +23,17 @@ fn masked(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
 }
 
 fn server() -> Protocol {
-    server_with(&Config::default())
+    server_with(Options::default())
 }
 
-fn server_with(config: &Config) -> Protocol {
-    let mut p = Protocol::new(Role::Server, config);
-    p.open();
+fn server_with(options: Options) -> Protocol {
+    let mut p = Protocol::new(Role::Server, options);
+    p.open(Instant::now());
     p
+}
+
+fn limits(max_message_size: usize, max_frame_size: usize) -> Options {
+    Options { max_message_size, max_frame_size, ..Options::default() }
 }
 
 fn read_all(p: &mut Protocol, bytes: &[u8]) -> Result<Vec<Message>, ProtocolError> {
@@ -59,8 +64,8 @@ fn rfc_examples_from_a_client() {
 
 #[test]
 fn rfc_examples_to_a_client() {
-    let mut p = Protocol::new(Role::Client, &Config::default());
-    p.open();
+    let mut p = Protocol::new(Role::Client, Options::default());
+    p.open(Instant::now());
     let mut bytes = vec![0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f];
     bytes.extend([0x82, 0x7E, 0x01, 0x00]);
     bytes.extend([0u8; 256]);
@@ -192,19 +197,19 @@ fn violations_fail_with_the_right_code() {
         // A failed connection ignores all further input.
         assert_eq!(read_all(&mut p, &masked(OpCode::Text, true, b"x")), Ok(vec![]));
     }
-    let mut client = Protocol::new(Role::Client, &Config::default());
-    client.open();
+    let mut client = Protocol::new(Role::Client, Options::default());
+    client.open(Instant::now());
     assert_eq!(read_all(&mut client, &masked(OpCode::Text, true, b"x")), Err(ProtocolError::MaskedFrame));
 }
 
 #[test]
 fn limits_fail_with_1009_as_soon_as_announced() {
-    let mut p = server_with(&Config::default().max_message_size(10).max_frame_size(8));
+    let mut p = server_with(limits(10, 8));
     // Only the header of a 9-byte frame: rejected before any payload arrives.
     assert_eq!(read_all(&mut p, &[0x82, 0x89, 1, 2, 3, 4]), Err(ProtocolError::FrameTooBig { size: 9, limit: 8 }));
     assert_eq!(sent_close(&mut p), Some(1009));
 
-    let mut p = server_with(&Config::default().max_message_size(10).max_frame_size(8));
+    let mut p = server_with(limits(10, 8));
     let mut bytes = masked(OpCode::Binary, false, &[0; 8]);
     bytes.extend(&masked(OpCode::Continuation, true, &[0; 3])[..6]);
     assert_eq!(read_all(&mut p, &bytes), Err(ProtocolError::MessageTooBig { size: 11, limit: 10 }));
@@ -220,20 +225,20 @@ fn limits_fail_with_1009_as_soon_as_announced() {
 
 #[test]
 fn messages_sent_while_connecting_go_out_on_open() {
-    let mut p = Protocol::new(Role::Server, &Config::default());
+    let mut p = Protocol::new(Role::Server, Options::default());
     assert_eq!(p.ready_state(), ReadyState::Connecting);
     p.send(Message::text("first")).unwrap();
     p.send(Message::binary(vec![2])).unwrap();
     assert!(p.out().is_empty());
     assert_eq!(p.buffered(), 6);
-    p.open();
+    p.open(Instant::now());
     assert_eq!(p.out().to_vec(), [0x81, 5, b'f', b'i', b'r', b's', b't', 0x82, 1, 2]);
 }
 
 #[test]
 fn client_frames_are_masked_with_fresh_keys() {
-    let mut c = Protocol::new(Role::Client, &Config::default());
-    c.open();
+    let mut c = Protocol::new(Role::Client, Options::default());
+    c.open(Instant::now());
     c.send(Message::text("same")).unwrap();
     c.send(Message::text("same")).unwrap();
     let bytes = c.out().to_vec();
@@ -250,15 +255,6 @@ fn control_payload_limit_on_send() {
     assert!(matches!(p.send(Message::Ping(Bytes::from(vec![0; 126]))), Err(Error::InvalidArgument(_))));
     assert!(matches!(p.close(Some(CloseFrame { code: CloseCode::ABNORMAL, reason: Utf8Bytes::new() })), Err(Error::InvalidArgument(_))));
     assert_eq!(p.ready_state(), ReadyState::Open);
-}
-
-#[test]
-fn has_buffered_frame() {
-    let p = server();
-    let f = masked(OpCode::Text, true, b"abc");
-    assert!(p.has_buffered_frame(&f));
-    assert!(!p.has_buffered_frame(&f[..f.len() - 1]));
-    assert!(!p.has_buffered_frame(&[]));
 }
 
 /// An identity "extension" on RSV1, to exercise the hook.
@@ -283,21 +279,21 @@ impl Extension for Identity {
 
 #[test]
 fn extension_hook_owns_rsv1() {
-    let mut c = Protocol::new(Role::Client, &Config::default());
+    let mut c = Protocol::new(Role::Client, Options::default());
     c.set_extension(Box::new(Identity));
-    c.open();
+    c.open(Instant::now());
     c.send(Message::text("long enough")).unwrap();
     c.send(Message::text("no")).unwrap();
     let bytes = c.out().to_vec();
     assert_eq!(bytes[0], 0x80 | RSV1 | 0x1);
-    let mut s = Protocol::new(Role::Server, &Config::default());
+    let mut s = Protocol::new(Role::Server, Options::default());
     s.set_extension(Box::new(Identity));
-    s.open();
+    s.open(Instant::now());
     assert_eq!(read_all(&mut s, &bytes).unwrap(), [Message::text("long enough"), Message::text("no")]);
     // RSV1 on a continuation frame is still a violation.
-    let mut s = Protocol::new(Role::Server, &Config::default());
+    let mut s = Protocol::new(Role::Server, Options::default());
     s.set_extension(Box::new(Identity));
-    s.open();
+    s.open(Instant::now());
     let bad = [masked(OpCode::Text, false, b"a"), frame(OpCode::Continuation, true, RSV1, Some([0; 4]), b"b")].concat();
     assert_eq!(read_all(&mut s, &bad), Err(ProtocolError::ReservedBits(RSV1)));
 }
@@ -320,14 +316,14 @@ proptest! {
     fn encode_then_decode_any_messages(messages in proptest::collection::vec(any_message(), 1..6),
                                        chunk in 1usize..5000, client_sends in any::<bool>()) {
         let (tx_role, rx_role) = if client_sends { (Role::Client, Role::Server) } else { (Role::Server, Role::Client) };
-        let mut tx = Protocol::new(tx_role, &Config::default());
-        tx.open();
+        let mut tx = Protocol::new(tx_role, Options::default());
+        tx.open(Instant::now());
         for m in &messages {
             tx.send(m.clone()).unwrap();
         }
         let wire = tx.out().to_vec();
-        let mut rx = Protocol::new(rx_role, &Config::default());
-        rx.open();
+        let mut rx = Protocol::new(rx_role, Options::default());
+        rx.open(Instant::now());
         let mut input = BytesMut::new();
         let mut got = Vec::new();
         for piece in wire.chunks(chunk) {
@@ -343,8 +339,8 @@ proptest! {
     #[test]
     fn arbitrary_input_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512), server_role in any::<bool>()) {
         let role = if server_role { Role::Server } else { Role::Client };
-        let mut p = Protocol::new(role, &Config::default().max_message_size(1024).max_frame_size(512));
-        p.open();
+        let mut p = Protocol::new(role, limits(1024, 512));
+        p.open(Instant::now());
         let mut input = BytesMut::from(&bytes[..]);
         for _ in 0..64 {
             match p.read(&mut input) {
@@ -371,8 +367,8 @@ fn a_prepared_frame_is_shared_not_copied() {
 
 #[test]
 fn a_client_encodes_a_prepared_message_itself_masked() {
-    let mut client = Protocol::new(Role::Client, &Config::default());
-    client.open();
+    let mut client = Protocol::new(Role::Client, Options::default());
+    client.open(Instant::now());
     client.send_prepared(&PreparedMessage::text("hi")).unwrap();
     let mut out = [std::io::IoSlice::new(&[]); 4];
     let n = client.out().io_slices(&mut out);
@@ -389,4 +385,146 @@ fn a_prepared_message_after_close_fails() {
     let mut proto = server();
     proto.close(None).unwrap();
     assert!(matches!(proto.send_prepared(&PreparedMessage::text("late")), Err(Error::Closed)));
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn keepalive(ping: u64, pong: u64) -> Options {
+    Options { ping_interval: Some(secs(ping)), pong_timeout: secs(pong), ..Options::default() }
+}
+
+fn opened_at(options: Options, t0: Instant) -> Protocol {
+    let mut p = Protocol::new(Role::Server, options);
+    p.open(t0);
+    p
+}
+
+fn status_code(p: &Protocol) -> Option<u16> {
+    p.close_status().map(|(code, _)| u16::from(code))
+}
+
+#[test]
+fn keepalive_pings_after_silence_and_gives_up_after_the_pong_timeout() {
+    let t0 = Instant::now();
+    let mut p = opened_at(keepalive(10, 5), t0);
+    assert_eq!(p.poll_timeout(), Some(t0 + secs(10)));
+    p.handle_timeout(t0 + secs(9)).unwrap();
+    assert!(p.out().is_empty(), "not due yet");
+    p.handle_timeout(t0 + secs(10)).unwrap();
+    assert_eq!(p.out().to_vec(), [0x89, 0x00], "an empty ping");
+    p.written(2);
+    assert_eq!(p.poll_timeout(), Some(t0 + secs(15)));
+    assert!(matches!(p.handle_timeout(t0 + secs(15)), Err(Error::KeepaliveTimeout)));
+    assert!(p.is_ended());
+    assert_eq!(status_code(&p), Some(1006));
+    assert_eq!(p.poll_timeout(), None);
+    assert!(matches!(p.send(Message::text("late")), Err(Error::Closed)));
+}
+
+#[test]
+fn any_input_keeps_the_peer_alive() {
+    let t0 = Instant::now();
+    let mut p = opened_at(keepalive(10, 5), t0);
+    p.received(t0 + secs(4));
+    assert_eq!(p.poll_timeout(), Some(t0 + secs(14)), "the interval runs from the last input");
+    p.handle_timeout(t0 + secs(14)).unwrap();
+    assert_eq!(p.out().to_vec(), [0x89, 0x00]);
+    p.received(t0 + secs(16)); // the pong, or anything else
+    assert_eq!(p.poll_timeout(), Some(t0 + secs(26)));
+    p.handle_timeout(t0 + secs(19)).unwrap();
+    assert!(!p.is_ended());
+    assert_eq!(p.ready_state(), ReadyState::Open);
+}
+
+#[test]
+fn without_keepalive_an_open_connection_has_no_deadline() {
+    let mut p = opened_at(Options { ping_interval: None, ..Options::default() }, Instant::now());
+    assert_eq!(p.poll_timeout(), None);
+    p.handle_timeout(Instant::now() + secs(3600)).unwrap();
+    assert!(p.out().is_empty());
+}
+
+#[test]
+fn the_close_timeout_runs_from_the_close() {
+    let t0 = Instant::now();
+    let mut p = opened_at(Options::default(), t0);
+    p.close(None).unwrap();
+    // The close deadline starts at the next handle_timeout: the caller's now.
+    assert!(p.poll_timeout().is_some_and(|due| due <= t0 + secs(100)));
+    p.handle_timeout(t0 + secs(100)).unwrap();
+    assert_eq!(p.poll_timeout(), Some(t0 + secs(105)));
+    p.handle_timeout(t0 + secs(104)).unwrap();
+    assert!(matches!(p.handle_timeout(t0 + secs(105)), Err(Error::CloseTimeout)));
+    assert!(p.is_ended());
+    assert_eq!(status_code(&p), Some(1006));
+}
+
+#[test]
+fn after_the_close_handshake_the_transport_must_end_within_the_close_timeout() {
+    let t0 = Instant::now();
+    let mut p = opened_at(Options::default(), t0);
+    p.received(t0 + secs(2));
+    read_all(&mut p, &masked(OpCode::Close, true, &1000u16.to_be_bytes())).unwrap();
+    assert!(p.is_closed());
+    assert_eq!(p.poll_timeout(), Some(t0 + secs(7)));
+    // A handshake that completed ends quietly when the transport lingers.
+    p.handle_timeout(t0 + secs(7)).unwrap();
+    assert!(p.is_ended());
+    assert_eq!(status_code(&p), Some(1000), "the peer's code, not 1006");
+}
+
+#[test]
+fn a_violation_fails_with_its_code_and_a_close_deadline() {
+    let t0 = Instant::now();
+    let mut p = opened_at(Options::default(), t0);
+    p.received(t0 + secs(1));
+    assert!(read_all(&mut p, &masked(OpCode::Text, true, &[0xff])).is_err());
+    assert!(p.is_closed() && p.is_failed());
+    assert_eq!(status_code(&p), Some(1007));
+    assert_eq!(p.poll_timeout(), Some(t0 + secs(6)));
+}
+
+#[test]
+fn a_pong_answers_its_ping_and_every_ping_before_it() {
+    let mut p = server();
+    let a = p.ping(Bytes::from_static(b"a")).unwrap();
+    let b = p.ping(Bytes::from_static(b"b")).unwrap();
+    let c = p.ping(Bytes::from_static(b"c")).unwrap();
+    assert!(!p.ping_answered(a));
+    read_all(&mut p, &masked(OpCode::Pong, true, b"zzz")).unwrap();
+    assert!(!p.ping_answered(a), "an unsolicited pong answers nothing");
+    read_all(&mut p, &masked(OpCode::Pong, true, b"b")).unwrap();
+    assert!(p.ping_answered(a) && p.ping_answered(b) && !p.ping_answered(c));
+    read_all(&mut p, &masked(OpCode::Pong, true, b"c")).unwrap();
+    assert!(p.ping_answered(c));
+    assert!(matches!(p.ping(Bytes::from(vec![0; 126])), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn over_the_high_water_mark_only_the_latest_ping_is_answered() {
+    let mut p = server_with(Options { write_buffer_high_water: 10, ..Options::default() });
+    p.send(Message::binary(vec![0; 20])).unwrap();
+    assert!(p.is_backlogged());
+    let queued = p.out().len();
+    let mut flood = Vec::new();
+    for i in 0..100u8 {
+        flood.extend(masked(OpCode::Ping, true, &[i]));
+    }
+    assert_eq!(read_all(&mut p, &flood).unwrap().len(), 100);
+    assert_eq!(p.out().len(), queued, "no pong queued while over the mark");
+    p.written(queued);
+    assert_eq!(p.out().to_vec(), [0x8A, 0x01, 99], "once drained, the latest ping's pong");
+}
+
+#[test]
+fn the_end_drops_everything_queued() {
+    let mut p = Protocol::new(Role::Client, Options::default());
+    p.send(Message::text("queued while connecting")).unwrap();
+    assert_eq!(p.buffered(), 23);
+    p.end();
+    assert_eq!(p.buffered(), 0);
+    assert!(matches!(p.send(Message::text("late")), Err(Error::Closed)));
+    assert_eq!(status_code(&p), Some(1006));
 }

@@ -1,0 +1,514 @@
+//! The I/O driver of one connection: the stream, the protocol, the read buffer and the
+//! messages read ahead of the application, moved forward by [`Driver::drive`].
+//!
+//! Reading is bounded twice: at most [`MAX_INBOX`] messages wait parsed, and while the
+//! application is still busy with earlier input at most [`MAX_BACKLOG_READS`] more reads
+//! are made. Past either, reading stops and TCP pushes back on the peer. Control frames
+//! are acted on as they are parsed (pongs sent, pings matched, a Close answered), which
+//! is why the driver parses ahead while a handler's callback is pending.
+//!
+//! Writes are corked while the reader hands out a batch of messages: the replies queued
+//! meanwhile go out together, in one vectored write, when the batch is done or as soon as
+//! anyone waits.
+
+use super::Transport;
+use super::shared::Shared;
+use super::timer::Timer;
+use crate::config::Config;
+use crate::connection::Outgoing;
+use crate::error::{Error, Result};
+use crate::handshake::Negotiated;
+use crate::message::Message;
+use crate::protocol::{Protocol, Role};
+use crate::shutdown::Registration;
+use bytes::BytesMut;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
+
+/// Read at least this much at a time when no frame size says otherwise.
+const READ_CHUNK: usize = 64 << 10;
+/// Never reserve more than this at once for a large frame still arriving.
+const MAX_READ_RESERVE: usize = 1 << 20;
+/// Slices per vectored write.
+const MAX_IO_SLICES: usize = 64;
+/// Messages parsed ahead of the application, at most.
+pub(crate) const MAX_INBOX: usize = 256;
+/// Reads made while the application is still busy with earlier input, at most: each may
+/// keep a read buffer alive through the messages it holds.
+pub(crate) const MAX_BACKLOG_READS: u8 = 8;
+/// Room a batch starts with: one allocation for a typical burst of pipelined messages.
+const BATCH_START: usize = 16;
+
+/// The time, as the sans-IO core takes it (tokio's clock, which tests can pause).
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// What few connections need, in one box: an open connection's size matters.
+#[derive(Default)]
+struct Rare {
+    /// The error that ended the connection, reported once the messages before it are.
+    error: Option<Error>,
+    /// The subprotocol negotiated in the handshake.
+    protocol: Option<String>,
+    /// Membership of a graceful shutdown, left when the connection ends (or, with a
+    /// handler, once its `on_close` ran).
+    registration: Option<Registration>,
+    /// A connecting socket's config, for the extensions its handshake will negotiate.
+    connecting: Option<Config>,
+}
+
+/// One connection's stream, protocol and buffers.
+pub(crate) struct Driver<S> {
+    /// `None` while connecting, and once finished.
+    io: Option<S>,
+    pub(crate) proto: Protocol,
+    rbuf: BytesMut,
+    /// Messages parsed ahead of the application, in order.
+    inbox: VecDeque<Message>,
+    /// Reads since the application last caught up with its input.
+    backlog_reads: u8,
+    /// A handler's serve loop is handing out a batch: sends queue their frames for one
+    /// write at its end (or as soon as a callback waits). A stream reader never corks: it
+    /// decides when to flush, with `send` (at once) or the `Sink`'s `feed` and `flush`.
+    corked: bool,
+    /// The stream was attached: the connection opened, whatever happened since.
+    opened: bool,
+    /// A handler is served on the connection: its shutdown registration is kept until
+    /// `on_close` has run.
+    serving: bool,
+    timer: Timer,
+    rare: Option<Box<Rare>>,
+}
+
+/// How far [`Driver::drive`] goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Drive {
+    /// Until a message is ready for the reader.
+    Next,
+    /// As far as the bounds allow: someone other than the reader waits, or the reader's
+    /// callback is pending, and control frames must not wait behind it.
+    Ahead,
+}
+
+impl<S: Transport> Driver<S> {
+    /// A driver over `io`, open, or connecting when `io` is `None`.
+    pub(crate) fn new(io: Option<S>, role: Role, config: &Config, negotiated: Negotiated, leftover: BytesMut) -> Self {
+        let mut driver = Self {
+            opened: io.is_some(),
+            io,
+            proto: Protocol::new(role, config),
+            rbuf: leftover,
+            inbox: VecDeque::new(),
+            backlog_reads: 0,
+            corked: false,
+            serving: false,
+            timer: Timer::default(),
+            rare: None,
+        };
+        if driver.opened {
+            driver.install(config, negotiated);
+            driver.proto.open(now());
+        } else {
+            driver.rare().connecting = Some(config.clone());
+        }
+        driver
+    }
+
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Installs what the handshake negotiated: extensions and the subprotocol.
+    fn install(&mut self, config: &Config, negotiated: Negotiated) {
+        #[cfg(feature = "deflate")]
+        if let (Some(agreed), Some(options)) = (negotiated.deflate, config.deflate.as_ref()) {
+            self.proto.set_extension(Box::new(crate::deflate::Deflate::new(agreed, options)));
+        }
+        let _ = config; // used only with the deflate feature
+        if negotiated.protocol.is_some() {
+            self.rare().protocol = negotiated.protocol;
+        }
+    }
+
+    /// Opens a connecting socket on `io`, and sends what was queued.
+    pub(crate) fn attach(&mut self, shared: &Shared<S>, io: S, negotiated: Negotiated, leftover: BytesMut) {
+        if self.io.is_some() || self.proto.is_ended() {
+            return;
+        }
+        let config = self.rare.as_mut().and_then(|r| r.connecting.take()).unwrap_or_default();
+        self.install(&config, negotiated);
+        self.io = Some(io);
+        self.opened = true;
+        self.rbuf = leftover;
+        self.proto.open(now());
+        self.write_now(shared);
+        self.schedule(shared);
+        shared.fan.wake_all();
+    }
+
+    /// Whether the connection is over: nothing more is read, written or reported but what
+    /// waits in the inbox and the error.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.io.is_none() && self.proto.is_ended()
+    }
+
+    /// Whether the stream was ever attached.
+    pub(crate) fn opened(&self) -> bool {
+        self.opened
+    }
+
+    /// The subprotocol negotiated in the handshake.
+    pub(crate) fn protocol(&self) -> Option<&str> {
+        self.rare.as_ref().and_then(|r| r.protocol.as_deref())
+    }
+
+    /// The error that ended the connection, once (after the messages before it).
+    pub(crate) fn take_error(&mut self) -> Option<Error> {
+        self.rare.as_mut().and_then(|r| r.error.take())
+    }
+
+    /// Keeps the first error that ended the connection.
+    fn set_error(&mut self, error: Error) {
+        let rare = self.rare();
+        if rare.error.is_none() {
+            rare.error = Some(error);
+        }
+    }
+
+    /// Joins a graceful shutdown; a connection already over leaves it at once.
+    pub(crate) fn watch(&mut self, registration: Registration) {
+        if !self.is_finished() {
+            self.rare().registration = Some(registration);
+        }
+    }
+
+    /// A handler serves the connection from now on: see [`Driver::serving`].
+    pub(crate) fn set_serving(&mut self) {
+        self.serving = true;
+    }
+
+    /// The handler's `on_close` has run: leave the graceful shutdown.
+    pub(crate) fn take_registration(&mut self) -> Option<Registration> {
+        self.rare.as_mut().and_then(|r| r.registration.take())
+    }
+
+    // ---- writing ----
+
+    /// Writes queued bytes until none remain or the stream would block: the one place
+    /// that writes. Senders waiting on backpressure are woken once the queue drops below
+    /// its high-water mark.
+    fn poll_write(&mut self, shared: &Shared<S>) -> Poll<io::Result<()>> {
+        let Some(io) = self.io.as_mut() else { return Poll::Ready(Ok(())) };
+        let mut cx = Context::from_waker(&shared.waker);
+        let was_backlogged = self.proto.is_backlogged();
+        let result = loop {
+            let out = self.proto.out();
+            if out.is_empty() {
+                break Pin::new(&mut *io).poll_flush(&mut cx);
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
+            let n = out.io_slices(&mut slices);
+            match Pin::new(&mut *io).poll_write_vectored(&mut cx, &slices[..n]) {
+                Poll::Ready(Ok(0)) => break Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.proto.written(n),
+                Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        if was_backlogged && !self.proto.is_backlogged() {
+            shared.fan.wake_all();
+        }
+        result
+    }
+
+    /// Writes what the stream takes now, without waiting; a failure ends the connection.
+    pub(crate) fn write_now(&mut self, shared: &Shared<S>) {
+        if let Poll::Ready(Err(e)) = self.poll_write(shared) {
+            self.finish(shared, Some(Error::Io(e)));
+        }
+    }
+
+    /// Encodes a message into the write queue. A Close starts the close handshake, and its
+    /// deadline now.
+    fn queue(&mut self, message: Outgoing<'_>) -> Result<()> {
+        if self.proto.is_ended() {
+            return Err(Error::Closed);
+        }
+        match message {
+            Outgoing::Message(Message::Close(frame)) => {
+                self.proto.close(frame)?;
+                let _ = self.proto.handle_timeout(now());
+                Ok(())
+            }
+            Outgoing::Message(message) => self.proto.send(message),
+            Outgoing::Prepared(prepared) => self.proto.send_prepared(prepared),
+        }
+    }
+
+    /// Queues a message, and writes it unless the reader is handing out a batch.
+    pub(crate) fn send(&mut self, shared: &Shared<S>, message: Outgoing<'_>) -> Result<()> {
+        let closing = matches!(message, Outgoing::Message(Message::Close(_)));
+        self.queue(message)?;
+        if closing {
+            self.schedule(shared);
+            // The reader completes the handshake.
+            shared.fan.wake_all();
+        }
+        if !self.corked || closing {
+            self.write_now(shared);
+        }
+        Ok(())
+    }
+
+    /// Queues a message without writing it: a `Sink`'s `start_send`, and a broadcaster
+    /// that feeds, then flushes once. At the high-water mark: [`Error::Full`].
+    pub(crate) fn feed(&mut self, message: Outgoing<'_>) -> Result<()> {
+        if self.proto.is_backlogged() && !self.proto.is_ended() {
+            return Err(Error::Full);
+        }
+        self.queue(message)
+    }
+
+    /// Writes what is queued, unless the reader's batch will.
+    pub(crate) fn flush_queued(&mut self, shared: &Shared<S>) {
+        if !self.corked && !self.proto.out().is_empty() {
+            self.write_now(shared);
+        }
+    }
+
+    /// Starts the close handshake.
+    pub(crate) fn close(&mut self, shared: &Shared<S>, frame: Option<crate::CloseFrame>) -> Result<()> {
+        self.send(shared, Outgoing::Message(Message::Close(frame)))
+    }
+
+    /// Sends a ping whose pong [`Protocol::ping_answered`] will report.
+    pub(crate) fn ping(&mut self, shared: &Shared<S>, payload: bytes::Bytes) -> Result<u64> {
+        if self.proto.is_ended() {
+            return Err(Error::Closed);
+        }
+        let seq = self.proto.ping(payload)?;
+        if !self.corked {
+            self.write_now(shared);
+        }
+        Ok(seq)
+    }
+
+    // ---- reading ----
+
+    /// Reads into the read buffer, allocating it only when there is something to read and
+    /// releasing it when the stream is idle.
+    fn poll_read(&mut self, shared: &Shared<S>) -> Poll<io::Result<usize>> {
+        let Some(io) = self.io.as_mut() else { return Poll::Ready(Ok(0)) };
+        let want = match self.proto.pending_frame_bytes(&self.rbuf) {
+            0 => READ_CHUNK,
+            // The tail of a frame that already fits: growing now would copy the whole
+            // frame received so far (a 1 MiB message's last 10 KiB must not cost 1 MiB).
+            n if n <= self.rbuf.capacity() - self.rbuf.len() => n,
+            n => n.clamp(READ_CHUNK, MAX_READ_RESERVE),
+        };
+        self.rbuf.reserve(want);
+        let mut cx = Context::from_waker(&shared.waker);
+        let result = tokio_util::io::poll_read_buf(Pin::new(io), &mut cx, &mut self.rbuf);
+        if result.is_pending() && self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
+        }
+        result
+    }
+
+    /// Parses the complete frames of the read buffer into the inbox, up to its bound. A
+    /// protocol violation is kept to be reported after the messages before it.
+    fn parse(&mut self, shared: &Shared<S>) {
+        while self.inbox.len() < MAX_INBOX {
+            match self.proto.read(&mut self.rbuf) {
+                Ok(Some(message)) => {
+                    if matches!(message, Message::Pong(_)) {
+                        // Someone may await this pong.
+                        shared.fan.wake_all();
+                    }
+                    if self.inbox.capacity() == 0 {
+                        self.inbox.reserve(BATCH_START);
+                    }
+                    self.inbox.push_back(message);
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    self.set_error(Error::Protocol(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether more input may be read now: the application is not too far behind.
+    fn may_read(&self) -> bool {
+        self.proto.wants_input() && self.inbox.len() < MAX_INBOX && self.backlog_reads < MAX_BACKLOG_READS
+    }
+
+    /// Moves the connection forward as far as it goes without waiting (timers, writes,
+    /// the end of the transport, reads and parsing), and registers `cx` to be woken when
+    /// there is more to do.
+    pub(crate) fn drive(&mut self, shared: &Shared<S>, cx: &mut Context<'_>, how: Drive) {
+        shared.fan.register(cx.waker());
+        if self.io.is_none() {
+            return; // connecting, or finished
+        }
+        loop {
+            if shared.timer_fired.load(Ordering::Acquire) && shared.timer_fired.swap(false, Ordering::AcqRel) {
+                self.timer.fired();
+                if let Err(e) = self.proto.handle_timeout(now()) {
+                    return self.finish(shared, Some(e));
+                }
+            }
+            if let Poll::Ready(Err(e)) = self.poll_write(shared) {
+                return self.finish(shared, Some(Error::Io(e)));
+            }
+            if self.proto.is_ended() {
+                return self.finish(shared, None);
+            }
+            if self.proto.is_closed() && self.proto.role() == Role::Server {
+                // §7.1.1: the server closes the TCP connection first, once its Close is out.
+                if self.proto.out().is_empty() && self.poll_shutdown(shared).is_ready() {
+                    return self.finish(shared, None);
+                }
+                break;
+            }
+            let open_before = !self.proto.is_closed();
+            self.parse(shared);
+            if open_before && self.proto.is_closed() {
+                // The close handshake completed, or the connection failed: write the
+                // Close and go on to end the transport (§7.1.1), whether or not anyone
+                // reads what came before.
+                continue;
+            }
+            if how == Drive::Next && !self.inbox.is_empty() {
+                break;
+            }
+            if !self.may_read() {
+                break;
+            }
+            let busy = self.corked || !self.inbox.is_empty();
+            match self.poll_read(shared) {
+                Poll::Pending => break,
+                Poll::Ready(Ok(0)) => {
+                    // The end of the stream closes cleanly only after the close handshake.
+                    let clean = self.proto.is_closed();
+                    return self.finish(shared, (!clean).then_some(Error::ConnectionReset));
+                }
+                Poll::Ready(Ok(_)) => {
+                    self.proto.received(now());
+                    self.backlog_reads = if busy { self.backlog_reads + 1 } else { 0 };
+                }
+                Poll::Ready(Err(e)) => return self.finish(shared, Some(Error::Io(e))),
+            }
+        }
+        self.schedule(shared);
+    }
+
+    /// Shuts the write side down if that completes without waiting.
+    fn poll_shutdown(&mut self, shared: &Shared<S>) -> Poll<()> {
+        let Some(io) = self.io.as_mut() else { return Poll::Ready(()) };
+        let mut cx = Context::from_waker(&shared.waker);
+        Pin::new(io).poll_shutdown(&mut cx).map(|_| ())
+    }
+
+    /// Arms the timer for the protocol's next deadline.
+    fn schedule(&mut self, shared: &Shared<S>) {
+        if let Some(at) = self.proto.poll_timeout() {
+            let at = tokio::time::Instant::from_std(at);
+            if !self.timer.covers(at) {
+                self.timer.arm(at, shared.expire_target());
+            }
+        }
+    }
+
+    /// Drives until the inbox holds a message, the connection ended with an error (taken
+    /// here), or it ended: `Some(Ok)`, `Some(Err)` or `None`; pending until one of them,
+    /// holding no inbox meanwhile (an idle connection keeps no buffer).
+    fn poll_inbox(&mut self, shared: &Shared<S>, cx: &mut Context<'_>) -> Poll<Option<Result<()>>> {
+        loop {
+            if !self.inbox.is_empty() {
+                return Poll::Ready(Some(Ok(())));
+            }
+            if let Some(error) = self.take_error() {
+                return Poll::Ready(Some(Err(error)));
+            }
+            if self.is_finished() {
+                return Poll::Ready(None);
+            }
+            self.drive(shared, cx, Drive::Next);
+            if self.inbox.is_empty() && !self.is_finished() && self.rare.as_ref().is_none_or(|r| r.error.is_none()) {
+                self.inbox = VecDeque::new();
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// The next message for a stream reader, the error that ended the connection, or its
+    /// end; pending until one of them.
+    pub(crate) fn poll_next(&mut self, shared: &Shared<S>, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        if let Some(message) = self.inbox.pop_front() {
+            return Poll::Ready(Some(Ok(message)));
+        }
+        Poll::Ready(match ready!(self.poll_inbox(shared, cx)) {
+            Some(Ok(())) => self.inbox.pop_front().map(Ok),
+            Some(Err(error)) => Some(Err(error)),
+            None => None,
+        })
+    }
+
+    /// Hands a handler's serve loop every message parsed so far, in `batch` (empty when
+    /// called); `Some(Err)` for the error that ended the connection, `None` at its end.
+    /// Replies to the previous batch go out first, in one write.
+    pub(crate) fn poll_batch(
+        &mut self,
+        shared: &Shared<S>,
+        cx: &mut Context<'_>,
+        batch: &mut VecDeque<Message>,
+    ) -> Poll<Option<Result<()>>> {
+        self.corked = false;
+        self.backlog_reads = 0;
+        let ready = self.poll_inbox(shared, cx);
+        match &ready {
+            Poll::Ready(Some(Ok(()))) => {
+                // The two buffers trade places: the drained one takes the next parse.
+                std::mem::swap(batch, &mut self.inbox);
+                self.corked = true;
+            }
+            Poll::Pending => *batch = VecDeque::new(),
+            Poll::Ready(_) => {}
+        }
+        ready
+    }
+
+    // ---- the end ----
+
+    /// Ends the connection, whatever ended it: the stream closed (releasing the socket)
+    /// and every buffer released now, even if the application keeps handles for a while;
+    /// waiting senders and pong waiters woken to learn it is over. `error` is reported to
+    /// the reader after the messages before it.
+    pub(crate) fn finish(&mut self, shared: &Shared<S>, error: Option<Error>) {
+        if self.is_finished() {
+            return;
+        }
+        if let Some(error) = error {
+            tracing::debug!(%error, "websocket connection ended");
+            self.set_error(error);
+        }
+        self.proto.end();
+        self.io = None;
+        self.rbuf = BytesMut::new();
+        self.corked = false;
+        self.timer.cancel(&shared.expire_target());
+        if !self.serving {
+            drop(self.take_registration());
+        }
+        if let Some(rare) = self.rare.as_mut() {
+            rare.connecting = None;
+        }
+        shared.fan.wake_all();
+    }
+}
