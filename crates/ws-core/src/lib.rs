@@ -38,6 +38,7 @@ mod handler;
 pub mod handshake;
 pub mod mask;
 mod message;
+mod pool;
 mod prepared;
 pub mod protocol;
 mod server;

@@ -25,14 +25,18 @@
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let key = u64::from(rotate(key, offset));
     let wide = key | key << 32; // the same four bytes twice, in either byte order
-    // Blocks of eight words: a loop body the compiler turns into full-width SIMD.
-    let mut blocks = buf.chunks_exact_mut(64);
-    for block in &mut blocks {
-        for word in block.chunks_exact_mut(8) {
-            xor_word(word, wide);
+    let mut rest = buf;
+    if rest.len() >= 64 {
+        // Blocks of eight words: a loop body the compiler turns into full-width SIMD.
+        let mut blocks = rest.chunks_exact_mut(64);
+        for block in &mut blocks {
+            for word in block.chunks_exact_mut(8) {
+                xor_word(word, wide);
+            }
         }
+        rest = blocks.into_remainder();
     }
-    let mut words = blocks.into_remainder().chunks_exact_mut(8);
+    let mut words = rest.chunks_exact_mut(8);
     for word in &mut words {
         xor_word(word, wide);
     }

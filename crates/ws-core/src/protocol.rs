@@ -373,18 +373,71 @@ impl Protocol {
     /// ends. A violation fails the connection: a Close with the matching code is queued,
     /// the state becomes [`ReadyState::Closed`], the error is returned, and any later input
     /// is discarded.
+    #[inline]
     pub fn read(&mut self, input: &mut BytesMut) -> Result<Option<Message>, ProtocolError> {
+        if matches!(self.phase, Phase::Open | Phase::CloseSent) {
+            match self.read_small(input) {
+                Some(Ok(message)) => return Ok(Some(message)),
+                Some(Err(error)) => return Err(self.fail_reading(input, error)),
+                None => {}
+            }
+        }
+        self.read_general(input)
+    }
+
+    /// Everything [`Protocol::read_small`] leaves: kept out of line, so that the small
+    /// path carries none of its weight.
+    #[inline(never)]
+    fn read_general(&mut self, input: &mut BytesMut) -> Result<Option<Message>, ProtocolError> {
         if !matches!(self.phase, Phase::Open | Phase::CloseSent) {
             input.clear();
             return Ok(None);
         }
-        match self.read_inner(input) {
-            Ok(m) => Ok(m),
-            Err(e) => {
-                input.clear();
-                Err(self.fail(e))
-            }
+        self.read_inner(input).map_err(|e| self.fail_reading(input, e))
+    }
+
+    #[cold]
+    fn fail_reading(&mut self, input: &mut BytesMut, error: ProtocolError) -> ProtocolError {
+        input.clear();
+        self.fail(error)
+    }
+
+    /// The common case, told from the first two bytes: a whole, final, unfragmented text
+    /// or binary frame of at most 125 bytes, with no message in progress. `None` leaves
+    /// anything else, valid or not, to the general path, untouched.
+    #[inline]
+    fn read_small(&mut self, input: &mut BytesMut) -> Option<Result<Message, ProtocolError>> {
+        if self.frame.is_some() || self.partial.is_some() {
+            return None;
         }
+        let [first, second, ..] = input[..] else { return None };
+        // FIN, no RSV bit, text or binary.
+        let text = match first {
+            0x81 => true,
+            0x82 => false,
+            _ => return None,
+        };
+        let masked = second & 0x80 != 0;
+        let len = usize::from(second & 0x7F);
+        if masked != (self.role == Role::Server) || len > 125 || len > self.max_frame_size || len > self.max_message_size {
+            return None;
+        }
+        let head = if masked { 6 } else { 2 };
+        let total = head + len;
+        if input.len() < total {
+            return None;
+        }
+        if masked {
+            let key = [input[2], input[3], input[4], input[5]];
+            apply_mask(&mut input[head..total], key, 0);
+        }
+        if text && !crate::utf8::is_valid(&input[head..total]) {
+            return Some(Err(ProtocolError::InvalidUtf8));
+        }
+        // Advancing the frozen bytes past the header is a pointer bump; a BytesMut's is not.
+        let mut payload = input.split_to(total).freeze();
+        payload.advance(head);
+        Some(Ok(if text { Message::Text(Utf8Bytes::from_validated(payload)) } else { Message::Binary(payload) }))
     }
 
     /// How many more bytes the frame being received needs (0 between frames): a hint for
@@ -629,7 +682,23 @@ impl Protocol {
     /// Queues a message: text and binary as data frames, ping and pong as control frames,
     /// close as [`Protocol::close`]. While connecting, messages are queued and encoded on
     /// open.
+    #[inline]
     pub fn send(&mut self, message: Message) -> Result<(), Error> {
+        // The common case, inline: a data message on an open server connection without
+        // an extension. Everything else goes through the general path.
+        if self.phase == Phase::Open && self.role == Role::Server && self.extension.is_none() {
+            match message {
+                Message::Text(text) => self.out.put_frame(0x81, text.as_bytes()),
+                Message::Binary(data) => self.out.put_frame(0x82, &data),
+                message => return self.send_general(message),
+            }
+            return Ok(());
+        }
+        self.send_general(message)
+    }
+
+    #[inline(never)]
+    fn send_general(&mut self, message: Message) -> Result<(), Error> {
         match message {
             Message::Text(t) => self.send_data(OpCode::Text, t.into_bytes()),
             Message::Binary(b) => self.send_data(OpCode::Binary, b),

@@ -34,6 +34,14 @@ pub struct Utf8Validator {
 /// Inputs shorter than this take the ASCII fast path first.
 const SHORT_INPUT: usize = 128;
 
+/// Whether `bytes`, a whole text, is valid UTF-8. Short ASCII (most small text messages)
+/// is checked a word at a time, without simdutf8's set-up for inputs too short for its
+/// vector loop.
+#[inline]
+pub(crate) fn is_valid(bytes: &[u8]) -> bool {
+    (bytes.len() < SHORT_INPUT && bytes.is_ascii()) || simdutf8::basic::from_utf8(bytes).is_ok()
+}
+
 impl Utf8Validator {
     /// Validates the next piece of the stream.
     pub fn feed(&mut self, mut input: &[u8]) -> Result<(), InvalidUtf8> {

@@ -14,14 +14,10 @@ pub(crate) const SHARE_THRESHOLD: usize = 4096;
 
 /// Capacity an empty tail starts with at least: a batch of small frames fits without
 /// growing it step by step from a few bytes (one reallocation, and copy, per doubling).
-/// Released again as soon as everything queued is written, so a connection that is not
-/// writing holds none.
+/// The tail goes back to the thread's pool as soon as everything queued is written, so a
+/// connection that is not writing holds none, and the next batch, of this connection or
+/// another, takes it back at the size batches needed.
 const START_CAPACITY: usize = 4 << 10;
-/// The most an empty tail starts with, when the batches before it needed more.
-const MAX_START_CAPACITY: usize = 64 << 10;
-/// `copied` once a write did not take everything: the peer is not keeping up, and what
-/// piled up meanwhile says nothing about one batch, so the next tail starts small.
-const SLOW: u32 = u32::MAX;
 
 /// Bytes queued for writing, in order: `chunks` first, then `tail`.
 #[derive(Debug, Default)]
@@ -29,12 +25,6 @@ pub struct WriteBuf {
     chunks: VecDeque<Bytes>,
     tail: BytesMut,
     len: usize,
-    /// Bytes copied into the tail since it was last released, or [`SLOW`] once a write
-    /// left some of them queued.
-    copied: u32,
-    /// What the tail starts with next time, from what the last batch needed (0: the
-    /// minimum), so a steady stream of batches allocates once per batch, never regrows.
-    start: u32,
 }
 
 impl WriteBuf {
@@ -52,20 +42,21 @@ impl WriteBuf {
     pub fn put_slice(&mut self, data: &[u8]) {
         self.reserve(data.len());
         self.tail.extend_from_slice(data);
-        self.copied(data.len());
+        self.len += data.len();
     }
 
-    /// Counts `n` bytes just copied into the tail.
-    fn copied(&mut self, n: usize) {
-        self.len += n;
-        self.copied = self.copied.saturating_add(n as u32);
-    }
-
-    /// Makes room for `n` more bytes in the tail, starting a released tail with what the
-    /// last batch needed, at least [`START_CAPACITY`].
+    /// Makes room for `n` more bytes in the tail, taking a released tail from the pool.
+    #[inline]
     fn reserve(&mut self, n: usize) {
+        if self.tail.capacity() - self.tail.len() < n {
+            self.grow(n);
+        }
+    }
+
+    #[inline(never)]
+    fn grow(&mut self, n: usize) {
         if self.tail.capacity() == 0 {
-            self.tail.reserve(n.max(self.start as usize).max(START_CAPACITY));
+            self.tail = crate::pool::write_buffer(n.max(START_CAPACITY));
         } else {
             self.tail.reserve(n);
         }
@@ -88,15 +79,27 @@ impl WriteBuf {
     /// [`put_bytes`] queues it (a small frame is one copy into room made once).
     ///
     /// [`put_bytes`]: Self::put_bytes
+    #[inline]
     pub fn put_frame(&mut self, first: u8, payload: &Bytes) {
         let len = payload.len();
-        if len < SHARE_THRESHOLD {
-            // Below the threshold the length fits the 7-bit or the 16-bit form.
-            let head: &[u8] = if len <= 125 { &[first, len as u8] } else { &[first, 126, (len >> 8) as u8, len as u8] };
-            self.reserve(head.len() + len);
-            self.tail.extend_from_slice(head);
+        if len <= 125 {
+            self.reserve(2 + len);
+            self.tail.extend_from_slice(&[first, len as u8]);
             self.tail.extend_from_slice(payload);
-            self.copied(head.len() + len);
+            self.len += 2 + len;
+        } else {
+            self.put_longer_frame(first, payload);
+        }
+    }
+
+    #[inline(never)]
+    fn put_longer_frame(&mut self, first: u8, payload: &Bytes) {
+        let len = payload.len();
+        if len < SHARE_THRESHOLD {
+            self.reserve(4 + len);
+            self.tail.extend_from_slice(&[first, 126, (len >> 8) as u8, len as u8]);
+            self.tail.extend_from_slice(payload);
+            self.len += 4 + len;
         } else {
             let mut head = [first, 126, 0, 0, 0, 0, 0, 0, 0, 0];
             let n = if len <= 0xFFFF {
@@ -119,7 +122,7 @@ impl WriteBuf {
         let start = self.tail.len();
         self.tail.resize(start + n, 0);
         fill(&mut self.tail[start..]);
-        self.copied(n);
+        self.len += n;
     }
 
     /// Fills `dst` with the queued bytes in order, returning how many slices were used.
@@ -141,9 +144,6 @@ impl WriteBuf {
     pub fn advance(&mut self, mut n: usize) {
         debug_assert!(n <= self.len);
         self.len -= n;
-        if self.len != 0 {
-            self.copied = SLOW;
-        }
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
                 self.tail.advance(n);
@@ -161,19 +161,19 @@ impl WriteBuf {
 
     /// Drops everything queued and releases its memory.
     pub fn clear(&mut self) {
-        *self = Self::default();
+        self.tail.clear();
+        self.chunks.clear();
+        self.len = 0;
+        self.release_if_empty();
     }
 
     /// Releases all memory once nothing is queued (an idle connection keeps none).
     pub fn release_if_empty(&mut self) {
         if self.len == 0 {
-            if self.copied != 0 {
-                let needed = if self.copied == SLOW { 0 } else { (self.copied as usize).min(MAX_START_CAPACITY) };
-                self.start = if needed > START_CAPACITY { needed.next_power_of_two() as u32 } else { 0 };
-                self.copied = 0;
+            crate::pool::recycle_write_buffer(std::mem::take(&mut self.tail));
+            if self.chunks.capacity() != 0 {
+                self.chunks = VecDeque::new();
             }
-            self.tail = BytesMut::new();
-            self.chunks = VecDeque::new();
         }
     }
 
@@ -230,40 +230,15 @@ mod tests {
         assert_eq!(w.len(), 8 + SHARE_THRESHOLD + 3);
     }
 
-    /// Queues `n` binary frames of 1,000 bytes (1,004 with their headers).
-    fn put_kib_frames(w: &mut WriteBuf, n: usize) {
-        let frame = Bytes::from(vec![1u8; 1000]);
-        for _ in 0..n {
-            w.put_frame(0x82, &frame);
-        }
-    }
-
     #[test]
-    fn a_released_tail_starts_with_what_the_last_batch_needed() {
+    fn a_drained_tail_is_taken_back_by_the_next_batch() {
         let mut w = WriteBuf::default();
-        put_kib_frames(&mut w, 20);
+        w.put_slice(&[1; 3000]);
+        let tail = w.tail.as_ptr();
         w.advance(w.len());
-        assert_eq!(w.tail.capacity(), 0, "drained: memory released");
-        put_kib_frames(&mut w, 1);
-        assert_eq!(w.tail.capacity(), 32 << 10, "20 x 1004 bytes: the next batch starts at 32 KiB");
-        w.advance(w.len());
-        w.put_slice(b"x");
-        assert_eq!(w.tail.capacity(), START_CAPACITY, "a small batch: back to the minimum");
-        let huge = vec![0u8; 1 << 20];
-        w.put_slice(&huge);
-        w.advance(w.len());
-        w.put_slice(b"x");
-        assert_eq!(w.tail.capacity(), MAX_START_CAPACITY, "never more than the maximum");
-    }
-
-    #[test]
-    fn a_tail_that_a_write_left_behind_starts_small_next_time() {
-        let mut w = WriteBuf::default();
-        put_kib_frames(&mut w, 20);
-        w.advance(1000); // the socket took only part of it
-        put_kib_frames(&mut w, 20);
-        w.advance(w.len());
-        w.put_slice(b"x");
-        assert_eq!(w.tail.capacity(), START_CAPACITY, "a slow peer's backlog is not a batch size");
+        assert_eq!(w.tail.capacity(), 0, "drained: released");
+        w.put_slice(b"next batch");
+        assert_eq!(w.tail.as_ptr(), tail, "the pool's tail, no new allocation");
+        assert_eq!(w.to_vec(), b"next batch");
     }
 }

@@ -19,6 +19,7 @@ use crate::connection::Outgoing;
 use crate::error::{Error, Result};
 use crate::handshake::Negotiated;
 use crate::message::Message;
+use crate::pool;
 use crate::protocol::{Protocol, Role};
 use crate::shutdown::Registration;
 use bytes::BytesMut;
@@ -29,7 +30,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
 /// Read at least this much at a time when no frame size says otherwise.
-const READ_CHUNK: usize = 64 << 10;
+const READ_CHUNK: usize = pool::READ_BUFFER;
 /// Never reserve more than this at once for a large frame still arriving.
 const MAX_READ_RESERVE: usize = 1 << 20;
 /// Slices per vectored write.
@@ -39,8 +40,6 @@ pub(crate) const MAX_INBOX: usize = 256;
 /// Reads made while the application is still busy with earlier input, at most: each may
 /// keep a read buffer alive through the messages it holds.
 pub(crate) const MAX_BACKLOG_READS: u8 = 8;
-/// Room a batch starts with: one allocation for a typical burst of pipelined messages.
-const BATCH_START: usize = 16;
 
 /// The time, as the sans-IO core takes it (tokio's clock, which tests can pause).
 fn now() -> std::time::Instant {
@@ -234,31 +233,33 @@ impl<S: Transport> Driver<S> {
 
     /// Encodes a message into the write queue. A Close starts the close handshake, and its
     /// deadline now.
+    #[inline]
     fn queue(&mut self, message: Outgoing<'_>) -> Result<()> {
         if self.proto.is_ended() {
             return Err(Error::Closed);
         }
         match message {
-            Outgoing::Message(Message::Close(frame)) => {
-                self.proto.close(frame)?;
-                let _ = self.proto.handle_timeout(now());
-                Ok(())
-            }
+            Outgoing::Message(Message::Close(frame)) => self.queue_close(frame),
             Outgoing::Message(message) => self.proto.send(message),
             Outgoing::Prepared(prepared) => self.proto.send_prepared(prepared),
         }
     }
 
+    #[cold]
+    fn queue_close(&mut self, frame: Option<crate::CloseFrame>) -> Result<()> {
+        self.proto.close(frame)?;
+        let _ = self.proto.handle_timeout(now());
+        Ok(())
+    }
+
     /// Queues a message, and writes it unless the reader is handing out a batch.
+    #[inline]
     pub(crate) fn send(&mut self, shared: &Shared<S>, message: Outgoing<'_>) -> Result<()> {
-        let closing = matches!(message, Outgoing::Message(Message::Close(_)));
-        self.queue(message)?;
-        if closing {
-            self.schedule(shared);
-            // The reader completes the handshake.
-            shared.fan.wake_all();
+        if let Outgoing::Message(Message::Close(frame)) = message {
+            return self.close(shared, frame);
         }
-        if !self.corked || closing {
+        self.queue(message)?;
+        if !self.corked {
             self.write_now(shared);
         }
         Ok(())
@@ -280,9 +281,13 @@ impl<S: Transport> Driver<S> {
         }
     }
 
-    /// Starts the close handshake.
+    /// Starts the close handshake, written at once; the reader completes it.
     pub(crate) fn close(&mut self, shared: &Shared<S>, frame: Option<crate::CloseFrame>) -> Result<()> {
-        self.send(shared, Outgoing::Message(Message::Close(frame)))
+        self.queue(Outgoing::Message(Message::Close(frame)))?;
+        self.write_now(shared);
+        self.schedule(shared);
+        shared.fan.wake_all();
+        Ok(())
     }
 
     /// Sends a ping whose pong [`Protocol::ping_answered`] will report.
@@ -310,11 +315,14 @@ impl<S: Transport> Driver<S> {
             n if n <= self.rbuf.capacity() - self.rbuf.len() => n,
             n => n.clamp(READ_CHUNK, MAX_READ_RESERVE),
         };
+        if self.rbuf.capacity() == 0 {
+            self.rbuf = pool::read_buffer();
+        }
         self.rbuf.reserve(want);
         let mut cx = Context::from_waker(&shared.waker);
         let result = tokio_util::io::poll_read_buf(Pin::new(io), &mut cx, &mut self.rbuf);
         if result.is_pending() && self.rbuf.is_empty() {
-            self.rbuf = BytesMut::new();
+            pool::recycle_read_buffer(std::mem::take(&mut self.rbuf));
         }
         result
     }
@@ -330,7 +338,7 @@ impl<S: Transport> Driver<S> {
                         shared.fan.wake_all();
                     }
                     if self.inbox.capacity() == 0 {
-                        self.inbox.reserve(BATCH_START);
+                        self.inbox = pool::queue();
                     }
                     self.inbox.push_back(message);
                 }
@@ -441,7 +449,7 @@ impl<S: Transport> Driver<S> {
             }
             self.drive(shared, cx, Drive::Next);
             if self.inbox.is_empty() && !self.is_finished() && self.rare.as_ref().is_none_or(|r| r.error.is_none()) {
-                self.inbox = VecDeque::new();
+                pool::recycle_queue(std::mem::take(&mut self.inbox));
                 return Poll::Pending;
             }
         }
@@ -478,7 +486,7 @@ impl<S: Transport> Driver<S> {
                 std::mem::swap(batch, &mut self.inbox);
                 self.corked = true;
             }
-            Poll::Pending => *batch = VecDeque::new(),
+            Poll::Pending => pool::recycle_queue(std::mem::take(batch)),
             Poll::Ready(_) => {}
         }
         ready
@@ -501,6 +509,7 @@ impl<S: Transport> Driver<S> {
         self.proto.end();
         self.io = None;
         self.rbuf = BytesMut::new();
+        pool::recycle_queue(std::mem::take(&mut self.inbox));
         self.corked = false;
         self.timer.cancel(&shared.expire_target());
         if !self.serving {

@@ -71,6 +71,7 @@ impl<S: Transport> Shared<S> {
 
     /// Sends once the write buffer is below its high-water mark; while it is not, drives
     /// the connection (so a deadline or a dead peer ends the wait with an error).
+    #[inline]
     pub(crate) fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Outgoing<'_>>) -> Poll<Result<()>> {
         let mut driver = self.lock();
         if driver.proto.is_backlogged() {
