@@ -221,6 +221,26 @@ async fn a_failed_open_is_reported_on_the_stream() {
     assert!(ws.send(Message::text("late")).await.is_err());
 }
 
+/// A socket whose open fails drops what was queued: a send waiting at the high-water
+/// mark fails instead of waiting forever, and later sends fail at once.
+#[tokio::test]
+async fn a_failed_open_fails_the_sends_waiting_on_its_queue() {
+    use futures_util::FutureExt;
+    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port(); // now closed
+    let config = Config::default().write_buffer_high_water(1024);
+    let mut ws = ClientBuilder::new(format!("ws://127.0.0.1:{port}/")).config(config).open();
+    let conn = ws.connection();
+    // Queued while connecting, past the high-water mark: the next send has to wait.
+    conn.send_binary(vec![0u8; 2048]).now_or_never().unwrap().unwrap();
+    let mut waiting = Box::pin(conn.send_text("waits for room"));
+    assert!((&mut waiting).now_or_never().is_none(), "the second send waits");
+    assert!(matches!(bounded(ws.recv()).await, Some(Err(Error::Io(_)))));
+    assert!(matches!(bounded(waiting).await, Err(Error::Closed)));
+    assert_eq!(conn.buffered_amount(), 0, "what was queued is dropped");
+    assert!(matches!(conn.send_text("late").now_or_never(), Some(Err(Error::Closed))));
+    assert!(bounded(ws.recv()).await.is_none());
+}
+
 #[tokio::test]
 async fn invalid_urls() {
     for url in ["http://example.com/", "example.com:80", "ws:///path"] {

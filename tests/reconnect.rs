@@ -80,3 +80,20 @@ async fn gives_up_after_the_attempt_bound() {
     }
     assert_eq!(errors, 3);
 }
+
+/// A reconnecting client that gives up fails the sends waiting on its queue, and every
+/// later one, instead of leaving them waiting.
+#[tokio::test]
+async fn giving_up_fails_the_sends_waiting_on_the_queue() {
+    let addr = free_addr(); // nothing listens there
+    let (tx, _events) = tokio::sync::mpsc::unbounded_channel();
+    let client = ClientBuilder::new(format!("ws://{addr}/"))
+        .config(wsdriver::Config::default().write_buffer_high_water(1024))
+        .reconnecting(Reconnect::default().delays(Duration::from_millis(50), Duration::from_millis(50)).max_attempts(2))
+        .serve(Recorder { events: tx, echo: false });
+    client.send(Message::binary(vec![0u8; 2048])).await.unwrap(); // queued, over the mark
+    let waiting = client.send(Message::text("waits for room"));
+    assert!(matches!(bounded(waiting).await, Err(Error::Closed)));
+    assert!(matches!(bounded(client.send(Message::text("late"))).await, Err(Error::Closed)));
+    assert!(matches!(bounded(client.finished()).await, Err(Error::Io(_))));
+}

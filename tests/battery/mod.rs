@@ -266,6 +266,171 @@ pub async fn keepalive_drops_a_silent_peer(addr: SocketAddr) {
     crate::common::assert_eof(&mut stream).await;
 }
 
+// ---- The connection keeps going while a handler waits, on every server ----
+
+use crate::common::{Event, ProbeEnds, probes, servers};
+
+/// The handler's next event.
+async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Event {
+    crate::common::bounded(events.recv()).await.expect("the handler's events")
+}
+
+/// A callback awaits its own ping's pong: the driver reads the pong while the callback
+/// waits.
+pub async fn a_pong_is_awaited_inside_on_message(kind: &str) {
+    let addr = servers::start_with(kind, server_config(), || crate::common::PingInside).await;
+    let mut ws = connect(addr, "/", &client_config()).await;
+    ws.send(Message::text("ping me")).await.unwrap();
+    loop {
+        match bounded(ws.recv()).await.unwrap().unwrap() {
+            Message::Ping(_) => continue, // answered by our driver
+            other => {
+                assert_eq!(other, Message::text("pong arrived"));
+                break;
+            }
+        }
+    }
+}
+
+/// A peer's Close is answered, and the connection closed, while a callback still waits;
+/// `on_close` follows once the callback returns.
+pub async fn a_close_is_answered_while_a_callback_waits(kind: &str) {
+    use crate::common::{assert_eof, client_frame, raw_client, read_close};
+    use tokio::io::AsyncWriteExt;
+    use wsdriver::frame::OpCode;
+    let (make, ProbeEnds { mut events, gate, .. }) = probes();
+    let addr = servers::start_with(kind, server_config(), make).await;
+    let mut peer = raw_client(addr).await;
+    peer.write_all(&client_frame(OpCode::Text, true, b"hold")).await.unwrap();
+    assert_eq!(next_event(&mut events).await, Event::Open);
+    assert_eq!(next_event(&mut events).await, Event::Message(Message::text("hold")));
+    peer.write_all(&client_frame(OpCode::Close, true, &4001u16.to_be_bytes())).await.unwrap();
+    // Answered and closed with the callback still waiting on its gate.
+    assert_eq!(read_close(&mut peer).await, Some(4001));
+    assert_eof(&mut peer).await;
+    assert!(events.try_recv().is_err(), "no event before the callback returns");
+    gate.notify_one();
+    assert_eq!(next_event(&mut events).await, Event::Close(4001, String::new()));
+}
+
+/// Messages that arrive while a callback waits are handed out after it, in order, one
+/// at a time; a ping of the peer's is answered meanwhile.
+pub async fn messages_wait_in_order_while_a_callback_waits(kind: &str) {
+    let (make, ProbeEnds { mut events, gate, .. }) = probes();
+    let addr = servers::start_with(kind, server_config(), make).await;
+    let ws = connect(addr, "/", &client_config()).await;
+    let conn = ws.connection();
+    let (mut tx, mut rx) = ws.split();
+    tx.send(Message::text("hold")).await.unwrap();
+    for i in 0..20 {
+        tx.send(Message::text(format!("m{i}"))).await.unwrap();
+    }
+    assert_eq!(next_event(&mut events).await, Event::Open);
+    assert_eq!(next_event(&mut events).await, Event::Message(Message::text("hold")));
+    // The server's driver answers while its handler holds.
+    bounded(conn.send_ping("still there?")).await.unwrap();
+    assert!(events.try_recv().is_err(), "nothing handed out while the callback waits");
+    gate.notify_one();
+    let mut echoed = Vec::new();
+    while echoed.len() < 21 {
+        if let Message::Text(text) = bounded(rx.next()).await.unwrap().unwrap() {
+            echoed.push(text.to_string());
+        }
+    }
+    let expected: Vec<String> = std::iter::once("hold".to_owned()).chain((0..20).map(|i| format!("m{i}"))).collect();
+    assert_eq!(echoed, expected);
+    for i in 0..20 {
+        assert_eq!(next_event(&mut events).await, Event::Message(Message::text(format!("m{i}"))));
+    }
+}
+
+/// The handler's events up to its close, its messages left out.
+async fn events_but_messages_until_close(events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Vec<Event> {
+    let all = crate::common::events_until_close(events).await;
+    all.into_iter().filter(|e| !matches!(e, Event::Message(_))).collect()
+}
+
+/// Floods `stream` with binary frames it never reads the answers to, until the server
+/// stops reading; in its own task, aborted when the returned guard drops.
+fn flood(mut stream: tokio::net::TcpStream) -> tokio::task::AbortHandle {
+    use tokio::io::AsyncWriteExt;
+    let frame = crate::common::client_frame(wsdriver::frame::OpCode::Binary, true, &vec![0x5a; 64 << 10]);
+    tokio::spawn(async move {
+        for _ in 0..4096 {
+            if stream.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        // Keep the connection (and its unread answers) until aborted.
+        std::future::pending::<()>().await;
+    })
+    .abort_handle()
+}
+
+/// A handler blocked in a send to a peer that stopped reading is woken with an error
+/// when the keepalive gives up on the peer, and the connection ends (1006).
+pub async fn a_stuck_handler_is_ended_by_the_keepalive(kind: &str) {
+    let ms = std::time::Duration::from_millis;
+    let (make, ProbeEnds { mut events, mut stuck, .. }) = probes();
+    let addr = servers::start_with(kind, server_config().keepalive(Some(ms(100)), ms(200)), make).await;
+    let flooding = flood(crate::common::raw_client_small_window(addr).await);
+    bounded(stuck.recv()).await.unwrap();
+    let seen = events_but_messages_until_close(&mut events).await;
+    assert_eq!(seen, [Event::Open, Event::Error("no pong within the keepalive timeout".into()), Event::Close(1006, String::new())]);
+    flooding.abort();
+}
+
+/// A handler blocked in a send is woken with an error when the close handshake its
+/// connection started times out, and the connection ends (1006).
+pub async fn a_stuck_handler_is_ended_by_the_close_timeout(kind: &str) {
+    let ms = std::time::Duration::from_millis;
+    let (make, ProbeEnds { mut events, mut stuck, mut opened, .. }) = probes();
+    let config = server_config().keepalive(None, ms(0)).close_timeout(ms(300));
+    let addr = servers::start_with(kind, config, make).await;
+    let flooding = flood(crate::common::raw_client_small_window(addr).await);
+    let conn = bounded(opened.recv()).await.unwrap();
+    bounded(stuck.recv()).await.unwrap();
+    conn.close(CloseCode::NORMAL, "closing on a stuck handler").unwrap();
+    let seen = events_but_messages_until_close(&mut events).await;
+    assert_eq!(seen, [Event::Open, Event::Error("close handshake timed out".into()), Event::Close(1006, String::new())]);
+    flooding.abort();
+}
+
+/// The peer's TCP connection ends in the middle of a message: one error, one close
+/// (1006), and the server closes its side.
+pub async fn eof_in_the_middle_of_a_message(kind: &str) {
+    use tokio::io::AsyncWriteExt;
+    let (make, ProbeEnds { mut events, .. }) = probes();
+    let addr = servers::start_with(kind, server_config(), make).await;
+    let mut peer = crate::common::raw_client(addr).await;
+    let frame = crate::common::client_frame(wsdriver::frame::OpCode::Binary, true, &[7; 100]);
+    peer.write_all(&frame[..30]).await.unwrap();
+    peer.shutdown().await.unwrap();
+    assert_eq!(next_event(&mut events).await, Event::Open);
+    assert_eq!(next_event(&mut events).await, Event::Error("connection reset without a close frame".into()));
+    assert_eq!(next_event(&mut events).await, Event::Close(1006, String::new()));
+    crate::common::assert_eof(&mut peer).await;
+    assert_eq!(next_event(&mut events).await, Event::Dropped, "nothing after the close");
+}
+
+/// A peer that floods pings and never reads: the server keeps reading (the flood is
+/// written in full) while its write queue stays bounded (only the latest pong waits).
+pub async fn a_ping_flood_from_a_peer_that_never_reads(kind: &str) {
+    use tokio::io::AsyncWriteExt;
+    const HIGH_WATER: usize = 16 << 10;
+    let (make, ProbeEnds { mut opened, .. }) = probes();
+    let addr = servers::start_with(kind, server_config().write_buffer_high_water(HIGH_WATER), make).await;
+    let mut peer = crate::common::raw_client_small_window(addr).await;
+    let conn = bounded(opened.recv()).await.unwrap();
+    let ping = crate::common::client_frame(wsdriver::frame::OpCode::Ping, true, b"");
+    let flood: Vec<u8> = ping.iter().copied().cycle().take(ping.len() * 500_000).collect();
+    bounded(peer.write_all(&flood)).await.unwrap();
+    // The flood is written in full: the server read it all, without queuing a pong each.
+    let queued = conn.buffered_amount();
+    assert!(queued <= HIGH_WATER + 2 + 125, "{queued} bytes queued for a peer that never reads");
+    assert_eq!(conn.ready_state(), wsdriver::ReadyState::Open);
+}
+
 /// Generates one test per battery check against the server kind `$kind` (a name
 /// [`servers::start_with`](crate::common::servers::start_with) knows).
 #[macro_export]
@@ -290,12 +455,25 @@ macro_rules! echo_battery {
             $crate::common::bounded($crate::battery::graceful_shutdown(addr, shutdown)).await;
         }
 
+        $crate::echo_battery!(@with_kind $kind; a_pong_is_awaited_inside_on_message,
+            a_close_is_answered_while_a_callback_waits, messages_wait_in_order_while_a_callback_waits,
+            a_stuck_handler_is_ended_by_the_keepalive, a_stuck_handler_is_ended_by_the_close_timeout,
+            eof_in_the_middle_of_a_message, a_ping_flood_from_a_peer_that_never_reads);
+
         #[tokio::test]
         async fn keepalive_drops_a_silent_peer() {
             let ms = std::time::Duration::from_millis;
             let addr = start($crate::battery::server_config().keepalive(Some(ms(100)), ms(200))).await;
             $crate::common::bounded($crate::battery::keepalive_drops_a_silent_peer(addr)).await;
         }
+    };
+    (@with_kind $kind:expr; $($check:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                $crate::common::bounded($crate::battery::$check($kind)).await;
+            }
+        )*
     };
     (@tests $start:expr; $($check:ident),*) => {
         $(

@@ -51,7 +51,11 @@ pub async fn connect_with_response(
 
 /// A TCP stream on which a client handshake completed, for writing raw frames.
 pub async fn raw_client(addr: SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
+    raw_handshake(TcpStream::connect(addr).await.unwrap()).await
+}
+
+/// Completes a client handshake on `stream`.
+async fn raw_handshake(mut stream: TcpStream) -> TcpStream {
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
         .await
@@ -216,6 +220,97 @@ impl Handler for Recorder {
     async fn on_close(&mut self, _ws: &wsdriver::Connection, code: wsdriver::CloseCode, reason: &str) {
         let _ = self.events.send(Event::Close(code.into(), reason.to_owned()));
     }
+}
+
+/// Awaits `send`, reporting on `stuck` if it could not complete at once (the write buffer
+/// was at its high-water mark): a test's signal that a handler is blocked in a send.
+pub async fn send_reporting_a_stall(
+    send: impl std::future::Future<Output = wsdriver::Result<()>>,
+    stuck: &tokio::sync::mpsc::UnboundedSender<()>,
+) -> wsdriver::Result<()> {
+    let mut send = std::pin::pin!(send);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(send.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(result) => result,
+        std::task::Poll::Pending => {
+            let _ = stuck.send(());
+            send.await
+        }
+    }
+}
+
+/// Echoes like [`Recorder`] and records every event; hands out its connection when it
+/// opens, says when a send of its blocks, and holds a message `"hold"` until `gate` is
+/// notified.
+pub struct Probe {
+    pub events: tokio::sync::mpsc::UnboundedSender<Event>,
+    pub opened: tokio::sync::mpsc::UnboundedSender<wsdriver::Connection>,
+    pub stuck: tokio::sync::mpsc::UnboundedSender<()>,
+    pub gate: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// What a test sees of a [`Probe`]'s server.
+pub struct ProbeEnds {
+    pub events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    pub opened: tokio::sync::mpsc::UnboundedReceiver<wsdriver::Connection>,
+    pub stuck: tokio::sync::mpsc::UnboundedReceiver<()>,
+    pub gate: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// A factory of [`Probe`]s reporting to the returned ends.
+pub fn probes() -> (impl Fn() -> Probe + Send + Sync + 'static, ProbeEnds) {
+    let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+    let (opened_tx, opened) = tokio::sync::mpsc::unbounded_channel();
+    let (stuck_tx, stuck) = tokio::sync::mpsc::unbounded_channel();
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let g = gate.clone();
+    let make = move || Probe { events: events_tx.clone(), opened: opened_tx.clone(), stuck: stuck_tx.clone(), gate: g.clone() };
+    (make, ProbeEnds { events, opened, stuck, gate })
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = self.events.send(Event::Dropped);
+    }
+}
+
+impl Handler for Probe {
+    async fn on_open(&mut self, ws: &wsdriver::Connection) {
+        let _ = self.events.send(Event::Open);
+        let _ = self.opened.send(ws.clone());
+    }
+    async fn on_message(&mut self, ws: &wsdriver::Connection, message: wsdriver::Message) {
+        let _ = self.events.send(Event::Message(message.clone()));
+        if message.as_text() == Some("hold") {
+            self.gate.notified().await;
+        }
+        let _ = send_reporting_a_stall(ws.send(message), &self.stuck).await;
+    }
+    async fn on_error(&mut self, _ws: &wsdriver::Connection, error: &wsdriver::Error) {
+        let _ = self.events.send(Event::Error(error.to_string()));
+    }
+    async fn on_close(&mut self, _ws: &wsdriver::Connection, code: wsdriver::CloseCode, reason: &str) {
+        let _ = self.events.send(Event::Close(code.into(), reason.to_owned()));
+    }
+}
+
+/// Answers a message by pinging the peer and awaiting the pong inside `on_message`, then
+/// saying whether it came.
+pub struct PingInside;
+
+impl Handler for PingInside {
+    async fn on_message(&mut self, ws: &wsdriver::Connection, _message: wsdriver::Message) {
+        let answered = ws.send_ping("inside on_message").await.is_ok();
+        let _ = ws.send_text(if answered { "pong arrived" } else { "no pong" }).await;
+    }
+}
+
+/// A raw client whose socket receive buffer is small, so that a server writing to it,
+/// while it never reads, hits the server's own limits at once rather than the kernel's.
+pub async fn raw_client_small_window(addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    raw_handshake(socket.connect(addr).await.unwrap()).await
 }
 
 /// Starts a server whose connections are served by [`Recorder`]s reporting on the

@@ -2,8 +2,8 @@
 //! messages read ahead of the application, moved forward by [`Driver::drive`].
 //!
 //! Reading is bounded twice: at most [`MAX_INBOX`] messages wait parsed, and while the
-//! application is still busy with earlier input at most [`MAX_BACKLOG_READS`] more reads
-//! are made. Past either, reading stops and TCP pushes back on the peer. Control frames
+//! application is still busy with earlier input at most [`MAX_BACKLOG_BYTES`] more are
+//! read. Past either, reading stops and TCP pushes back on the peer. Control frames
 //! are acted on as they are parsed (pongs sent, pings matched, a Close answered), which
 //! is why the driver parses ahead while a handler's callback is pending.
 //!
@@ -37,9 +37,12 @@ const MAX_READ_RESERVE: usize = 1 << 20;
 const MAX_IO_SLICES: usize = 64;
 /// Messages parsed ahead of the application, at most.
 pub(crate) const MAX_INBOX: usize = 256;
-/// Reads made while the application is still busy with earlier input, at most: each may
-/// keep a read buffer alive through the messages it holds.
-pub(crate) const MAX_BACKLOG_READS: u8 = 8;
+/// Bytes read while the application is still busy with earlier input, at most: the
+/// messages read meanwhile keep their read buffers alive.
+pub(crate) const MAX_BACKLOG_BYTES: usize = 256 << 10;
+/// A read goes into the room left in the read buffer while it is at least this much;
+/// below it, a fresh buffer is taken (so a trickle of small reads shares one buffer).
+const MIN_READ_ROOM: usize = 4 << 10;
 
 /// The time, as the sans-IO core takes it (tokio's clock, which tests can pause).
 fn now() -> std::time::Instant {
@@ -68,8 +71,8 @@ pub(crate) struct Driver<S> {
     rbuf: BytesMut,
     /// Messages parsed ahead of the application, in order.
     inbox: VecDeque<Message>,
-    /// Reads since the application last caught up with its input.
-    backlog_reads: u8,
+    /// Bytes read since the application last caught up with its input.
+    backlog: usize,
     /// A handler's serve loop is handing out a batch: sends queue their frames for one
     /// write at its end (or as soon as a callback waits). A stream reader never corks: it
     /// decides when to flush, with `send` (at once) or the `Sink`'s `feed` and `flush`.
@@ -102,7 +105,7 @@ impl<S: Transport> Driver<S> {
             proto: Protocol::new(role, config),
             rbuf: leftover,
             inbox: VecDeque::new(),
-            backlog_reads: 0,
+            backlog: 0,
             corked: false,
             serving: false,
             timer: Timer::default(),
@@ -308,11 +311,13 @@ impl<S: Transport> Driver<S> {
     /// releasing it when the stream is idle.
     fn poll_read(&mut self, shared: &Shared<S>) -> Poll<io::Result<usize>> {
         let Some(io) = self.io.as_mut() else { return Poll::Ready(Ok(0)) };
+        let room = self.rbuf.capacity() - self.rbuf.len();
         let want = match self.proto.pending_frame_bytes(&self.rbuf) {
+            0 if room >= MIN_READ_ROOM => room,
             0 => READ_CHUNK,
             // The tail of a frame that already fits: growing now would copy the whole
             // frame received so far (a 1 MiB message's last 10 KiB must not cost 1 MiB).
-            n if n <= self.rbuf.capacity() - self.rbuf.len() => n,
+            n if n <= room => n,
             n => n.clamp(READ_CHUNK, MAX_READ_RESERVE),
         };
         if self.rbuf.capacity() == 0 {
@@ -337,6 +342,9 @@ impl<S: Transport> Driver<S> {
                         // Someone may await this pong.
                         shared.fan.wake_all();
                     }
+                    if self.serving && !message.is_data() {
+                        continue; // acted on already; a handler sees data only
+                    }
                     if self.inbox.capacity() == 0 {
                         self.inbox = pool::queue();
                     }
@@ -353,7 +361,7 @@ impl<S: Transport> Driver<S> {
 
     /// Whether more input may be read now: the application is not too far behind.
     fn may_read(&self) -> bool {
-        self.proto.wants_input() && self.inbox.len() < MAX_INBOX && self.backlog_reads < MAX_BACKLOG_READS
+        self.proto.wants_input() && self.inbox.len() < MAX_INBOX && self.backlog < MAX_BACKLOG_BYTES
     }
 
     /// Moves the connection forward as far as it goes without waiting (timers, writes,
@@ -406,11 +414,17 @@ impl<S: Transport> Driver<S> {
                     let clean = self.proto.is_closed();
                     return self.finish(shared, (!clean).then_some(Error::ConnectionReset));
                 }
-                Poll::Ready(Ok(_)) => {
+                Poll::Ready(Ok(n)) => {
                     self.proto.received(now());
-                    self.backlog_reads = if busy { self.backlog_reads + 1 } else { 0 };
+                    self.backlog = if busy { self.backlog + n } else { 0 };
                 }
                 Poll::Ready(Err(e)) => return self.finish(shared, Some(Error::Io(e))),
+            }
+        }
+        // What parsing queued last (a pong, the reply to a Close) goes out now.
+        if !self.proto.out().is_empty() {
+            if let Poll::Ready(Err(e)) = self.poll_write(shared) {
+                return self.finish(shared, Some(Error::Io(e)));
             }
         }
         self.schedule(shared);
@@ -478,7 +492,7 @@ impl<S: Transport> Driver<S> {
         batch: &mut VecDeque<Message>,
     ) -> Poll<Option<Result<()>>> {
         self.corked = false;
-        self.backlog_reads = 0;
+        self.backlog = 0;
         let ready = self.poll_inbox(shared, cx);
         match &ready {
             Poll::Ready(Some(Ok(()))) => {
