@@ -179,6 +179,9 @@ struct Rare {
     pending_pong: Option<Bytes>,
     /// The reason that goes with [`Protocol::close_status`].
     reason: Utf8Bytes,
+    /// A violation found while failures are deferred, waiting for
+    /// [`Protocol::fail_deferred`].
+    deferred: Option<ProtocolError>,
 }
 
 /// The sans-IO state machine of one WebSocket connection.
@@ -187,6 +190,8 @@ pub struct Protocol {
     phase: Phase,
     /// This end failed the connection on a protocol violation.
     failed: bool,
+    /// Violations wait for [`Protocol::fail_deferred`] instead of failing at once.
+    defer_failures: bool,
     /// The close deadline starts at the next [`Protocol::handle_timeout`]: set when a
     /// Close was sent or the connection failed without the time at hand.
     unanchored: bool,
@@ -228,6 +233,7 @@ impl Protocol {
             role,
             phase: Phase::Connecting,
             failed: false,
+            defer_failures: false,
             unanchored: false,
             close_code: None,
             timing: Timing {
@@ -306,6 +312,9 @@ impl Protocol {
     /// later, once the connection is closed it is only drained (client) or not read at
     /// all (server).
     pub fn wants_input(&self) -> bool {
+        if self.has_deferred_failure() {
+            return false;
+        }
         match self.phase {
             Phase::Connecting | Phase::Open | Phase::CloseSent => true,
             Phase::Closed => self.role == Role::Client,
@@ -378,7 +387,7 @@ impl Protocol {
         if matches!(self.phase, Phase::Open | Phase::CloseSent) {
             match self.read_small(input) {
                 Some(Ok(message)) => return Ok(Some(message)),
-                Some(Err(error)) => return Err(self.fail_reading(input, error)),
+                Some(Err(error)) => return self.fail_reading(input, error),
                 None => {}
             }
         }
@@ -389,22 +398,47 @@ impl Protocol {
     /// path carries none of its weight.
     #[inline(never)]
     fn read_general(&mut self, input: &mut BytesMut) -> Result<Option<Message>, ProtocolError> {
-        if !matches!(self.phase, Phase::Open | Phase::CloseSent) {
+        if !matches!(self.phase, Phase::Open | Phase::CloseSent) || self.has_deferred_failure() {
             input.clear();
             return Ok(None);
         }
-        self.read_inner(input).map_err(|e| self.fail_reading(input, e))
+        self.read_inner(input).or_else(|e| self.fail_reading(input, e))
     }
 
     #[cold]
-    fn fail_reading(&mut self, input: &mut BytesMut, error: ProtocolError) -> ProtocolError {
+    fn fail_reading(&mut self, input: &mut BytesMut, error: ProtocolError) -> Result<Option<Message>, ProtocolError> {
         input.clear();
-        self.fail(error)
+        if self.defer_failures {
+            self.rare().deferred = Some(error);
+            return Ok(None);
+        }
+        Err(self.fail(error))
     }
 
-    /// The common case, told from the first two bytes: a whole, final, unfragmented text
-    /// or binary frame of at most 125 bytes, with no message in progress. `None` leaves
-    /// anything else, valid or not, to the general path, untouched.
+    /// With `defer` on, a violation [`Protocol::read`] finds does not fail the connection
+    /// at once: reading stops (`read` returns `Ok(None)`, [`Protocol::wants_input`] is
+    /// false) and the failure waits for [`Protocol::fail_deferred`]. A driver that reads
+    /// ahead of its application uses it so that the messages received before the
+    /// violation are answered before the Close (what the Autobahn suite calls strict).
+    pub fn defer_failures(&mut self, defer: bool) {
+        self.defer_failures = defer;
+    }
+
+    /// Whether a violation waits for [`Protocol::fail_deferred`].
+    pub fn has_deferred_failure(&self) -> bool {
+        self.rare.as_ref().is_some_and(|r| r.deferred.is_some())
+    }
+
+    /// Fails the connection on the violation that waited, if any: its Close is queued,
+    /// and the error returned.
+    pub fn fail_deferred(&mut self) -> Option<ProtocolError> {
+        let error = self.rare.as_mut()?.deferred.take()?;
+        Some(self.fail(error))
+    }
+
+    /// The common case, told from the first bytes: a whole, final, unfragmented text or
+    /// binary frame with a 7- or 16-bit length (under 64 KiB), with no message in
+    /// progress. `None` leaves anything else, valid or not, to the general path, untouched.
     #[inline]
     fn read_small(&mut self, input: &mut BytesMut) -> Option<Result<Message, ProtocolError>> {
         if self.frame.is_some() || self.partial.is_some() {
@@ -418,17 +452,24 @@ impl Protocol {
             _ => return None,
         };
         let masked = second & 0x80 != 0;
-        let len = usize::from(second & 0x7F);
-        if masked != (self.role == Role::Server) || len > 125 || len > self.max_frame_size || len > self.max_message_size {
+        let (len, at) = match second & 0x7F {
+            126 => match input.get(2..4) {
+                Some(&[high, low]) => (usize::from(u16::from_be_bytes([high, low])), 4),
+                _ => return None,
+            },
+            127 => return None,
+            len => (usize::from(len), 2),
+        };
+        if masked != (self.role == Role::Server) || len > self.max_frame_size || len > self.max_message_size {
             return None;
         }
-        let head = if masked { 6 } else { 2 };
+        let head = if masked { at + 4 } else { at };
         let total = head + len;
         if input.len() < total {
             return None;
         }
         if masked {
-            let key = [input[2], input[3], input[4], input[5]];
+            let key = [input[at], input[at + 1], input[at + 2], input[at + 3]];
             apply_mask(&mut input[head..total], key, 0);
         }
         if text && !crate::utf8::is_valid(&input[head..total]) {

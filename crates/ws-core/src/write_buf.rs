@@ -146,7 +146,13 @@ impl WriteBuf {
         self.len -= n;
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
-                self.tail.advance(n);
+                if n < self.tail.len() {
+                    self.tail.advance(n);
+                } else {
+                    // All written: emptied in place, so the tail keeps its whole room
+                    // (advancing would leave it behind the consumed bytes).
+                    self.tail.clear();
+                }
                 break;
             };
             if n < front.len() {
@@ -231,14 +237,15 @@ mod tests {
     }
 
     #[test]
-    fn a_drained_tail_is_taken_back_by_the_next_batch() {
+    fn a_drained_tail_is_taken_back_by_the_next_batch_with_all_its_room() {
         let mut w = WriteBuf::default();
-        w.put_slice(&[1; 3000]);
-        let tail = w.tail.as_ptr();
+        w.put_slice(&[1; 20_000]);
+        let (tail, room) = (w.tail.as_ptr(), w.tail.capacity());
         w.advance(w.len());
         assert_eq!(w.tail.capacity(), 0, "drained: released");
         w.put_slice(b"next batch");
         assert_eq!(w.tail.as_ptr(), tail, "the pool's tail, no new allocation");
+        assert_eq!(w.tail.capacity(), room, "and all of its room");
         assert_eq!(w.to_vec(), b"next batch");
     }
 }

@@ -2,11 +2,11 @@
 //!
 //! A reader, a handler blocked on backpressure, a task awaiting a pong and the finisher
 //! may all wait on the same connection, in different tasks. The stream under it only
-//! keeps one waker per direction, so it is always polled with the fan's own waker (the
-//! fan is [`Wake`]), which wakes every waiting task: none can steal another's wake-up.
+//! keeps one waker per direction, so it is always polled with a waker that wakes the whole
+//! fan: none can steal another's wake-up.
 
-use std::sync::{Arc, Mutex};
-use std::task::{Wake, Waker};
+use std::sync::Mutex;
+use std::task::Waker;
 
 /// The wakers of every task waiting on a connection. One waiter (the usual case) is kept
 /// inline, so an idle connection's fan allocates nothing.
@@ -50,20 +50,12 @@ impl Fan {
     }
 }
 
-impl Wake for Fan {
-    fn wake(self: Arc<Self>) {
-        self.wake_all();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.wake_all();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
 
     struct Count(AtomicUsize);
 
@@ -75,13 +67,13 @@ mod tests {
 
     #[test]
     fn every_waiter_is_woken_once_per_registration() {
-        let fan = Arc::new(Fan::default());
+        let fan = Fan::default();
         let counts: Vec<_> = (0..3).map(|_| Arc::new(Count(AtomicUsize::new(0)))).collect();
         let wakers: Vec<Waker> = counts.iter().map(|c| Waker::from(c.clone())).collect();
         for w in wakers.iter().chain(&wakers) {
             fan.register(w);
         }
-        Waker::from(fan.clone()).wake_by_ref();
+        fan.wake_all();
         fan.wake_all(); // nobody left to wake
         let woken: Vec<usize> = counts.iter().map(|c| c.0.load(Ordering::Relaxed)).collect();
         assert_eq!(woken, [1, 1, 1]);

@@ -111,6 +111,9 @@ impl<S: Transport> Driver<S> {
             timer: Timer::default(),
             rare: None,
         };
+        // Messages received before a violation are handed out, and answered, before the
+        // connection fails.
+        driver.proto.defer_failures(true);
         if driver.opened {
             driver.install(config, negotiated);
             driver.proto.open(now());
@@ -205,7 +208,8 @@ impl<S: Transport> Driver<S> {
     /// its high-water mark.
     fn poll_write(&mut self, shared: &Shared<S>) -> Poll<io::Result<()>> {
         let Some(io) = self.io.as_mut() else { return Poll::Ready(Ok(())) };
-        let mut cx = Context::from_waker(&shared.waker);
+        let waker = shared.io_waker();
+        let mut cx = Context::from_waker(&waker);
         let was_backlogged = self.proto.is_backlogged();
         let result = loop {
             let out = self.proto.out();
@@ -324,7 +328,8 @@ impl<S: Transport> Driver<S> {
             self.rbuf = pool::read_buffer();
         }
         self.rbuf.reserve(want);
-        let mut cx = Context::from_waker(&shared.waker);
+        let waker = shared.io_waker();
+        let mut cx = Context::from_waker(&waker);
         let result = tokio_util::io::poll_read_buf(Pin::new(io), &mut cx, &mut self.rbuf);
         if result.is_pending() && self.rbuf.is_empty() {
             pool::recycle_read_buffer(std::mem::take(&mut self.rbuf));
@@ -350,11 +355,18 @@ impl<S: Transport> Driver<S> {
                     }
                     self.inbox.push_back(message);
                 }
-                Ok(None) => return,
+                Ok(None) => break,
                 Err(e) => {
                     self.set_error(Error::Protocol(e));
                     return;
                 }
+            }
+        }
+        // A violation fails the connection once everything received before it is
+        // handled (and answered).
+        if self.proto.has_deferred_failure() && self.inbox.is_empty() && !self.corked {
+            if let Some(e) = self.proto.fail_deferred() {
+                self.set_error(Error::Protocol(e));
             }
         }
     }
@@ -433,7 +445,8 @@ impl<S: Transport> Driver<S> {
     /// Shuts the write side down if that completes without waiting.
     fn poll_shutdown(&mut self, shared: &Shared<S>) -> Poll<()> {
         let Some(io) = self.io.as_mut() else { return Poll::Ready(()) };
-        let mut cx = Context::from_waker(&shared.waker);
+        let waker = shared.io_waker();
+        let mut cx = Context::from_waker(&waker);
         Pin::new(io).poll_shutdown(&mut cx).map(|_| ())
     }
 

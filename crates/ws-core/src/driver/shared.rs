@@ -18,15 +18,19 @@ use bytes::{Bytes, BytesMut};
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
 /// The state one connection's handles share.
+///
+/// The stream is polled with a waker of this very value ([`Shared::io_waker`]), which
+/// wakes the whole fan. The stream keeps that waker while it waits, a reference back to
+/// the value that owns it: the cycle ends when the connection finishes and drops the
+/// stream, which every end of a connection does (and, at the latest, when the runtime's
+/// I/O driver shuts down and drops every waker).
 pub(crate) struct Shared<S> {
     driver: Mutex<Driver<S>>,
     /// Every task waiting on the connection.
-    pub(crate) fan: Arc<Fan>,
-    /// The waker the stream is polled with: wakes the whole fan.
-    pub(crate) waker: Waker,
+    pub(crate) fan: Fan,
     /// Application handles alive: the socket, its halves, and every `Connection`.
     handles: AtomicUsize,
     /// The connection's timer fired; the next drive acts on the time.
@@ -38,11 +42,9 @@ impl<S: Transport> Shared<S> {
     /// A connection over `io`, open, or connecting when `io` is `None`.
     pub(crate) fn new(io: Option<S>, role: Role, config: &Config, negotiated: Negotiated, leftover: BytesMut) -> Arc<Self> {
         let driver = Driver::new(io, role, config, negotiated, leftover);
-        let fan = Arc::new(Fan::default());
         Arc::new_cyclic(|this| Self {
             driver: Mutex::new(driver),
-            waker: Waker::from(fan.clone()),
-            fan,
+            fan: Fan::default(),
             handles: AtomicUsize::new(0),
             timer_fired: AtomicBool::new(false),
             this: this.clone(),
@@ -56,6 +58,12 @@ impl<S: Transport> Shared<S> {
     /// What the timers wake.
     pub(crate) fn expire_target(&self) -> Weak<dyn Expire> {
         self.this.clone()
+    }
+
+    /// The waker the stream is polled with: wakes every task waiting on the connection.
+    pub(crate) fn io_waker(&self) -> Waker {
+        // The upgrade fails only while the last handle is being dropped: nobody waits.
+        self.this.upgrade().map_or_else(|| Waker::noop().clone(), Waker::from)
     }
 
     pub(crate) fn add_handle(&self) {
@@ -138,6 +146,16 @@ impl<S: Transport> Shared<S> {
 
 fn normal_closure() -> CloseFrame {
     CloseFrame { code: CloseCode::NORMAL, reason: Utf8Bytes::new() }
+}
+
+impl<S: Transport> Wake for Shared<S> {
+    fn wake(self: Arc<Self>) {
+        self.fan.wake_all();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fan.wake_all();
+    }
 }
 
 impl<S: Transport> Expire for Shared<S> {
@@ -224,5 +242,23 @@ impl<S: Transport> Link for Shared<S> {
         let registration = driver.take_registration();
         drop(driver);
         drop(registration);
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn print_sizes() {
+        use std::mem::size_of;
+        eprintln!("Shared<TcpStream> {}", size_of::<super::Shared<tokio::net::TcpStream>>());
+        eprintln!("Driver<TcpStream> {}", size_of::<super::Driver<tokio::net::TcpStream>>());
+        eprintln!("Protocol {}", size_of::<crate::protocol::Protocol>());
+        eprintln!("WriteBuf {}", size_of::<crate::write_buf::WriteBuf>());
+        eprintln!("TcpStream {}", size_of::<tokio::net::TcpStream>());
+        eprintln!("Timer {}", size_of::<super::super::timer::Timer>());
+        eprintln!("Fan {}", size_of::<super::Fan>());
+        eprintln!("BytesMut {}", size_of::<bytes::BytesMut>());
+        eprintln!("VecDeque<Message> {}", size_of::<std::collections::VecDeque<crate::Message>>());
+        eprintln!("Utf8Validator {}", size_of::<crate::utf8::Utf8Validator>());
     }
 }

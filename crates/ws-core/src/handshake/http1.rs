@@ -5,7 +5,10 @@
 use super::HandshakeError;
 use bytes::{BufMut, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Poll, ready};
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// Parses a request head from the start of `buf`: `Ok(None)` while it is incomplete,
 /// otherwise the request and the length of its head (anything after it is WebSocket data
@@ -19,8 +22,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// assert!(parse_request(&raw[..10], 16).unwrap().is_none());
 /// ```
 pub fn parse_request(buf: &[u8], max_headers: usize) -> Result<Option<(Request<()>, usize)>, HandshakeError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut req = httparse::Request::new(&mut slots);
+    let mut on_stack = [httparse::EMPTY_HEADER; SLOTS_ON_STACK];
+    let mut on_heap = Vec::new();
+    let mut req = httparse::Request::new(header_slots(max_headers, &mut on_stack, &mut on_heap));
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -42,8 +46,9 @@ pub fn parse_request(buf: &[u8], max_headers: usize) -> Result<Option<(Request<(
 
 /// Parses a response head from the start of `buf`, like [`parse_request`].
 pub fn parse_response(buf: &[u8], max_headers: usize) -> Result<Option<(Response<()>, usize)>, HandshakeError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut resp = httparse::Response::new(&mut slots);
+    let mut on_stack = [httparse::EMPTY_HEADER; SLOTS_ON_STACK];
+    let mut on_heap = Vec::new();
+    let mut resp = httparse::Response::new(header_slots(max_headers, &mut on_stack, &mut on_heap));
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -55,6 +60,23 @@ pub fn parse_response(buf: &[u8], max_headers: usize) -> Result<Option<(Response
     *response.status_mut() = status;
     *response.headers_mut() = to_header_map(resp.headers)?;
     Ok(Some((response, len)))
+}
+
+/// Header slots parsed into without allocating, up to the default header count.
+const SLOTS_ON_STACK: usize = 64;
+
+/// `max_headers` slots: on the stack when they fit, else on the heap.
+fn header_slots<'a, 'b>(
+    max_headers: usize,
+    on_stack: &'a mut [httparse::Header<'b>; SLOTS_ON_STACK],
+    on_heap: &'a mut Vec<httparse::Header<'b>>,
+) -> &'a mut [httparse::Header<'b>] {
+    if max_headers <= SLOTS_ON_STACK {
+        &mut on_stack[..max_headers]
+    } else {
+        on_heap.resize(max_headers, httparse::EMPTY_HEADER);
+        on_heap
+    }
 }
 
 fn to_header_map(headers: &[httparse::Header<'_>]) -> Result<HeaderMap, HandshakeError> {
@@ -108,6 +130,12 @@ pub fn write_request(request: &Request<()>, out: &mut BytesMut) {
 /// [`HandshakeError::HeadersTooLarge`] past `max_bytes` and
 /// [`HandshakeError::ConnectionClosed`] at end of stream. The bytes after the head stay
 /// in `buf`.
+///
+/// Nothing is allocated before bytes arrive: each read goes through a buffer on the stack
+/// and only what arrived is copied into `buf`. A server that 10,000 clients connect to at
+/// once holds no buffer for those whose request has not come yet, and the buffers of
+/// those that came are freed before the next is read, instead of all being alive at the
+/// same moment and leaving the heap fragmented once the storm is over.
 pub async fn read_head<IO, T>(
     io: &mut IO,
     buf: &mut BytesMut,
@@ -127,13 +155,22 @@ where
         if buf.len() >= max_bytes {
             return Err(HandshakeError::HeadersTooLarge.into());
         }
-        buf.reserve((max_bytes - buf.len()).min(4096));
-        let mut limited = (&mut *io).take((max_bytes - buf.len()) as u64);
-        if limited.read_buf(buf).await? == 0 {
+        let room = max_bytes - buf.len();
+        let read = poll_fn(|cx| {
+            let mut chunk = [0u8; READ_CHUNK];
+            let mut chunk = ReadBuf::new(&mut chunk[..room.min(READ_CHUNK)]);
+            ready!(Pin::new(&mut *io).poll_read(cx, &mut chunk))?;
+            buf.extend_from_slice(chunk.filled());
+            Poll::Ready(Ok::<_, std::io::Error>(chunk.filled().len()))
+        });
+        if read.await? == 0 {
             return Err(HandshakeError::ConnectionClosed.into());
         }
     }
 }
+
+/// The stack buffer a handshake is read through.
+const READ_CHUNK: usize = 2048;
 
 #[cfg(test)]
 mod tests {

@@ -528,3 +528,24 @@ fn the_end_drops_everything_queued() {
     assert!(matches!(p.send(Message::text("late")), Err(Error::Closed)));
     assert_eq!(status_code(&p), Some(1006));
 }
+
+#[test]
+fn a_deferred_failure_waits_until_the_messages_before_it_are_answered() {
+    let mut p = server();
+    p.defer_failures(true);
+    let mut bytes = masked(OpCode::Text, true, b"first");
+    bytes.extend(frame(OpCode::Text, true, RSV1, Some([9; 4]), b"bad"));
+    bytes.extend(masked(OpCode::Ping, true, b"never seen"));
+    let mut input = BytesMut::from(&bytes[..]);
+    assert_eq!(p.read(&mut input).unwrap(), Some(Message::text("first")));
+    assert_eq!(p.read(&mut input).unwrap(), None, "the violation waits");
+    assert!(p.has_deferred_failure() && !p.wants_input());
+    assert_eq!(p.ready_state(), ReadyState::Open);
+    p.send(Message::text("first")).unwrap(); // the answer goes out first
+    assert_eq!(p.fail_deferred(), Some(ProtocolError::ReservedBits(RSV1)));
+    let out = p.out().to_vec();
+    assert_eq!(&out[..7], [0x81, 5, b'f', b'i', b'r', b's', b't']);
+    assert_eq!(&out[7..], [0x88, 2, 0x03, 0xEA], "then the Close, 1002");
+    assert!(p.is_failed());
+    assert_eq!(p.fail_deferred(), None);
+}
