@@ -36,41 +36,55 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 /// assert!(accepting.await.unwrap().is_err());
 /// # }
 /// ```
-pub async fn accept<IO>(mut io: IO, config: &Config) -> Result<(WebSocket<IO>, Request<()>)>
+// Not an `async fn`, whose parameters would be kept twice in the future.
+#[allow(clippy::manual_async_fn)]
+pub fn accept<IO>(mut io: IO, config: &Config) -> impl Future<Output = Result<(WebSocket<IO>, Request<()>)>> + Send + '_
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut buf = BytesMut::new();
-    let read = http1::read_head(&mut io, &mut buf, config.max_header_bytes, |b| http1::parse_request(b, config.max_headers));
-    let outcome = match tokio::time::timeout(config.handshake_timeout, read).await {
-        Ok(Ok(request)) => hs::accept(&request, config).map(|accepted| (request, accepted)).map_err(Error::from),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(HandshakeError::Timeout.into()),
-    };
-    let (request, accepted) = match outcome {
-        Ok(ok) => ok,
-        Err(Error::Handshake(e)) => {
-            if !matches!(e, HandshakeError::ConnectionClosed) {
-                tracing::debug!(error = %e, "rejecting websocket handshake");
-                let mut out = BytesMut::new();
-                let response = e.response();
-                http1::write_response(&response, response.body().as_bytes(), &mut out);
-                // Best effort: the peer may already be gone.
-                let _ = tokio::time::timeout(config.close_timeout, async {
-                    io.write_all(&out).await?;
-                    io.shutdown().await
-                })
-                .await;
-            }
-            return Err(e.into());
+    // Kept small, as it is part of every connection's memory while its request has not
+    // come: nothing but the stream and the read is alive across the first await, the rare
+    // rejection writes from a box of its own, and the 101 is queued on the socket.
+    async move {
+        let mut buf = BytesMut::new();
+        let read = http1::read_head(&mut io, &mut buf, config.max_header_bytes, |b| http1::parse_request(b, config.max_headers));
+        let error = match tokio::time::timeout(config.handshake_timeout, read).await {
+            Ok(Ok(request)) => match hs::accept(&request, config) {
+                Ok(accepted) => {
+                    let mut response = BytesMut::new();
+                    http1::write_response(&accepted.response, &[], &mut response);
+                    // The 101 goes first in the socket's write queue, written at once (a
+                    // fresh connection's send buffer takes it whole), or with the first
+                    // frames.
+                    let socket = WebSocket::from_upgraded(io, Role::Server, config, accepted.negotiated, buf);
+                    socket.write_first(&response)?;
+                    return Ok((socket, request));
+                }
+                Err(e) => e,
+            },
+            Ok(Err(Error::Handshake(e))) => e,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => HandshakeError::Timeout,
+        };
+        if !matches!(error, HandshakeError::ConnectionClosed) {
+            Box::pin(reject(io, &error, config.close_timeout)).await;
         }
-        Err(e) => return Err(e),
-    };
+        Err(error.into())
+    }
+}
+
+/// Answers a rejected handshake with its status and reason, then closes the stream; best
+/// effort, within `timeout`: the peer may already be gone.
+async fn reject<IO: AsyncWrite + Unpin>(mut io: IO, error: &HandshakeError, timeout: Duration) {
+    tracing::debug!(%error, "rejecting websocket handshake");
     let mut out = BytesMut::new();
-    http1::write_response(&accepted.response, &[], &mut out);
-    io.write_all(&out).await?;
-    let socket = WebSocket::from_upgraded(io, Role::Server, config, accepted.negotiated, buf);
-    Ok((socket, request))
+    let response = error.response();
+    http1::write_response(&response, response.body().as_bytes(), &mut out);
+    let _ = tokio::time::timeout(timeout, async {
+        io.write_all(&out).await?;
+        io.shutdown().await
+    })
+    .await;
 }
 
 /// One connection's task: the handshake, then `f`'s future (see [`connection_task`]).

@@ -164,6 +164,15 @@ impl<S: Transport> WebSocket<S> {
         (sink, SplitStream::new(self))
     }
 
+    /// Writes `bytes` (the server's 101 response) ahead of any frame, at once as far as
+    /// the stream takes them, the rest with the first frames.
+    pub(crate) fn write_first(&self, bytes: &[u8]) -> Result<()> {
+        let mut driver = self.shared.lock();
+        driver.proto.out().put_slice(bytes);
+        driver.write_now(&self.shared);
+        driver.take_error().map_or(Ok(()), Err)
+    }
+
     // ---- for the handler loop (`serve`) ----
 
     /// A handler serves this socket from now on.

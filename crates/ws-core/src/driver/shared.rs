@@ -244,21 +244,3 @@ impl<S: Transport> Link for Shared<S> {
         drop(registration);
     }
 }
-
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn print_sizes() {
-        use std::mem::size_of;
-        eprintln!("Shared<TcpStream> {}", size_of::<super::Shared<tokio::net::TcpStream>>());
-        eprintln!("Driver<TcpStream> {}", size_of::<super::Driver<tokio::net::TcpStream>>());
-        eprintln!("Protocol {}", size_of::<crate::protocol::Protocol>());
-        eprintln!("WriteBuf {}", size_of::<crate::write_buf::WriteBuf>());
-        eprintln!("TcpStream {}", size_of::<tokio::net::TcpStream>());
-        eprintln!("Timer {}", size_of::<super::super::timer::Timer>());
-        eprintln!("Fan {}", size_of::<super::Fan>());
-        eprintln!("BytesMut {}", size_of::<bytes::BytesMut>());
-        eprintln!("VecDeque<Message> {}", size_of::<std::collections::VecDeque<crate::Message>>());
-        eprintln!("Utf8Validator {}", size_of::<crate::utf8::Utf8Validator>());
-    }
-}
