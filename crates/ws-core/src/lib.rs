@@ -23,6 +23,7 @@
 //! # }
 //! ```
 
+mod acceptor;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod close;
@@ -47,6 +48,7 @@ pub mod utf8;
 mod websocket;
 pub mod write_buf;
 
+pub use acceptor::Acceptor;
 pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
 pub use connection::Connection;

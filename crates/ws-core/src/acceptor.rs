@@ -1,0 +1,134 @@
+//! [`Acceptor`]: a TCP accept loop's one step, made safe to loop on.
+//!
+//! accept(2) fails for reasons that concern one connection (it was reset while queued, a
+//! network went down) and for shortages that pass (descriptors or buffers ran out); a
+//! server must keep serving through both. Retrying a shortage at once only spins: the
+//! queued connection is still there, and so is the shortage.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long to wait before accepting again after running out of descriptors or buffers.
+const SHORTAGE_PAUSE: Duration = Duration::from_millis(100);
+
+/// Accepts TCP connections for a server: see [`Acceptor::accept`].
+///
+/// ```no_run
+/// use ws_core::Acceptor;
+/// # #[tokio::main] async fn main() -> std::io::Result<()> {
+/// let mut acceptor = Acceptor::bind("127.0.0.1:9001").await?;
+/// loop {
+///     let (stream, peer) = acceptor.accept().await?; // only the listener's own errors end it
+///     tokio::spawn(async move { /* serve `stream` from `peer` */ drop((stream, peer)) });
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Acceptor {
+    listener: TcpListener,
+    /// Within a shortage of descriptors or buffers: warned about once, until it passes.
+    short: bool,
+}
+
+impl Acceptor {
+    /// Accepts on `listener`.
+    pub fn new(listener: TcpListener) -> Self {
+        Self { listener, short: false }
+    }
+
+    /// Listens on `addr`.
+    pub async fn bind(addr: impl tokio::net::ToSocketAddrs) -> io::Result<Self> {
+        Ok(Self::new(TcpListener::bind(addr).await?))
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The next connection, with `TCP_NODELAY` set (a WebSocket writes whole messages).
+    ///
+    /// An error that concerns one connection is logged and skipped. When descriptors or
+    /// buffers run out (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`), it waits 100 ms between
+    /// attempts, with one warning per shortage, rather than spinning. Only an error of the
+    /// listener itself (closed, not listening) is returned.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a connection is taken from the listener only when this returns it.
+    pub async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, peer)) => {
+                    if self.short {
+                        self.short = false;
+                        tracing::info!("accepting connections again");
+                    }
+                    let _ = stream.set_nodelay(true);
+                    return Ok((stream, peer));
+                }
+                Err(e) => match Failure::of(&e) {
+                    Failure::Listener => return Err(e),
+                    Failure::Shortage => {
+                        if !self.short {
+                            self.short = true;
+                            tracing::warn!(error = %e, "accept failed: out of resources; retrying every 100 ms");
+                        }
+                        tokio::time::sleep(SHORTAGE_PAUSE).await;
+                    }
+                    Failure::Connection => tracing::debug!(error = %e, "accept failed for one connection"),
+                },
+            }
+        }
+    }
+}
+
+/// What an accept error is about.
+#[derive(Debug, PartialEq, Eq)]
+enum Failure {
+    /// The listener itself: nothing more can be accepted.
+    Listener,
+    /// Descriptors or buffers ran out: try again a little later.
+    Shortage,
+    /// One connection: try again at once (accept(2) says to treat these like `EAGAIN`).
+    Connection,
+}
+
+impl Failure {
+    fn of(error: &io::Error) -> Self {
+        #[cfg(unix)]
+        if let Some(code) = error.raw_os_error() {
+            return match code {
+                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => Self::Shortage,
+                libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EOPNOTSUPP | libc::EFAULT => Self::Listener,
+                _ => Self::Connection,
+            };
+        }
+        match error.kind() {
+            io::ErrorKind::OutOfMemory => Self::Shortage,
+            io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported => Self::Listener,
+            _ => Self::Connection,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn errors_are_told_apart() {
+        let os = io::Error::from_raw_os_error;
+        assert_eq!(Failure::of(&os(libc::EMFILE)), Failure::Shortage);
+        assert_eq!(Failure::of(&os(libc::ENFILE)), Failure::Shortage);
+        assert_eq!(Failure::of(&os(libc::ENOBUFS)), Failure::Shortage);
+        assert_eq!(Failure::of(&os(libc::ECONNABORTED)), Failure::Connection);
+        assert_eq!(Failure::of(&os(libc::EPROTO)), Failure::Connection);
+        assert_eq!(Failure::of(&os(libc::ENETDOWN)), Failure::Connection);
+        assert_eq!(Failure::of(&os(libc::EBADF)), Failure::Listener);
+        assert_eq!(Failure::of(&os(libc::EINVAL)), Failure::Listener);
+    }
+}
