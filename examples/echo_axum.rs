@@ -1,4 +1,5 @@
-//! Echo server on axum 0.8, with the `WebSocketUpgrade` extractor on every path.
+//! Echo server on axum 0.8, with the `WebSocketUpgrade` extractor on every path, served
+//! by `wsdriver::axum::serve` (axum's own `serve` sets no handshake limits: see its docs).
 //!
 //! `cargo run --release --example echo_axum -- [ADDR]` (default `127.0.0.1:9001`).
 
@@ -9,7 +10,7 @@ use axum::Router;
 use axum::response::Response;
 use shared::{Echo, config, init_logging, listen_addr};
 use tokio::net::TcpListener;
-use wsdriver::axum::WebSocketUpgrade;
+use wsdriver::axum::{WebSocketUpgrade, serve};
 
 async fn echo(ws: WebSocketUpgrade) -> Response {
     ws.config(config()).serve(Echo)
@@ -20,5 +21,5 @@ async fn main() -> std::io::Result<()> {
     init_logging();
     let listener = TcpListener::bind(listen_addr()).await?;
     println!("echo (axum) listening on ws://{}", listener.local_addr()?);
-    axum::serve(listener, Router::new().fallback(echo)).await
+    serve(listener, Router::new().fallback(echo)).config(&config()).await
 }

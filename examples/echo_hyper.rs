@@ -1,4 +1,5 @@
-//! Echo server on plain hyper 1: each request is upgraded with `ws_hyper::upgrade`.
+//! Echo server on plain hyper 1: each request is upgraded with `ws_hyper::upgrade`,
+//! served by `ws_hyper::serve` (hyper's HTTP/1.1 with the handshake's limits set).
 //!
 //! `cargo run --release --example echo_hyper -- [ADDR]` (default `127.0.0.1:9001`).
 
@@ -7,15 +8,13 @@ mod shared;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use shared::{Echo, config, init_logging, listen_addr};
 use std::convert::Infallible;
 use std::sync::LazyLock;
 use tokio::net::TcpListener;
-use wsdriver::{Config, connection_task, hyper::upgrade, serve};
+use wsdriver::hyper::{serve as serve_http, upgrade};
+use wsdriver::{Config, connection_task, serve};
 
 static CONFIG: LazyLock<Config> = LazyLock::new(config);
 
@@ -35,11 +34,5 @@ async fn main() -> std::io::Result<()> {
     init_logging();
     let listener = TcpListener::bind(listen_addr()).await?;
     println!("echo (hyper) listening on ws://{}", listener.local_addr()?);
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(async move {
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(route)).with_upgrades().await;
-        });
-    }
+    serve_http(listener, tower::service_fn(route)).config(&CONFIG).await
 }

@@ -1,5 +1,5 @@
 //! Echo server as a tower Layer: upgrade requests go to the echo handler, anything else to
-//! the inner service (here, a 404). Served by hyper.
+//! the inner service (here, a 404). Served by hyper, through `ws_hyper::serve`.
 //!
 //! `cargo run --release --example echo_tower -- [ADDR]` (default `127.0.0.1:9001`).
 
@@ -8,15 +8,12 @@ mod shared;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use shared::{Echo, config, init_logging, listen_addr};
 use std::convert::Infallible;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use wsdriver::hyper::WebSocketLayer;
+use wsdriver::hyper::{WebSocketLayer, serve};
 
 async fn not_found(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut response = Response::new(Full::from("not found\n"));
@@ -29,13 +26,8 @@ async fn main() -> std::io::Result<()> {
     init_logging();
     let listener = TcpListener::bind(listen_addr()).await?;
     println!("echo (tower) listening on ws://{}", listener.local_addr()?);
-    let service = ServiceBuilder::new().layer(WebSocketLayer::new(|_request: &Request<()>| Echo).config(config())).service_fn(not_found);
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(service.clone());
-        tokio::spawn(async move {
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades().await;
-        });
-    }
+    let config = config();
+    let service =
+        ServiceBuilder::new().layer(WebSocketLayer::new(|_request: &Request<()>| Echo).config(config.clone())).service_fn(not_found);
+    serve(listener, service).config(&config).await
 }

@@ -6,11 +6,9 @@
 use super::Echo;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -42,31 +40,24 @@ where
     }
 }
 
-/// Accepts connections and serves each with hyper's HTTP/1.1 and upgrades.
-async fn hyper_accept_loop<S>(make_service: impl Fn() -> S + Send + 'static) -> SocketAddr
+/// Serves `service` with the hardened hyper server (`wsdriver::hyper::serve`) and the
+/// handshake limits of `config`.
+async fn hyper_server<S>(config: &Config, service: S) -> SocketAddr
 where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Full<Bytes>>> + Send + 'static,
+    S: tower::Service<Request<Incoming>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let service = make_service();
-            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades());
-        }
-    });
+    tokio::spawn(wsdriver::hyper::serve(listener, service).config(config).into_future());
     addr
 }
 
 async fn hyper<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config, make: Arc<M>) -> SocketAddr {
     let config = Arc::new(config);
-    hyper_accept_loop(move || {
+    let route = {
         let config = config.clone();
-        let make = make.clone();
-        hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        tower::service_fn(move |mut request: Request<Incoming>| {
             let response = match wsdriver::hyper::upgrade(&mut request, &config) {
                 Ok((response, socket)) => {
                     let handler = make();
@@ -77,11 +68,12 @@ async fn hyper<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config,
             };
             async move { Ok::<_, Infallible>(response) }
         })
-    })
-    .await
+    };
+    hyper_server(&config, route).await
 }
 
 async fn tower<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config, make: Arc<M>) -> SocketAddr {
+    let limits = config.clone();
     let service = ServiceBuilder::new()
         .layer(wsdriver::hyper::WebSocketLayer::new(move |_: &Request<()>| make()).config(config))
         .service_fn(|_request: Request<Incoming>| async {
@@ -89,7 +81,7 @@ async fn tower<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config,
             *response.status_mut() = StatusCode::NOT_FOUND;
             Ok::<_, Infallible>(response)
         });
-    hyper_accept_loop(move || TowerToHyperService::new(service.clone())).await
+    hyper_server(&limits, service).await
 }
 
 async fn axum<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config, make: Arc<M>) -> SocketAddr {

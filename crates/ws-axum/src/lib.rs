@@ -15,10 +15,11 @@
 //!     ws.protocols(["chat"]).serve(Echo)
 //! }
 //!
-//! # async fn run() {
+//! # async fn run() -> std::io::Result<()> {
 //! let app = Router::new().route("/chat", any(chat));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await.unwrap();
-//! axum::serve(listener, app).await.unwrap();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! // axum::serve, with the handshake's time and size limits: see `serve`.
+//! ws_axum::serve(listener, app).config(&ws_core::Config::default()).await
 //! # }
 //! ```
 
@@ -34,6 +35,22 @@ use ws_core::{Config, Handler};
 use ws_hyper::UpgradeFut;
 
 pub use ws_hyper::HyperWebSocket as WebSocket;
+/// Serves an axum `Router` as [`axum::serve`] does, with the limits a WebSocket server on the
+/// open internet needs, which `axum::serve` does not set: a request's head must arrive
+/// within [`Config::handshake_timeout`], within [`Config::max_header_bytes`] and
+/// [`Config::max_headers`] (431 beyond), and a silent connection costs no buffer.
+///
+/// ```no_run
+/// # use axum::{Router, response::Response, routing::any};
+/// # use ws_axum::WebSocketUpgrade;
+/// # async fn chat(ws: WebSocketUpgrade) -> Response { ws.on_upgrade(|_socket| async {}) }
+/// # async fn run() -> std::io::Result<()> {
+/// let app = Router::new().route("/chat", any(chat));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+/// ws_axum::serve(listener, app).config(&ws_core::Config::default()).await
+/// # }
+/// ```
+pub use ws_hyper::{Serve, serve};
 
 /// Extracts a WebSocket upgrade request; rejects anything else with a precise status.
 ///

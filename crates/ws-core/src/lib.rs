@@ -48,7 +48,7 @@ pub mod utf8;
 mod websocket;
 pub mod write_buf;
 
-pub use acceptor::Acceptor;
+pub use acceptor::{Acceptor, first_bytes};
 pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
 pub use connection::Connection;

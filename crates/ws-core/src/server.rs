@@ -2,7 +2,7 @@
 //! HTTP/1.1 upgrade request itself, and runs a [`Handler`] (or a closure) per connection.
 //! No web framework needed.
 
-use crate::acceptor::Acceptor;
+use crate::acceptor::{Acceptor, first_bytes};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::handler::{Handler, connection_task, serve};
@@ -138,19 +138,6 @@ where
             None
         })
     })
-}
-
-/// `stream` once it is readable: its request's first bytes arrived (or it closed); `None`
-/// at `deadline`. (Polled for readiness directly: `TcpStream::readable`'s future is three
-/// times the size, and this state is every waiting connection's.)
-#[allow(clippy::manual_async_fn)] // as `accept`
-fn first_bytes(stream: TcpStream, deadline: tokio::time::Instant) -> impl Future<Output = Option<TcpStream>> + Send {
-    async move {
-        match tokio::time::timeout_at(deadline, std::future::poll_fn(|cx| stream.poll_read_ready(cx))).await {
-            Ok(Ok(())) => Some(stream),
-            _ => None,
-        }
-    }
 }
 
 /// The signal that starts a graceful shutdown.

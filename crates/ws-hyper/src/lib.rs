@@ -26,8 +26,10 @@
 //! ```
 
 mod layer;
+mod serve;
 
 pub use layer::{WebSocketLayer, WebSocketService};
+pub use serve::{Serve, serve};
 
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response};

@@ -1,0 +1,160 @@
+//! [`serve`]: an HTTP/1.1 server on hyper for a service that upgrades WebSockets, with the
+//! limits the open internet needs, which hyper's own builder leaves off or loose.
+//!
+//! hyper reads a request before any adapter sees it, so the handshake's limits must be set
+//! on hyper: without a timer, hyper has no header-read timeout at all (a client that
+//! trickles its request holds the connection for good), and it accepts heads of up to
+//! ~400 KiB. Here, from the same [`Config`] the WebSockets use: the request's head must
+//! arrive within [`Config::handshake_timeout`] (431 beyond [`Config::max_header_bytes`]
+//! or [`Config::max_headers`]), and nothing is allocated for a connection before its
+//! request starts (hyper reserves 8 KiB per connection before its first read; 10,000
+//! clients connecting at once would leave 80 MiB of freed buffers behind).
+
+use futures_util::FutureExt;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::future::{Future, IntoFuture};
+use std::io;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use ws_core::{Acceptor, Config};
+
+/// Errors a service may fail with.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// hyper's smallest read buffer limit.
+const MIN_BUF_SIZE: usize = 8192;
+
+/// Serves `service` on `listener`: HTTP/1.1 with upgrades, the handshake limits of
+/// [`Serve::config`] (by default [`Config::default`]'s), and an accept loop that survives
+/// running out of descriptors ([`Acceptor`]). Await it (it runs until the listener fails
+/// or the graceful shutdown signal completes).
+///
+/// Any tower service of requests will do: an axum `Router`, a stack with a
+/// [`WebSocketLayer`](crate::WebSocketLayer), a `tower::service_fn`.
+///
+/// ```no_run
+/// use http_body_util::Full;
+/// use hyper::body::{Bytes, Incoming};
+/// use ws_core::{Config, Connection, Handler, Message};
+/// use ws_hyper::{WebSocketLayer, serve};
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; }
+/// }
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let config = Config::default();
+/// let app = tower::ServiceBuilder::new()
+///     .layer(WebSocketLayer::new(|_request: &http::Request<()>| Echo).config(config.clone()))
+///     .service_fn(|_request: http::Request<Incoming>| async {
+///         Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::from("not a websocket")))
+///     });
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+/// let ctrl_c = async { let _ = tokio::signal::ctrl_c().await; };
+/// serve(listener, app).config(&config).with_graceful_shutdown(ctrl_c).await
+/// # }
+/// ```
+pub fn serve<S>(listener: TcpListener, service: S) -> Serve<S> {
+    Serve { acceptor: Acceptor::new(listener), service, limits: Limits::from(&Config::default()), signal: None }
+}
+
+/// The server [`serve`] returns: set it up, then await it.
+#[must_use = "a server does nothing until it is awaited"]
+pub struct Serve<S> {
+    acceptor: Acceptor,
+    service: S,
+    limits: Limits,
+    signal: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+/// What hyper must enforce while it reads a handshake.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    handshake_timeout: Duration,
+    max_header_bytes: usize,
+    max_headers: usize,
+}
+
+impl From<&Config> for Limits {
+    fn from(config: &Config) -> Self {
+        Self { handshake_timeout: config.handshake_timeout, max_header_bytes: config.max_header_bytes, max_headers: config.max_headers }
+    }
+}
+
+impl<S> std::fmt::Debug for Serve<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serve").field("acceptor", &self.acceptor).field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+impl<S> Serve<S> {
+    /// Takes the handshake's limits from `config`: a request's head must arrive within
+    /// [`Config::handshake_timeout`] of the connection (the connection is closed
+    /// otherwise), and may not exceed [`Config::max_header_bytes`] or
+    /// [`Config::max_headers`] (431). The WebSocket options themselves are the upgrading
+    /// service's.
+    pub fn config(mut self, config: &Config) -> Self {
+        self.limits = Limits::from(config);
+        self
+    }
+
+    /// Stops accepting once `signal` completes; the server's future then returns. The
+    /// WebSockets already open are not closed by this: watch them with a
+    /// [`Shutdown`](ws_core::shutdown::Shutdown) and shut it down beside.
+    pub fn with_graceful_shutdown(mut self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.signal = Some(Box::pin(signal));
+        self
+    }
+}
+
+impl<S, B> IntoFuture for Serve<S>
+where
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Output = io::Result<()>;
+    type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let Serve { mut acceptor, service, limits, signal } = self;
+        let mut signal = signal.unwrap_or_else(|| Box::pin(std::future::pending()));
+        Box::pin(async move {
+            loop {
+                let (stream, _peer) = tokio::select! {
+                    accepted = acceptor.accept() => accepted?,
+                    () = &mut signal => return Ok(()),
+                };
+                // Its first bytes, then hyper with the handshake's limits, all before one
+                // deadline. Until the request starts, the task holds the stream and the
+                // deadline only.
+                let deadline = Instant::now() + limits.handshake_timeout;
+                let service = service.clone();
+                tokio::spawn(ws_core::first_bytes(stream, deadline).then(move |stream| async move {
+                    let Some(stream) = stream else { return };
+                    let mut builder = http1::Builder::new();
+                    builder
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(deadline.saturating_duration_since(Instant::now()))
+                        .max_buf_size(limits.max_header_bytes.max(MIN_BUF_SIZE))
+                        .max_header_size(limits.max_header_bytes)
+                        .max_headers(limits.max_headers);
+                    let served = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).with_upgrades();
+                    if let Err(error) = served.await {
+                        tracing::debug!(%error, "http connection failed");
+                    }
+                }));
+            }
+        })
+    }
+}
