@@ -30,6 +30,8 @@ impl From<Message> for Outgoing<'_> {
 /// What a [`Connection`] needs of the driver, whatever stream it runs on.
 pub(crate) trait Link: Send + Sync + 'static {
     fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Outgoing<'_>>) -> Poll<Result<()>>;
+    /// `poll_send` for a message, the common case.
+    fn poll_send_message(&self, cx: &mut Context<'_>, message: &mut Option<Message>) -> Poll<Result<()>>;
     fn try_send(&self, message: Outgoing<'_>) -> Result<()>;
     fn feed(&self, message: Outgoing<'_>) -> Result<()>;
     fn flush_queued(&self);
@@ -96,7 +98,8 @@ impl Connection {
     // Not an `async fn`, which would keep the argument beside its moved copy: a handler's
     // send is part of every connection's task, whose size is the connection's memory.
     pub fn send(&self, message: Message) -> impl Future<Output = Result<()>> + Send + '_ {
-        self.send_outgoing(Outgoing::Message(message))
+        let mut message = Some(message);
+        poll_fn(move |cx| self.link.poll_send_message(cx, &mut message))
     }
 
     /// Queues a message without waiting: [`Error::Full`] when the write buffer is at its

@@ -128,8 +128,8 @@ impl<S: Transport> WebSocket<S> {
     ///
     /// Cancel safe: if cancelled while waiting, the message was not queued.
     pub async fn send(&mut self, message: Message) -> Result<()> {
-        let mut message = Some(message.into());
-        poll_fn(|cx| self.shared.poll_send(cx, &mut message)).await
+        let mut message = Some(message);
+        poll_fn(|cx| self.shared.poll_send_message(cx, &mut message)).await
     }
 
     /// Starts the close handshake with `code` and `reason`; keep receiving to see it

@@ -259,6 +259,20 @@ impl<S: Transport> Driver<S> {
         Ok(())
     }
 
+    /// [`Driver::send`] for a message: a data message goes straight to the protocol (which
+    /// refuses it once the connection is closing).
+    #[inline]
+    pub(crate) fn send_message(&mut self, shared: &Shared<S>, message: Message) -> Result<()> {
+        if let Message::Close(frame) = message {
+            return self.close(shared, frame);
+        }
+        self.proto.send(message)?;
+        if !self.corked {
+            self.write_now(shared);
+        }
+        Ok(())
+    }
+
     /// Queues a message, and writes it unless the reader is handing out a batch.
     #[inline]
     pub(crate) fn send(&mut self, shared: &Shared<S>, message: Outgoing<'_>) -> Result<()> {
@@ -454,9 +468,7 @@ impl<S: Transport> Driver<S> {
     fn schedule(&mut self, shared: &Shared<S>) {
         if let Some(at) = self.proto.poll_timeout() {
             let at = tokio::time::Instant::from_std(at);
-            if !self.timer.covers(at) {
-                self.timer.arm(at, shared.expire_target());
-            }
+            self.timer.arm(at, || shared.expire_target());
         }
     }
 
@@ -538,7 +550,7 @@ impl<S: Transport> Driver<S> {
         self.rbuf = BytesMut::new();
         pool::recycle_queue(std::mem::take(&mut self.inbox));
         self.corked = false;
-        self.timer.cancel(&shared.expire_target());
+        self.timer.cancel();
         if !self.serving {
             drop(self.take_registration());
         }

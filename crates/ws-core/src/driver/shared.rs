@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::connection::{Link, Outgoing};
 use crate::error::{Error, Result};
 use crate::handshake::Negotiated;
+use crate::message::Message;
 use crate::protocol::{ReadyState, Role};
 use crate::shutdown::Registration;
 use crate::utf8::Utf8Bytes;
@@ -81,6 +82,22 @@ impl<S: Transport> Shared<S> {
     /// the connection (so a deadline or a dead peer ends the wait with an error).
     #[inline]
     pub(crate) fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Outgoing<'_>>) -> Poll<Result<()>> {
+        self.poll_send_with(cx, message, Driver::send)
+    }
+
+    /// [`Shared::poll_send`] for a message (the common case, without the `Outgoing` wrapping).
+    #[inline]
+    pub(crate) fn poll_send_message(&self, cx: &mut Context<'_>, message: &mut Option<Message>) -> Poll<Result<()>> {
+        self.poll_send_with(cx, message, Driver::send_message)
+    }
+
+    #[inline(always)]
+    fn poll_send_with<T>(
+        &self,
+        cx: &mut Context<'_>,
+        message: &mut Option<T>,
+        send: impl FnOnce(&mut Driver<S>, &Self, T) -> Result<()>,
+    ) -> Poll<Result<()>> {
         let mut driver = self.lock();
         if driver.proto.is_backlogged() {
             driver.drive(self, cx, Drive::Ahead);
@@ -89,7 +106,7 @@ impl<S: Transport> Shared<S> {
             }
         }
         match message.take() {
-            Some(message) => Poll::Ready(driver.send(self, message)),
+            Some(message) => Poll::Ready(send(&mut driver, self, message)),
             None if driver.proto.is_ended() => Poll::Ready(Err(Error::Closed)),
             None => Poll::Ready(Ok(())),
         }
@@ -168,6 +185,10 @@ impl<S: Transport> Expire for Shared<S> {
 impl<S: Transport> Link for Shared<S> {
     fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Outgoing<'_>>) -> Poll<Result<()>> {
         Shared::poll_send(self, cx, message)
+    }
+
+    fn poll_send_message(&self, cx: &mut Context<'_>, message: &mut Option<Message>) -> Poll<Result<()>> {
+        Shared::poll_send_message(self, cx, message)
     }
 
     fn try_send(&self, message: Outgoing<'_>) -> Result<()> {

@@ -3,14 +3,16 @@
 //! until the earliest and wakes the connections whose deadline passed.
 //!
 //! An idle connection is mostly its timers: a tokio `Sleep` each would cost more than a
-//! hundred bytes per connection, an entry here a few words. Deadlines are rare events
-//! (a keepalive ping every half minute, a close timeout), so the queue's lock is cold.
+//! hundred bytes per connection; here a connection has a slot of a few words, and the
+//! queue an entry of 16 bytes per deadline armed. Deadlines are rare events (a keepalive
+//! ping every half minute, a close timeout), so the queue's lock is cold.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -21,12 +23,6 @@ pub(crate) trait Expire: Send + Sync {
     fn expire(&self);
 }
 
-/// A connection's identity in the queue: its shared state's address, unique while the
-/// entry (which keeps that allocation alive) exists. A stale queued deadline that meets
-/// a newer connection at a reused address only wakes it early, which its own clock
-/// check ignores.
-type Key = usize;
-
 /// The timers of the connections armed on one thread, served by one task.
 pub(crate) struct Timers {
     state: Mutex<State>,
@@ -34,14 +30,32 @@ pub(crate) struct Timers {
     runtime: tokio::runtime::Id,
     /// The serving task still runs (it has not been dropped with its runtime).
     alive: AtomicBool,
+    /// Deadlines are kept in whole milliseconds since this instant.
+    epoch: Instant,
 }
+
+/// A deadline in milliseconds since [`Timers::epoch`], rounded up; 0 for none.
+type Millis = u64;
 
 #[derive(Default)]
 struct State {
-    /// The armed deadline of each connection, and what to wake.
-    entries: HashMap<Key, (Instant, Weak<dyn Expire>)>,
-    /// Deadlines in order; an entry re-armed or cancelled since is skipped when popped.
-    queue: BinaryHeap<Reverse<(Instant, Key)>>,
+    /// A slot per connection armed here, reused once the connection ends.
+    slots: Vec<Slot>,
+    /// Slots free for reuse.
+    free: Vec<u32>,
+    /// Deadlines in order, with their slot and its generation: an entry whose slot was
+    /// re-armed, emptied or reused since is skipped when popped.
+    queue: BinaryHeap<Reverse<(Millis, u32, u32)>>,
+}
+
+/// One connection's place in the queue.
+#[derive(Default)]
+struct Slot {
+    /// Counts the slot's owners, so a stale queue entry never fires a new one.
+    generation: u32,
+    /// The deadline armed, 0 for none.
+    armed: Millis,
+    target: Option<Weak<dyn Expire>>,
 }
 
 thread_local! {
@@ -58,8 +72,13 @@ impl Timers {
             if let Some(timers) = local.as_ref().filter(|t| t.runtime == handle.id() && t.alive.load(Ordering::Acquire)) {
                 return Some(timers.clone());
             }
-            let timers =
-                Arc::new(Timers { state: Mutex::default(), changed: Notify::new(), runtime: handle.id(), alive: AtomicBool::new(true) });
+            let timers = Arc::new(Timers {
+                state: Mutex::default(),
+                changed: Notify::new(),
+                runtime: handle.id(),
+                alive: AtomicBool::new(true),
+                epoch: Instant::now(),
+            });
             // Dropped with the task, run or not, when its runtime shuts down.
             let alive = AliveGuard(timers.clone());
             handle.spawn(async move { alive.0.serve().await });
@@ -72,6 +91,13 @@ impl Timers {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// `at` in milliseconds since the epoch, rounded up (a timer never fires early), at
+    /// least 1.
+    fn millis(&self, at: Instant) -> Millis {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos.div_ceil(1_000_000)).unwrap_or(u64::MAX).max(1)
+    }
+
     /// Sleeps until the earliest deadline, wakes every connection whose deadline passed,
     /// and again, for as long as the runtime runs.
     async fn serve(&self) {
@@ -79,19 +105,18 @@ impl Timers {
         loop {
             let next = {
                 let mut state = self.lock();
-                let now = Instant::now();
-                while let Some(&Reverse((at, key))) = state.queue.peek() {
+                let now = self.millis(Instant::now());
+                while let Some(&Reverse((at, slot, generation))) = state.queue.peek() {
                     if at > now {
                         break;
                     }
                     state.queue.pop();
-                    if state.entries.get(&key).is_some_and(|(armed, _)| *armed == at) {
-                        if let Some((_, target)) = state.entries.remove(&key) {
-                            due.push(target);
-                        }
+                    if let Some(slot) = state.slots.get_mut(slot as usize).filter(|s| s.generation == generation && s.armed == at) {
+                        slot.armed = 0;
+                        due.extend(slot.target.clone());
                     }
                 }
-                state.queue.peek().map(|Reverse((at, _))| *at)
+                state.queue.peek().map(|Reverse((at, _, _))| self.epoch + Duration::from_millis(*at))
             };
             for target in due.drain(..) {
                 if let Some(target) = target.upgrade() {
@@ -120,21 +145,30 @@ impl Drop for AliveGuard {
 }
 
 /// One connection's timer: at most one deadline armed at a time, the earliest it needs.
-#[derive(Default)]
 pub(crate) struct Timer {
     timers: Option<Arc<Timers>>,
-    armed: Option<Instant>,
+    /// Its slot in `timers`, `u32::MAX` before the first arm.
+    slot: u32,
+    generation: u32,
+    /// The deadline armed, 0 for none.
+    armed: Millis,
+}
+
+impl Default for Timer {
+    fn default() -> Self {
+        Self { timers: None, slot: u32::MAX, generation: 0, armed: 0 }
+    }
 }
 
 impl Timer {
     /// Whether `deadline` is already covered: a deadline at or before it is armed.
     pub(crate) fn covers(&self, deadline: Instant) -> bool {
-        self.armed.is_some_and(|armed| armed <= deadline)
+        self.armed != 0 && self.timers.as_ref().is_some_and(|t| self.armed <= t.millis(deadline))
     }
 
-    /// Makes sure `target` is woken at `deadline` or earlier. A deadline later than the
+    /// Makes sure `target()` is woken at `deadline` or earlier. A deadline later than the
     /// one armed waits for that one: when it fires, the connection asks again.
-    pub(crate) fn arm(&mut self, deadline: Instant, target: Weak<dyn Expire>) {
+    pub(crate) fn arm(&mut self, deadline: Instant, target: impl FnOnce() -> Weak<dyn Expire>) {
         if self.covers(deadline) {
             return;
         }
@@ -142,33 +176,54 @@ impl Timer {
             self.timers = Timers::current();
         }
         let Some(timers) = &self.timers else { return };
-        let key = key_of(&target);
+        let at = timers.millis(deadline);
         let mut state = timers.lock();
-        let earliest = state.queue.peek().is_none_or(|Reverse((at, _))| deadline < *at);
-        state.entries.insert(key, (deadline, target));
-        state.queue.push(Reverse((deadline, key)));
+        if self.slot == u32::MAX {
+            let slot = match state.free.pop() {
+                Some(slot) => slot,
+                None => {
+                    state.slots.push(Slot::default());
+                    u32::try_from(state.slots.len() - 1).unwrap_or(u32::MAX)
+                }
+            };
+            let Some(entry) = state.slots.get_mut(slot as usize) else { return };
+            entry.generation = entry.generation.wrapping_add(1);
+            entry.target = Some(target());
+            self.slot = slot;
+            self.generation = entry.generation;
+        }
+        if let Some(entry) = state.slots.get_mut(self.slot as usize) {
+            entry.armed = at;
+        }
+        let earliest = state.queue.peek().is_none_or(|Reverse((first, _, _))| at < *first);
+        state.queue.push(Reverse((at, self.slot, self.generation)));
         drop(state);
         if earliest {
             timers.changed.notify_one();
         }
-        self.armed = Some(deadline);
+        self.armed = at;
     }
 
-    /// The armed deadline fired (its entry is gone from the queue).
+    /// The armed deadline fired (the queue forgot it).
     pub(crate) fn fired(&mut self) {
-        self.armed = None;
+        self.armed = 0;
     }
 
-    /// Disarms, forgetting `target`.
-    pub(crate) fn cancel(&mut self, target: &Weak<dyn Expire>) {
-        if let (Some(timers), Some(_)) = (&self.timers, self.armed.take()) {
-            timers.lock().entries.remove(&key_of(target));
+    /// Disarms and gives the slot back: the connection ended.
+    pub(crate) fn cancel(&mut self) {
+        self.armed = 0;
+        let (Some(timers), slot) = (&self.timers, self.slot) else { return };
+        if slot == u32::MAX {
+            return;
         }
+        let mut state = timers.lock();
+        if let Some(entry) = state.slots.get_mut(slot as usize) {
+            entry.armed = 0;
+            entry.target = None;
+            state.free.push(slot);
+        }
+        self.slot = u32::MAX;
     }
-}
-
-fn key_of(target: &Weak<dyn Expire>) -> Key {
-    target.as_ptr().cast::<()>() as usize
 }
 
 #[cfg(test)]
@@ -197,12 +252,12 @@ mod tests {
         let (t, target) = new_target();
         let mut timer = Timer::default();
         let start = Instant::now();
-        timer.arm(start + Duration::from_secs(10), target.clone());
-        timer.arm(start + Duration::from_secs(20), target.clone()); // later: waits for the first
+        timer.arm(start + Duration::from_secs(10), || target.clone());
+        timer.arm(start + Duration::from_secs(20), || target.clone()); // later: waits for the first
         t.1.notified().await;
         assert_eq!(start.elapsed().as_secs(), 10);
         timer.fired();
-        timer.arm(start + Duration::from_secs(20), target.clone());
+        timer.arm(start + Duration::from_secs(20), || target.clone());
         t.1.notified().await;
         assert_eq!(start.elapsed().as_secs(), 20);
         assert_eq!(t.0.load(Ordering::SeqCst), 2);
@@ -215,10 +270,10 @@ mod tests {
         let mut timer = Timer::default();
         let mut other_timer = Timer::default();
         let start = Instant::now();
-        timer.arm(start + Duration::from_secs(30), target.clone());
-        timer.arm(start + Duration::from_secs(5), target.clone());
-        other_timer.arm(start + Duration::from_secs(8), other_target.clone());
-        other_timer.cancel(&other_target);
+        timer.arm(start + Duration::from_secs(30), || target.clone());
+        timer.arm(start + Duration::from_secs(5), || target.clone());
+        other_timer.arm(start + Duration::from_secs(8), || other_target.clone());
+        other_timer.cancel();
         t.1.notified().await;
         assert_eq!(start.elapsed().as_secs(), 5);
         // The superseded 30 s entry and the cancelled one never fire.
