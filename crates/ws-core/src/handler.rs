@@ -6,9 +6,9 @@ use crate::connection::Connection;
 use crate::driver::Transport;
 use crate::error::Error;
 use crate::message::Message;
+use crate::pool::MessageQueue;
 use crate::utf8::Utf8Bytes;
 use crate::websocket::WebSocket;
-use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::task::Poll;
 
@@ -142,9 +142,9 @@ where
         }
         while_driving!(socket, handler.on_open(&ws));
         // The messages of one read, handed out without taking the connection's lock again.
-        let mut batch = VecDeque::new();
+        let mut batch: Option<MessageQueue> = None;
         loop {
-            if batch.is_empty() {
+            let Some(queue) = batch.as_deref_mut().filter(|q| !q.is_empty()) else {
                 let error = match poll_fn(|cx| socket.poll_batch(cx, &mut batch)).await {
                     Some(Ok(())) => continue,
                     Some(Err(error)) => Box::new(error),
@@ -152,9 +152,9 @@ where
                 };
                 while_driving!(socket, handler.on_error(&ws, &error));
                 continue;
-            }
-            if !batch.front().is_some_and(Message::is_data) {
-                batch.pop_front(); // control frames were acted on by the driver
+            };
+            if !queue.front().is_some_and(Message::is_data) {
+                queue.pop_front(); // control frames were acted on by the driver
                 continue;
             }
             while_driving!(socket, handler.on_message(&ws, take_front(&mut batch)));
@@ -169,8 +169,8 @@ where
 
 /// The first message of a batch known not to be empty. Taken inside the callback's
 /// expression, so that no local holds it beside the callback's future.
-fn take_front(batch: &mut VecDeque<Message>) -> Message {
-    batch.pop_front().unwrap_or_else(|| Message::Binary(bytes::Bytes::new()))
+fn take_front(batch: &mut Option<MessageQueue>) -> Message {
+    batch.as_mut().and_then(|q| q.pop_front()).unwrap_or_else(|| Message::Binary(bytes::Bytes::new()))
 }
 
 /// The future of one connection's task: `open` (a handshake, or waiting for an upgrade),

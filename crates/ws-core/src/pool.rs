@@ -11,6 +11,14 @@ use bytes::BytesMut;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
+/// A queue of parsed messages, boxed: a connection holds one only while messages wait,
+/// and an idle one carries a pointer, not the queue's 32 bytes.
+#[allow(clippy::box_collection)]
+pub(crate) type MessageQueue = Box<VecDeque<Message>>;
+
+/// A read buffer, boxed for the same reason as [`MessageQueue`].
+pub(crate) type ReadBuffer = Box<BytesMut>;
+
 /// Buffers kept per list and thread, at most.
 const KEEP: usize = 8;
 /// A read buffer's size.
@@ -22,9 +30,9 @@ const MAX_QUEUE: usize = 256;
 
 #[derive(Default)]
 struct Lists {
-    read: Vec<BytesMut>,
+    read: Vec<ReadBuffer>,
     write: Vec<BytesMut>,
-    queues: Vec<VecDeque<Message>>,
+    queues: Vec<MessageQueue>,
 }
 
 thread_local! {
@@ -36,13 +44,14 @@ fn with<T>(f: impl FnOnce(&mut Lists) -> T) -> Option<T> {
     LISTS.try_with(|lists| lists.try_borrow_mut().ok().map(|mut lists| f(&mut lists))).ok().flatten()
 }
 
-/// An empty read buffer with room for [`READ_BUFFER`] bytes.
-pub(crate) fn read_buffer() -> BytesMut {
-    with(|l| l.read.pop()).flatten().unwrap_or_else(|| BytesMut::with_capacity(READ_BUFFER))
+/// An empty read buffer with room for [`READ_BUFFER`] bytes (boxed: a connection holds
+/// one only while it reads).
+pub(crate) fn read_buffer() -> ReadBuffer {
+    with(|l| l.read.pop()).flatten().unwrap_or_else(|| Box::new(BytesMut::with_capacity(READ_BUFFER)))
 }
 
 /// Takes back an emptied read buffer, unless messages read into it still use it.
-pub(crate) fn recycle_read_buffer(mut buf: BytesMut) {
+pub(crate) fn recycle_read_buffer(mut buf: ReadBuffer) {
     if buf.is_empty() && buf.capacity() <= 2 * READ_BUFFER && buf.try_reclaim(READ_BUFFER) {
         with(|l| (l.read.len() < KEEP).then(|| l.read.push(buf)));
     }
@@ -63,13 +72,14 @@ pub(crate) fn recycle_write_buffer(mut buf: BytesMut) {
     }
 }
 
-/// An empty message queue with room for a batch.
-pub(crate) fn queue() -> VecDeque<Message> {
-    with(|l| l.queues.pop()).flatten().unwrap_or_else(|| VecDeque::with_capacity(16))
+/// An empty message queue with room for a batch (boxed: a connection holds one only
+/// while messages wait).
+pub(crate) fn queue() -> MessageQueue {
+    with(|l| l.queues.pop()).flatten().unwrap_or_else(|| Box::new(VecDeque::with_capacity(16)))
 }
 
 /// Takes back a drained message queue.
-pub(crate) fn recycle_queue(queue: VecDeque<Message>) {
+pub(crate) fn recycle_queue(queue: MessageQueue) {
     if queue.is_empty() && queue.capacity() > 0 && queue.capacity() <= MAX_QUEUE {
         with(|l| (l.queues.len() < KEEP).then(|| l.queues.push(queue)));
     }
@@ -105,7 +115,7 @@ mod tests {
             recycle_read_buffer(buf);
         }
         assert!(with(|l| l.read.len()).unwrap_or(0) <= KEEP);
-        let queues: Vec<VecDeque<Message>> = (0..3 * KEEP).map(|_| queue()).collect();
+        let queues: Vec<MessageQueue> = (0..3 * KEEP).map(|_| queue()).collect();
         for q in queues {
             recycle_queue(q);
         }

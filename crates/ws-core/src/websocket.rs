@@ -14,12 +14,12 @@ use crate::driver::shared::Shared;
 use crate::error::{Error, Result};
 use crate::handshake::Negotiated;
 use crate::message::Message;
+use crate::pool::MessageQueue;
 use crate::protocol::{ReadyState, Role};
 use crate::shutdown::Registration;
 use crate::utf8::Utf8Bytes;
 use bytes::BytesMut;
 use futures_core::Stream;
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -181,7 +181,7 @@ impl<S: Transport> WebSocket<S> {
     }
 
     /// The next batch of messages for the handler loop (see `Driver::poll_batch`).
-    pub(crate) fn poll_batch(&self, cx: &mut Context<'_>, batch: &mut VecDeque<Message>) -> Poll<Option<Result<()>>> {
+    pub(crate) fn poll_batch(&self, cx: &mut Context<'_>, batch: &mut Option<MessageQueue>) -> Poll<Option<Result<()>>> {
         self.shared.lock().poll_batch(&self.shared, cx, batch)
     }
 

@@ -19,10 +19,15 @@ pub(crate) const SHARE_THRESHOLD: usize = 4096;
 /// another, takes it back at the size batches needed.
 const START_CAPACITY: usize = 4 << 10;
 
+/// Shared payloads queued by reference, boxed: only large payloads are, and every
+/// connection carries the field.
+#[allow(clippy::box_collection)]
+type Chunks = Box<VecDeque<Bytes>>;
+
 /// Bytes queued for writing, in order: `chunks` first, then `tail`.
 #[derive(Debug, Default)]
 pub struct WriteBuf {
-    chunks: VecDeque<Bytes>,
+    chunks: Option<Chunks>,
     tail: BytesMut,
     len: usize,
 }
@@ -68,10 +73,11 @@ impl WriteBuf {
             return self.put_slice(data);
         }
         if !self.tail.is_empty() {
-            self.chunks.push_back(self.tail.split().freeze());
+            let tail = self.tail.split().freeze();
+            self.chunks.get_or_insert_with(Box::default).push_back(tail);
         }
         self.len += data.len();
-        self.chunks.push_back(data.clone());
+        self.chunks.get_or_insert_with(Box::default).push_back(data.clone());
     }
 
     /// Appends an unmasked frame: its first header byte (FIN, RSV bits, opcode), the
@@ -128,7 +134,7 @@ impl WriteBuf {
     /// Fills `dst` with the queued bytes in order, returning how many slices were used.
     pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for chunk in self.chunks.iter().map(|c| &c[..]).chain(std::iter::once(&self.tail[..])) {
+        for chunk in self.chunks.iter().flat_map(|c| c.iter()).map(|c| &c[..]).chain(std::iter::once(&self.tail[..])) {
             if n == dst.len() {
                 break;
             }
@@ -145,7 +151,7 @@ impl WriteBuf {
         debug_assert!(n <= self.len);
         self.len -= n;
         while n > 0 {
-            let Some(front) = self.chunks.front_mut() else {
+            let Some(front) = self.chunks.as_mut().and_then(|c| c.front_mut()) else {
                 if n < self.tail.len() {
                     self.tail.advance(n);
                 } else {
@@ -160,7 +166,9 @@ impl WriteBuf {
                 return;
             }
             n -= front.len();
-            self.chunks.pop_front();
+            if let Some(chunks) = self.chunks.as_mut() {
+                chunks.pop_front();
+            }
         }
         self.release_if_empty();
     }
@@ -168,7 +176,7 @@ impl WriteBuf {
     /// Drops everything queued and releases its memory.
     pub fn clear(&mut self) {
         self.tail.clear();
-        self.chunks.clear();
+        self.chunks = None;
         self.len = 0;
         self.release_if_empty();
     }
@@ -177,16 +185,14 @@ impl WriteBuf {
     pub fn release_if_empty(&mut self) {
         if self.len == 0 {
             crate::pool::recycle_write_buffer(std::mem::take(&mut self.tail));
-            if self.chunks.capacity() != 0 {
-                self.chunks = VecDeque::new();
-            }
+            self.chunks = None;
         }
     }
 
     /// Copies out everything queued (tests and the fuzzers).
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(self.len);
-        for c in &self.chunks {
+        for c in self.chunks.iter().flat_map(|c| c.iter()) {
             v.extend_from_slice(c);
         }
         v.extend_from_slice(&self.tail);
@@ -217,7 +223,7 @@ mod tests {
         assert_eq!(w.to_vec(), b"d");
         w.advance(1);
         assert!(w.is_empty());
-        assert_eq!((w.tail.capacity(), w.chunks.capacity()), (0, 0), "drained: memory released");
+        assert_eq!((w.tail.capacity(), w.chunks.is_none()), (0, true), "drained: memory released");
     }
 
     #[test]

@@ -20,10 +20,10 @@ use crate::error::{Error, Result};
 use crate::handshake::Negotiated;
 use crate::message::Message;
 use crate::pool;
+use crate::pool::{MessageQueue, ReadBuffer};
 use crate::protocol::{Protocol, Role};
 use crate::shutdown::Registration;
 use bytes::BytesMut;
-use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -68,9 +68,10 @@ pub(crate) struct Driver<S> {
     /// `None` while connecting, and once finished.
     io: Option<S>,
     pub(crate) proto: Protocol,
-    rbuf: BytesMut,
-    /// Messages parsed ahead of the application, in order.
-    inbox: VecDeque<Message>,
+    /// What was read and not parsed yet; `None` (no buffer) while the connection is idle.
+    rbuf: Option<ReadBuffer>,
+    /// Messages parsed ahead of the application, in order; `None` while there are none.
+    inbox: Option<MessageQueue>,
     /// Bytes read since the application last caught up with its input.
     backlog: usize,
     /// A handler's serve loop is handing out a batch: sends queue their frames for one
@@ -103,8 +104,8 @@ impl<S: Transport> Driver<S> {
             opened: io.is_some(),
             io,
             proto: Protocol::new(role, config),
-            rbuf: leftover,
-            inbox: VecDeque::new(),
+            rbuf: (!leftover.is_empty()).then(|| Box::new(leftover)),
+            inbox: None,
             backlog: 0,
             corked: false,
             serving: false,
@@ -148,7 +149,7 @@ impl<S: Transport> Driver<S> {
         self.install(&config, negotiated);
         self.io = Some(io);
         self.opened = true;
-        self.rbuf = leftover;
+        self.rbuf = (!leftover.is_empty()).then(|| Box::new(leftover));
         self.proto.open(now());
         self.write_now(shared);
         self.schedule(shared);
@@ -329,8 +330,9 @@ impl<S: Transport> Driver<S> {
     /// releasing it when the stream is idle.
     fn poll_read(&mut self, shared: &Shared<S>) -> Poll<io::Result<usize>> {
         let Some(io) = self.io.as_mut() else { return Poll::Ready(Ok(0)) };
-        let room = self.rbuf.capacity() - self.rbuf.len();
-        let want = match self.proto.pending_frame_bytes(&self.rbuf) {
+        let rbuf = self.rbuf.get_or_insert_with(pool::read_buffer);
+        let room = rbuf.capacity() - rbuf.len();
+        let want = match self.proto.pending_frame_bytes(rbuf) {
             0 if room >= MIN_READ_ROOM => room,
             0 => READ_CHUNK,
             // The tail of a frame that already fits: growing now would copy the whole
@@ -338,15 +340,14 @@ impl<S: Transport> Driver<S> {
             n if n <= room => n,
             n => n.clamp(READ_CHUNK, MAX_READ_RESERVE),
         };
-        if self.rbuf.capacity() == 0 {
-            self.rbuf = pool::read_buffer();
-        }
-        self.rbuf.reserve(want);
+        rbuf.reserve(want);
         let waker = shared.io_waker();
         let mut cx = Context::from_waker(&waker);
-        let result = tokio_util::io::poll_read_buf(Pin::new(io), &mut cx, &mut self.rbuf);
-        if result.is_pending() && self.rbuf.is_empty() {
-            pool::recycle_read_buffer(std::mem::take(&mut self.rbuf));
+        let result = tokio_util::io::poll_read_buf(Pin::new(io), &mut cx, &mut **rbuf);
+        if result.is_pending() && rbuf.is_empty() {
+            if let Some(rbuf) = self.rbuf.take() {
+                pool::recycle_read_buffer(rbuf);
+            }
         }
         result
     }
@@ -354,8 +355,9 @@ impl<S: Transport> Driver<S> {
     /// Parses the complete frames of the read buffer into the inbox, up to its bound. A
     /// protocol violation is kept to be reported after the messages before it.
     fn parse(&mut self, shared: &Shared<S>) {
-        while self.inbox.len() < MAX_INBOX {
-            match self.proto.read(&mut self.rbuf) {
+        let Some(rbuf) = self.rbuf.as_deref_mut() else { return self.fail_if_caught_up() };
+        while self.inbox.as_ref().map_or(0, |q| q.len()) < MAX_INBOX {
+            match self.proto.read(rbuf) {
                 Ok(Some(message)) => {
                     if matches!(message, Message::Pong(_)) {
                         // Someone may await this pong.
@@ -364,10 +366,7 @@ impl<S: Transport> Driver<S> {
                     if self.serving && !message.is_data() {
                         continue; // acted on already; a handler sees data only
                     }
-                    if self.inbox.capacity() == 0 {
-                        self.inbox = pool::queue();
-                    }
-                    self.inbox.push_back(message);
+                    self.inbox.get_or_insert_with(pool::queue).push_back(message);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -376,18 +375,26 @@ impl<S: Transport> Driver<S> {
                 }
             }
         }
-        // A violation fails the connection once everything received before it is
-        // handled (and answered).
-        if self.proto.has_deferred_failure() && self.inbox.is_empty() && !self.corked {
+        self.fail_if_caught_up();
+    }
+
+    /// A violation fails the connection once everything received before it is handled
+    /// (and answered).
+    fn fail_if_caught_up(&mut self) {
+        if self.proto.has_deferred_failure() && self.inbox_is_empty() && !self.corked {
             if let Some(e) = self.proto.fail_deferred() {
                 self.set_error(Error::Protocol(e));
             }
         }
     }
 
+    fn inbox_is_empty(&self) -> bool {
+        self.inbox.as_ref().is_none_or(|q| q.is_empty())
+    }
+
     /// Whether more input may be read now: the application is not too far behind.
     fn may_read(&self) -> bool {
-        self.proto.wants_input() && self.inbox.len() < MAX_INBOX && self.backlog < MAX_BACKLOG_BYTES
+        self.proto.wants_input() && self.inbox.as_ref().map_or(0, |q| q.len()) < MAX_INBOX && self.backlog < MAX_BACKLOG_BYTES
     }
 
     /// Moves the connection forward as far as it goes without waiting (timers, writes,
@@ -426,13 +433,13 @@ impl<S: Transport> Driver<S> {
                 // reads what came before.
                 continue;
             }
-            if how == Drive::Next && !self.inbox.is_empty() {
+            if how == Drive::Next && !self.inbox_is_empty() {
                 break;
             }
             if !self.may_read() {
                 break;
             }
-            let busy = self.corked || !self.inbox.is_empty();
+            let busy = self.corked || !self.inbox_is_empty();
             match self.poll_read(shared) {
                 Poll::Pending => break,
                 Poll::Ready(Ok(0)) => {
@@ -477,7 +484,7 @@ impl<S: Transport> Driver<S> {
     /// holding no inbox meanwhile (an idle connection keeps no buffer).
     fn poll_inbox(&mut self, shared: &Shared<S>, cx: &mut Context<'_>) -> Poll<Option<Result<()>>> {
         loop {
-            if !self.inbox.is_empty() {
+            if !self.inbox_is_empty() {
                 return Poll::Ready(Some(Ok(())));
             }
             if let Some(error) = self.take_error() {
@@ -487,8 +494,10 @@ impl<S: Transport> Driver<S> {
                 return Poll::Ready(None);
             }
             self.drive(shared, cx, Drive::Next);
-            if self.inbox.is_empty() && !self.is_finished() && self.rare.as_ref().is_none_or(|r| r.error.is_none()) {
-                pool::recycle_queue(std::mem::take(&mut self.inbox));
+            if self.inbox_is_empty() && !self.is_finished() && self.rare.as_ref().is_none_or(|r| r.error.is_none()) {
+                if let Some(inbox) = self.inbox.take() {
+                    pool::recycle_queue(inbox);
+                }
                 return Poll::Pending;
             }
         }
@@ -497,11 +506,11 @@ impl<S: Transport> Driver<S> {
     /// The next message for a stream reader, the error that ended the connection, or its
     /// end; pending until one of them.
     pub(crate) fn poll_next(&mut self, shared: &Shared<S>, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        if let Some(message) = self.inbox.pop_front() {
+        if let Some(message) = self.inbox.as_mut().and_then(|q| q.pop_front()) {
             return Poll::Ready(Some(Ok(message)));
         }
         Poll::Ready(match ready!(self.poll_inbox(shared, cx)) {
-            Some(Ok(())) => self.inbox.pop_front().map(Ok),
+            Some(Ok(())) => self.inbox.as_mut().and_then(|q| q.pop_front()).map(Ok),
             Some(Err(error)) => Some(Err(error)),
             None => None,
         })
@@ -514,7 +523,7 @@ impl<S: Transport> Driver<S> {
         &mut self,
         shared: &Shared<S>,
         cx: &mut Context<'_>,
-        batch: &mut VecDeque<Message>,
+        batch: &mut Option<MessageQueue>,
     ) -> Poll<Option<Result<()>>> {
         self.corked = false;
         self.backlog = 0;
@@ -525,7 +534,11 @@ impl<S: Transport> Driver<S> {
                 std::mem::swap(batch, &mut self.inbox);
                 self.corked = true;
             }
-            Poll::Pending => pool::recycle_queue(std::mem::take(batch)),
+            Poll::Pending => {
+                if let Some(batch) = batch.take() {
+                    pool::recycle_queue(batch);
+                }
+            }
             Poll::Ready(_) => {}
         }
         ready
@@ -547,8 +560,10 @@ impl<S: Transport> Driver<S> {
         }
         self.proto.end();
         self.io = None;
-        self.rbuf = BytesMut::new();
-        pool::recycle_queue(std::mem::take(&mut self.inbox));
+        self.rbuf = None;
+        if let Some(inbox) = self.inbox.take() {
+            pool::recycle_queue(inbox);
+        }
         self.corked = false;
         self.timer.cancel();
         if !self.serving {
