@@ -19,7 +19,11 @@ async fn echo(request: HttpRequest, payload: web::Payload) -> Result<HttpRespons
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     init_logging();
-    let server = HttpServer::new(|| App::new().default_service(web::to(echo))).bind(listen_addr())?;
+    // actix-web reads the request: the handshake's time limit is set on it (its header
+    // size and count limits are its own, 32 KiB and 96).
+    let server = HttpServer::new(|| App::new().default_service(web::to(echo)))
+        .client_request_timeout(CONFIG.handshake_timeout)
+        .bind(listen_addr())?;
     for addr in server.addrs() {
         println!("echo (actix-web) listening on ws://{addr}");
     }

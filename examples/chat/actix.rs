@@ -27,13 +27,17 @@ async fn main() -> std::io::Result<()> {
     let listener = std::net::TcpListener::bind(&options.addr)?;
     let server = listener.local_addr()?.to_string();
     println!("chat (actix-web) on http://{server}/ with {}", options.describe());
-    let state = web::Data::new(State { hub, server, config: config() });
+    let config = config();
+    // actix-web reads the request: the handshake's time limit is set on it.
+    let request_timeout = config.handshake_timeout;
+    let state = web::Data::new(State { hub, server, config });
     HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .route("/", web::get().to(|| async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) }))
             .route("/ws", web::get().to(chat))
     })
+    .client_request_timeout(request_timeout)
     .listen(listener)?
     .run()
     .await

@@ -37,5 +37,6 @@ async fn main() -> std::io::Result<()> {
     println!("chat (axum) on http://{server}/ with {}", options.describe());
     let app = App { hub: options.hub(), server };
     let router = Router::new().route("/", get(|| async { Html(PAGE) })).route("/ws", get(chat)).with_state(app);
-    axum::serve(listener, router).await
+    // axum::serve with the handshake's time and size limits.
+    wsdriver::axum::serve(listener, router).config(&config()).await
 }

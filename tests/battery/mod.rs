@@ -431,6 +431,38 @@ pub async fn a_ping_flood_from_a_peer_that_never_reads(kind: &str) {
     assert_eq!(conn.ready_state(), wsdriver::ReadyState::Open);
 }
 
+/// A client that trickles its handshake, a byte at a time, is cut off once the handshake
+/// timeout passes: on every server, whoever reads the request.
+pub async fn a_slowloris_handshake_is_closed_in_time(kind: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let timeout = std::time::Duration::from_millis(500);
+    let addr = servers::start(kind, server_config().handshake_timeout(timeout)).await;
+    let mut peer = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let request = b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Slow: ";
+    let mut answer = Vec::new();
+    let mut sent = 0;
+    // One byte every 50 ms, the head never finished: only the server's timeout ends this.
+    let closed = loop {
+        let byte = request.get(sent).copied().unwrap_or(b'a');
+        if peer.write_all(&[byte]).await.is_err() {
+            break true;
+        }
+        sent += 1;
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(std::time::Duration::from_millis(50), peer.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) if started.elapsed() < 10 * timeout => continue,
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "still open after {:?} of trickled handshake", started.elapsed());
+    assert!(started.elapsed() < 4 * timeout, "closed after {:?}, the timeout is {timeout:?}", started.elapsed());
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
 /// Generates one test per battery check against the server kind `$kind` (a name
 /// [`servers::start_with`](crate::common::servers::start_with) knows).
 #[macro_export]
@@ -458,7 +490,8 @@ macro_rules! echo_battery {
         $crate::echo_battery!(@with_kind $kind; a_pong_is_awaited_inside_on_message,
             a_close_is_answered_while_a_callback_waits, messages_wait_in_order_while_a_callback_waits,
             a_stuck_handler_is_ended_by_the_keepalive, a_stuck_handler_is_ended_by_the_close_timeout,
-            eof_in_the_middle_of_a_message, a_ping_flood_from_a_peer_that_never_reads);
+            eof_in_the_middle_of_a_message, a_ping_flood_from_a_peer_that_never_reads,
+            a_slowloris_handshake_is_closed_in_time);
 
         #[tokio::test]
         async fn keepalive_drops_a_silent_peer() {

@@ -87,12 +87,13 @@ async fn tower<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config,
 async fn axum<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config, make: Arc<M>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let limits = config.clone();
     let app = axum::Router::new().fallback(move |ws: wsdriver::axum::WebSocketUpgrade| {
         let config = config.clone();
         let handler = make();
         async move { ws.config(config).serve(handler) }
     });
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(wsdriver::axum::serve(listener, app).config(&limits).into_future());
     addr
 }
 
@@ -100,6 +101,7 @@ async fn actix<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config,
     use actix_web::{App, HttpRequest, HttpServer, web};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let request_timeout = config.handshake_timeout;
     let config = web::Data::new(config);
     std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
@@ -113,6 +115,7 @@ async fn actix<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config,
                 ))
             })
             .workers(2)
+            .client_request_timeout(request_timeout)
             .disable_signals()
             .listen(listener)
             .unwrap()
