@@ -97,3 +97,58 @@ async fn giving_up_fails_the_sends_waiting_on_the_queue() {
     assert!(matches!(bounded(client.send(Message::text("late"))).await, Err(Error::Closed)));
     assert!(matches!(bounded(client.finished()).await, Err(Error::Io(_))));
 }
+
+/// Closes every connection as soon as it opens.
+struct Hangup;
+
+impl wsdriver::Handler for Hangup {
+    async fn on_open(&mut self, ws: &wsdriver::Connection) {
+        let _ = ws.close(CloseCode::GOING_AWAY, "go away");
+    }
+    async fn on_message(&mut self, _: &wsdriver::Connection, _: Message) {}
+}
+
+/// A server that accepts and closes at once gets the backoff, not a tight loop.
+#[tokio::test]
+async fn a_connection_that_drops_at_once_is_retried_with_backoff() {
+    let addr = common::start_server(wsdriver::Config::default(), || Hangup).await;
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let started = tokio::time::Instant::now();
+    let client = ClientBuilder::new(format!("ws://{addr}/"))
+        .reconnecting(Reconnect::default().delays(Duration::from_millis(100), Duration::from_millis(100)))
+        .serve(Recorder { events: tx, echo: false });
+    let mut opens = 0;
+    while opens < 5 {
+        if next_event(&mut events).await == Event::Open {
+            opens += 1;
+        }
+    }
+    // Four waits of 50-100 ms between five connections; without them, a few milliseconds.
+    assert!(started.elapsed() >= Duration::from_millis(200), "5 connections in {:?}", started.elapsed());
+    drop(client);
+}
+
+/// Dropping the handle closes the connection and ends the client's task.
+#[tokio::test]
+async fn dropping_the_handle_stops_the_client() {
+    let addr = common::start_server(wsdriver::Config::default(), || common::Echo).await;
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let client = ClientBuilder::new(format!("ws://{addr}/")).reconnecting(Reconnect::default()).serve(Recorder { events: tx, echo: false });
+    assert_eq!(next_event(&mut events).await, Event::Open);
+    drop(client);
+    assert_eq!(next_event(&mut events).await, Event::Close(1000, String::new()));
+    assert_eq!(next_event(&mut events).await, Event::Dropped, "the task ended with the handler");
+}
+
+/// Closing a client that waits out a long backoff ends it at once.
+#[tokio::test]
+async fn close_during_a_backoff_is_not_missed() {
+    let addr = free_addr(); // nothing listens there
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let client = ClientBuilder::new(format!("ws://{addr}/"))
+        .reconnecting(Reconnect::default().delays(Duration::from_secs(60), Duration::from_secs(60)))
+        .serve(Recorder { events: tx, echo: false });
+    assert!(matches!(next_event(&mut events).await, Event::Error(_)), "the first attempt failed");
+    // Now waiting 30-60 s before the next attempt: close must not wait for it.
+    bounded(client.close(CloseCode::NORMAL, "bye")).await.unwrap();
+}

@@ -17,10 +17,11 @@ use tokio::task::JoinHandle;
 
 /// When and how often to reconnect.
 ///
-/// The delay before attempt `n` (counting from 1 after a failure) is
+/// Every attempt after a failure or a lost connection waits: the `n`th in a row waits
 /// `min(max_delay, initial_delay * 2^(n-1))`, times a random factor in `[0.5, 1)` so that
-/// many clients cut off at once do not come back at once. A connection lost after it was
-/// open is retried at once, then with backoff.
+/// many clients cut off at once do not come back at once. A connection that opened
+/// counts as a failure too unless it stayed open for `reset_after`: a server that
+/// accepts and closes at once gets the same backoff as one that refuses.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Reconnect {
@@ -31,11 +32,18 @@ pub struct Reconnect {
     /// Consecutive failed attempts after which the client gives up; `None` never gives
     /// up. Default `None`.
     pub max_attempts: Option<u32>,
+    /// How long a connection must stay open for the backoff to start over. Default 10 s.
+    pub reset_after: Duration,
 }
 
 impl Default for Reconnect {
     fn default() -> Self {
-        Self { initial_delay: Duration::from_millis(100), max_delay: Duration::from_secs(30), max_attempts: None }
+        Self {
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(30),
+            max_attempts: None,
+            reset_after: Duration::from_secs(10),
+        }
     }
 }
 
@@ -50,6 +58,12 @@ impl Reconnect {
     /// Gives up after `attempts` consecutive failures.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Sets [`Reconnect::reset_after`].
+    pub fn reset_after(mut self, stayed_open: Duration) -> Self {
+        self.reset_after = stayed_open;
         self
     }
 
@@ -73,16 +87,33 @@ struct Control {
 
 /// The handle to a reconnecting client: sends go to the current connection, or, while
 /// reconnecting, wait in the next one's queue (up to the write buffer's high-water mark).
+///
+/// Dropping it closes the client (the connection with 1000 Normal Closure) and stops
+/// reconnecting; keep it for as long as the client should run.
 #[derive(Debug)]
 pub struct ReconnectHandle {
     current: watch::Receiver<Connection>,
     control: Arc<Control>,
-    task: JoinHandle<Result<()>>,
+    /// `None` once awaited.
+    task: Option<JoinHandle<Result<()>>>,
 }
 
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Control").field("stop", &self.stop).finish_non_exhaustive()
+    }
+}
+
+impl Control {
+    /// Stops the client: it sees this wherever it waits (a permit is kept if it is not
+    /// waiting yet, so the stop is never missed).
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.stopped.notify_one();
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
     }
 }
 
@@ -101,20 +132,35 @@ impl ReconnectingClient {
         let ctl = control.clone();
         let task = tokio::spawn(async move {
             let mut socket = first;
+            // Failed attempts and short-lived connections in a row.
+            let mut failures = 0u32;
             loop {
-                let mut failures = 0u32;
                 let attacher = socket.attacher();
                 loop {
-                    if ctl.stop.load(Ordering::Acquire) {
-                        attacher.abort(Error::Closed);
-                        return Ok(());
+                    if failures > 0 {
+                        tokio::select! {
+                            () = tokio::time::sleep(self.policy.delay(failures)) => {}
+                            () = ctl.stopped.notified() => {}
+                        }
                     }
-                    match self.builder.establish().await {
-                        Ok((stream, _, negotiated, leftover)) => {
+                    // A stop from now on leaves a permit: `notified` sees it.
+                    let attempt = match ctl.is_stopped() {
+                        true => None,
+                        false => tokio::select! {
+                            attempt = self.builder.establish() => Some(attempt),
+                            () = ctl.stopped.notified() => None,
+                        },
+                    };
+                    match attempt {
+                        None => {
+                            attacher.abort(Error::Closed);
+                            return Ok(());
+                        }
+                        Some(Ok((stream, _, negotiated, leftover))) => {
                             attacher.attach(stream, negotiated, leftover);
                             break;
                         }
-                        Err(error) => {
+                        Some(Err(error)) => {
                             failures += 1;
                             tracing::debug!(%error, failures, "reconnect attempt failed");
                             handler.on_error(&socket.connection(), &error).await;
@@ -122,23 +168,25 @@ impl ReconnectingClient {
                                 attacher.abort(Error::Closed);
                                 return Err(error);
                             }
-                            tokio::select! {
-                                _ = tokio::time::sleep(self.policy.delay(failures)) => {}
-                                _ = ctl.stopped.notified() => {}
-                            }
                         }
                     }
                 }
+                let opened = tokio::time::Instant::now();
                 serve_mut(socket, &mut handler).await;
-                if ctl.stop.load(Ordering::Acquire) {
+                if ctl.is_stopped() {
                     return Ok(());
+                }
+                // A connection that did not stay open is one more failure in a row.
+                failures = if opened.elapsed() >= self.policy.reset_after { 1 } else { failures + 1 };
+                if self.policy.max_attempts.is_some_and(|max| failures > max) {
+                    return Err(Error::ConnectionReset);
                 }
                 // The next connection takes sends at once; they wait in its queue.
                 socket = WebSocket::connecting(Role::Client, &self.builder.config);
                 let _ = current_tx.send(socket.connection());
             }
         });
-        ReconnectHandle { current, control, task }
+        ReconnectHandle { current, control, task: Some(task) }
     }
 }
 
@@ -155,7 +203,7 @@ impl ReconnectHandle {
         loop {
             let connection = current.borrow_and_update().clone();
             match connection.send(message.clone()).await {
-                Err(Error::Closed) if !self.control.stop.load(Ordering::Acquire) => {
+                Err(Error::Closed) if !self.control.is_stopped() => {
                     // Lost between the lookup and the send: wait for the next connection.
                     current.changed().await.map_err(|_| Error::Closed)?;
                 }
@@ -171,16 +219,29 @@ impl ReconnectHandle {
 
     /// Stops reconnecting, closes the current connection with `code` and `reason`, and
     /// waits for the client to finish.
-    pub async fn close(self, code: CloseCode, reason: &str) -> Result<()> {
-        self.control.stop.store(true, Ordering::Release);
-        self.control.stopped.notify_waiters();
+    pub async fn close(mut self, code: CloseCode, reason: &str) -> Result<()> {
+        self.control.stop();
         let _ = self.connection().close(code, reason);
-        self.task.await.map_err(|_| Error::Closed)?
+        self.wait().await
     }
 
     /// Waits until the client gives up (`Err` with the last connection error, after
     /// [`Reconnect::max_attempts`] failures) or is closed (`Ok`).
-    pub async fn finished(self) -> Result<()> {
-        self.task.await.map_err(|_| Error::Closed)?
+    pub async fn finished(mut self) -> Result<()> {
+        self.wait().await
+    }
+
+    async fn wait(&mut self) -> Result<()> {
+        let Some(task) = self.task.take() else { return Ok(()) };
+        task.await.map_err(|_| Error::Closed)?
+    }
+}
+
+impl Drop for ReconnectHandle {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            self.control.stop();
+            let _ = self.connection().close(CloseCode::NORMAL, "");
+        }
     }
 }
