@@ -16,6 +16,7 @@ use crate::frame::{OpCode, RSV1};
 use bytes::BytesMut;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use params::Agreed;
+use std::cell::RefCell;
 
 /// The four bytes a sync flush ends with, removed on send and restored on receipt
 /// (RFC 7692 §7.2.1, §7.2.2).
@@ -100,6 +101,8 @@ pub struct Deflate {
     threshold: usize,
     compressor: Option<Compress>,
     inflater: Option<Decompress>,
+    /// The peer's DEFLATE stream ended inside the message being inflated (BFINAL).
+    stream_ended: bool,
 }
 
 impl std::fmt::Debug for Deflate {
@@ -111,7 +114,7 @@ impl std::fmt::Debug for Deflate {
 impl Deflate {
     /// The extension for an agreement, with the local options.
     pub fn new(agreed: Agreed, config: &DeflateConfig) -> Self {
-        Self { agreed, level: config.level.min(9), threshold: config.threshold, compressor: None, inflater: None }
+        Self { agreed, level: config.level.min(9), threshold: config.threshold, compressor: None, inflater: None, stream_ended: false }
     }
 }
 
@@ -158,12 +161,27 @@ impl Extension for Deflate {
         // raw streams with fewer than 9 bits.
         let bits = self.agreed.peer_window_bits.max(9);
         let d = self.inflater.get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
-        inflate(d, payload, out, limit)?;
+        if self.stream_ended {
+            // RFC 7692 §7.2.3.4: a message may end its DEFLATE stream (BFINAL); nothing of
+            // it may follow in the same message.
+            if !payload.is_empty() {
+                return Err(ProtocolError::Extension("data after the end of the deflate stream".into()));
+            }
+        } else {
+            self.stream_ended = inflate(d, payload, out, limit)?;
+        }
         if fin {
-            inflate(d, &TAIL, out, limit)?;
-            if self.agreed.peer_no_context_takeover {
+            if !self.stream_ended {
+                self.stream_ended = inflate(d, &TAIL, out, limit)?;
+            }
+            if self.stream_ended || self.agreed.peer_no_context_takeover {
+                // A stream that ended cannot go on: the next message starts a new one.
+                // Its window is gone with it, so a next message that refers back to this
+                // one (context takeover) fails to inflate (1007) instead of coming out
+                // empty.
                 d.reset(false);
             }
+            self.stream_ended = false;
         }
         Ok(())
     }
@@ -171,31 +189,43 @@ impl Extension for Deflate {
 
 /// Inflates all of `input` onto `out`, a chunk at a time, failing as soon as `out` passes
 /// `limit`: a compression bomb fails with 1009 before memory grows past the limit (the
-/// buffer's doubling growth allocates at most twice it).
-fn inflate(d: &mut Decompress, input: &[u8], out: &mut BytesMut, limit: usize) -> Result<(), ProtocolError> {
-    let start_in = d.total_in();
-    loop {
-        let consumed = (d.total_in() - start_in) as usize;
-        let start = out.len();
-        let room = (limit + 1).saturating_sub(start).clamp(1, INFLATE_CHUNK);
-        out.resize(start + room, 0);
-        let before_out = d.total_out();
-        let status = d.decompress(&input[consumed..], &mut out[start..], FlushDecompress::Sync).map_err(extension_error);
-        let produced = (d.total_out() - before_out) as usize;
-        out.truncate(start + produced);
-        let status = status?;
-        if out.len() > limit {
-            return Err(ProtocolError::MessageTooBig { size: out.len() as u64, limit });
-        }
-        let all_in = (d.total_in() - start_in) as usize == input.len();
-        match status {
-            Status::StreamEnd => return Ok(()),
-            // Output space left over means the inflater has nothing more for now.
-            _ if all_in && produced < room => return Ok(()),
-            Status::BufError if produced == 0 && all_in => return Ok(()),
-            _ => {}
-        }
+/// buffer's doubling growth allocates at most twice it). Returns whether the DEFLATE
+/// stream ended (a block with BFINAL set); data after its end fails (1007).
+///
+/// The output goes through a buffer kept per thread: inflating straight into `out` would
+/// mean zeroing up to 32 KiB of it first at every call (a tiny compressed frame cost
+/// thousands of times its size), and this buffer is set up once.
+fn inflate(d: &mut Decompress, input: &[u8], out: &mut BytesMut, limit: usize) -> Result<bool, ProtocolError> {
+    thread_local! {
+        static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.try_borrow_mut().map_err(|_| ProtocolError::Extension("inflater re-entered".into()))?;
+        if scratch.capacity() < INFLATE_CHUNK {
+            scratch.reserve_exact(INFLATE_CHUNK);
+        }
+        let start_in = d.total_in();
+        loop {
+            let consumed = (d.total_in() - start_in) as usize;
+            scratch.clear();
+            // `decompress_vec` writes into the spare room only: no zeroing.
+            let status = d.decompress_vec(&input[consumed..], &mut scratch, FlushDecompress::Sync).map_err(extension_error)?;
+            let produced = scratch.len();
+            if out.len() + produced > limit {
+                return Err(ProtocolError::MessageTooBig { size: (out.len() + produced) as u64, limit });
+            }
+            out.extend_from_slice(&scratch);
+            let all_in = (d.total_in() - start_in) as usize == input.len();
+            match status {
+                Status::StreamEnd if all_in => return Ok(true),
+                Status::StreamEnd => return Err(ProtocolError::Extension("data after the end of the deflate stream".into())),
+                // Output space left over means the inflater has nothing more for now.
+                _ if all_in && produced < scratch.capacity() => return Ok(false),
+                Status::BufError if produced == 0 && all_in => return Ok(false),
+                _ => {}
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -267,6 +297,40 @@ mod tests {
         assert_eq!(err.close_code(), crate::CloseCode::MESSAGE_TOO_BIG);
         // The buffer grows by doubling, so at most twice the limit is ever allocated.
         assert!(out.capacity() <= 2 * (limit + INFLATE_CHUNK), "grew to {}", out.capacity());
+    }
+
+    /// A whole message compressed as a finished DEFLATE stream (BFINAL), as RFC 7692
+    /// §7.2.3.4 lets a sender do.
+    fn finished_stream(text: &str) -> Vec<u8> {
+        let mut c = Compress::new_with_window_bits(Compression::new(6), false, 15);
+        let mut wire = Vec::with_capacity(text.len() + 64);
+        c.compress_vec(text.as_bytes(), &mut wire, FlushCompress::Finish).unwrap();
+        wire
+    }
+
+    #[test]
+    fn messages_that_end_their_deflate_stream_inflate_one_after_another() {
+        let (_, mut server) = pair(&DeflateConfig::default()); // context takeover on
+        for text in ["the first message ends its stream with BFINAL", "the second is a stream of its own"] {
+            let mut out = BytesMut::new();
+            server.decode(RSV1, &finished_stream(text), true, &mut out, 1 << 20).unwrap();
+            assert_eq!(&out[..], text.as_bytes(), "not empty, not cut");
+        }
+    }
+
+    #[test]
+    fn data_after_the_end_of_the_deflate_stream_fails_with_1007() {
+        let (_, mut server) = pair(&DeflateConfig::default());
+        let mut wire = finished_stream("done");
+        wire.extend_from_slice(b"and then some");
+        let err = server.decode(RSV1, &wire, true, &mut BytesMut::new(), 1 << 20).unwrap_err();
+        assert_eq!(err.close_code(), crate::CloseCode::INVALID_PAYLOAD);
+        // In a later frame of the same message too.
+        let (_, mut server) = pair(&DeflateConfig::default());
+        let mut out = BytesMut::new();
+        server.decode(RSV1, &finished_stream("done"), false, &mut out, 1 << 20).unwrap();
+        let err = server.decode(RSV1, b"more", true, &mut out, 1 << 20).unwrap_err();
+        assert_eq!(err.close_code(), crate::CloseCode::INVALID_PAYLOAD);
     }
 
     #[test]
