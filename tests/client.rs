@@ -88,6 +88,24 @@ async fn options_reach_the_server() {
     assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::text("hi"));
 }
 
+/// Credentials in the URL go out as `Authorization: Basic`, percent-decoded; `Host` names
+/// the host alone.
+#[tokio::test]
+async fn url_credentials_become_basic_authorization() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(Server::from_listener(listener).serve(move |request| {
+        let _ = seen_tx.send(request.headers().clone());
+        Echo
+    }));
+    let (_ws, _) = connect(format!("ws://ann%40home:p%3Ass@{addr}/")).await.unwrap();
+    let headers = bounded(seen.recv()).await.unwrap();
+    assert_eq!(headers["host"], addr.to_string());
+    // base64 of "ann@home:p:ss"
+    assert_eq!(headers["authorization"], "Basic YW5uQGhvbWU6cDpzcw==");
+}
+
 #[tokio::test]
 async fn ipv6_literals_and_default_paths() {
     let listener = TcpListener::bind("[::1]:0").await.unwrap();

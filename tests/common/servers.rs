@@ -49,8 +49,15 @@ where
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(wsdriver::hyper::serve(listener, service).config(config).into_future());
+    tokio::spawn(wsdriver::hyper::serve(listener, service).config(&handshake_limits(config)).into_future());
     addr
+}
+
+/// Only the handshake's limits of `config`, which the HTTP server enforces: the rest is
+/// the WebSocket's, checked at each upgrade (so a test can start an HTTP server with a
+/// WebSocket config that fails validation).
+fn handshake_limits(config: &Config) -> Config {
+    Config::default().handshake_timeout(config.handshake_timeout).max_request_headers(config.max_header_bytes, config.max_headers)
 }
 
 async fn hyper<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config, make: Arc<M>) -> SocketAddr {
@@ -93,7 +100,7 @@ async fn axum<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config, 
         let handler = make();
         async move { ws.config(config).serve(handler) }
     });
-    tokio::spawn(wsdriver::axum::serve(listener, app).config(&limits).into_future());
+    tokio::spawn(wsdriver::axum::serve(listener, app).config(&handshake_limits(&limits)).into_future());
     addr
 }
 

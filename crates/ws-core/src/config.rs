@@ -219,6 +219,123 @@ impl Config {
     }
 }
 
+/// A [`Config`] refused by [`Config::validate`]: a limit that cannot work, named by the
+/// option that holds it.
+///
+/// Servers check their config before they serve (the standalone server and the hyper
+/// serve helper fail to start) and at every handshake (an adapter answers 500 and logs the
+/// error); the client checks it before it connects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A limit of zero, which no connection could work within.
+    #[error("{option} must not be zero")]
+    Zero {
+        /// The option, as its field is named.
+        option: &'static str,
+    },
+    /// A size beyond the largest that can mean anything.
+    #[error("{option} of {value} is over the largest allowed, {max}")]
+    TooLarge {
+        /// The option, as its field is named.
+        option: &'static str,
+        /// The value set.
+        value: usize,
+        /// The largest accepted.
+        max: usize,
+    },
+    /// A duration beyond [`Config::MAX_DURATION`].
+    #[error("{option} of {value:?} is over the longest allowed, {max:?}")]
+    TooLong {
+        /// The option, as its field is named.
+        option: &'static str,
+        /// The value set.
+        value: Duration,
+        /// The longest accepted.
+        max: Duration,
+    },
+    /// A value outside the range its option is defined on (deflate window bits, levels).
+    #[error("{option} of {value} is outside {min}..={max}")]
+    OutOfRange {
+        /// The option, as its field is named.
+        option: &'static str,
+        /// The value set.
+        value: u32,
+        /// The smallest accepted.
+        min: u32,
+        /// The largest accepted.
+        max: u32,
+    },
+}
+
+impl Config {
+    /// The longest timeout or interval a config may hold: 2^32 ms, about 49.7 days, the
+    /// range of the connection's timers. No timer can mean "never" by being long; a
+    /// keepalive is turned off with `ping_interval: None`.
+    pub const MAX_DURATION: Duration = Duration::from_millis(u32::MAX as u64);
+
+    /// The largest [`Config::max_header_bytes`]: 1 MiB.
+    pub const MAX_HEADER_BYTES: usize = 1 << 20;
+
+    /// The largest [`Config::max_headers`]: 1,024.
+    pub const MAX_HEADERS: usize = 1024;
+
+    /// Checks that every limit can work: sizes and counts above zero and no larger than
+    /// memory can hold, timeouts above zero and at most [`Config::MAX_DURATION`], deflate
+    /// window bits 9-15 and levels 0-9. The close timeout and the write buffer's
+    /// high-water mark may be zero (drop at once; wait on every send).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ws_core::config::{Config, ConfigError};
+    /// assert_eq!(Config::default().validate(), Ok(()));
+    /// let config = Config::default().keepalive(Some(Duration::from_secs(20)), Duration::MAX);
+    /// assert!(matches!(config.validate(), Err(ConfigError::TooLong { option: "pong_timeout", .. })));
+    /// let config = Config::default().max_message_size(usize::MAX);
+    /// assert!(matches!(config.validate(), Err(ConfigError::TooLarge { option: "max_message_size", .. })));
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        // No buffer can be larger than an allocation may be.
+        let memory = isize::MAX as usize;
+        size("max_frame_size", self.max_frame_size, memory)?;
+        size("max_message_size", self.max_message_size, memory)?;
+        size("max_header_bytes", self.max_header_bytes, Self::MAX_HEADER_BYTES)?;
+        size("max_headers", self.max_headers, Self::MAX_HEADERS)?;
+        if self.write_buffer_high_water > memory {
+            return Err(ConfigError::TooLarge { option: "write_buffer_high_water", value: self.write_buffer_high_water, max: memory });
+        }
+        duration("handshake_timeout", self.handshake_timeout, false)?;
+        duration("close_timeout", self.close_timeout, true)?;
+        duration("pong_timeout", self.pong_timeout, false)?;
+        if let Some(interval) = self.ping_interval {
+            duration("ping_interval", interval, false)?;
+        }
+        #[cfg(feature = "deflate")]
+        if let Some(deflate) = &self.deflate {
+            deflate.validate()?;
+        }
+        Ok(())
+    }
+}
+
+fn size(option: &'static str, value: usize, max: usize) -> Result<(), ConfigError> {
+    match value {
+        0 => Err(ConfigError::Zero { option }),
+        _ if value > max => Err(ConfigError::TooLarge { option, value, max }),
+        _ => Ok(()),
+    }
+}
+
+fn duration(option: &'static str, value: Duration, zero_allowed: bool) -> Result<(), ConfigError> {
+    if value.is_zero() && !zero_allowed {
+        return Err(ConfigError::Zero { option });
+    }
+    if value > Config::MAX_DURATION {
+        return Err(ConfigError::TooLong { option, value, max: Config::MAX_DURATION });
+    }
+    Ok(())
+}
+
 /// What the sans-IO state machine needs of a config: its limits and timers.
 impl From<&Config> for Options {
     fn from(config: &Config) -> Self {

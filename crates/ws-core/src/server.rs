@@ -44,7 +44,9 @@ pub fn accept<IO>(io: IO, config: &Config) -> impl Future<Output = Result<(WebSo
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    accept_until(io, config, tokio::time::Instant::now() + config.handshake_timeout)
+    // An invalid config is refused in the handshake (500); its timeout must not overflow
+    // before that.
+    accept_until(io, config, tokio::time::Instant::now() + config.handshake_timeout.min(Config::MAX_DURATION))
 }
 
 /// [`accept`], with the request's head read before `deadline`.
@@ -226,7 +228,8 @@ impl Server {
 
     /// Serves each connection with a fresh handler from `make_handler`, which sees the
     /// upgrade request (path, query, headers). Runs until the listener fails, or until a
-    /// graceful shutdown completes.
+    /// graceful shutdown completes. Fails at once, with [`io::ErrorKind::InvalidInput`], if
+    /// the config does not pass [`Config::validate`].
     pub async fn serve<H, F>(self, make_handler: F) -> io::Result<()>
     where
         H: Handler,
@@ -243,11 +246,15 @@ impl Server {
 
     /// Serves each connection with `f`, which receives the socket as a stream and sink
     /// with its upgrade request.
+    ///
+    /// Fails at once, with [`io::ErrorKind::InvalidInput`], if the config does not pass
+    /// [`Config::validate`].
     pub async fn serve_with<F, Fut>(self, f: F) -> io::Result<()>
     where
         F: Fn(WebSocket<TcpStream>, Request<()>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        self.config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let f = Arc::new(f);
         let config = self.config;
         let (mut signal, shutdown) = match self.graceful {

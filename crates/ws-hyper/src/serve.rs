@@ -62,7 +62,7 @@ const MIN_BUF_SIZE: usize = 8192;
 /// # }
 /// ```
 pub fn serve<S>(listener: TcpListener, service: S) -> Serve<S> {
-    Serve { acceptor: Acceptor::new(listener), service, limits: Limits::from(&Config::default()), signal: None }
+    Serve { acceptor: Acceptor::new(listener), service, limits: Limits::from(&Config::default()), invalid: None, signal: None }
 }
 
 /// The server [`serve`] returns: set it up, then await it.
@@ -71,6 +71,8 @@ pub struct Serve<S> {
     acceptor: Acceptor,
     service: S,
     limits: Limits,
+    /// Why the config given to [`Serve::config`] cannot work, if it cannot.
+    invalid: Option<ws_core::config::ConfigError>,
     signal: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
@@ -99,8 +101,10 @@ impl<S> Serve<S> {
     /// [`Config::handshake_timeout`] of the connection (the connection is closed
     /// otherwise), and may not exceed [`Config::max_header_bytes`] or
     /// [`Config::max_headers`] (431). The WebSocket options themselves are the upgrading
-    /// service's.
+    /// service's. A config that fails [`Config::validate`] makes the server fail at once
+    /// with [`io::ErrorKind::InvalidInput`].
     pub fn config(mut self, config: &Config) -> Self {
+        self.invalid = config.validate().err();
         self.limits = Limits::from(config);
         self
     }
@@ -127,9 +131,12 @@ where
     type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let Serve { mut acceptor, service, limits, signal } = self;
+        let Serve { mut acceptor, service, limits, invalid, signal } = self;
         let mut signal = signal.unwrap_or_else(|| Box::pin(std::future::pending()));
         Box::pin(async move {
+            if let Some(error) = invalid {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, error));
+            }
             loop {
                 let (stream, _peer) = tokio::select! {
                     accepted = acceptor.accept() => accepted?,

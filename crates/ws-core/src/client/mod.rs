@@ -174,6 +174,7 @@ impl ClientBuilder {
     /// TCP, TLS and the opening handshake: the stream, the 101 response, what it
     /// negotiated, and any frames that arrived with the response.
     pub(crate) async fn establish(&self) -> Result<(ClientStream, Response<()>, Negotiated, BytesMut)> {
+        self.config.validate().map_err(HandshakeError::from)?;
         let uri: Uri = self.url.parse().map_err(|e| Error::InvalidUrl(format!("{}: {e}", self.url)))?;
         let (secure, default_port) = match uri.scheme_str() {
             Some("ws") => (false, 80),

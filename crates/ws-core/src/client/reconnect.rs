@@ -21,7 +21,9 @@ use tokio::task::JoinHandle;
 /// `min(max_delay, initial_delay * 2^(n-1))`, times a random factor in `[0.5, 1)` so that
 /// many clients cut off at once do not come back at once. A connection that opened
 /// counts as a failure too unless it stayed open for `reset_after`: a server that
-/// accepts and closes at once gets the same backoff as one that refuses.
+/// accepts and closes at once gets the same backoff as one that refuses. A failure no
+/// retry can mend (an invalid URL, TLS settings or [`Config`](crate::Config)) ends the
+/// client at once.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Reconnect {
@@ -164,7 +166,7 @@ impl ReconnectingClient {
                             failures += 1;
                             tracing::debug!(%error, failures, "reconnect attempt failed");
                             handler.on_error(&socket.connection(), &error).await;
-                            if self.policy.max_attempts.is_some_and(|max| failures >= max) {
+                            if !worth_retrying(&error) || self.policy.max_attempts.is_some_and(|max| failures >= max) {
                                 attacher.abort(Error::Closed);
                                 return Err(error);
                             }
@@ -188,6 +190,12 @@ impl ReconnectingClient {
         });
         ReconnectHandle { current, control, task: Some(task) }
     }
+}
+
+/// Whether another attempt could succeed where this one failed: not when the URL, the TLS
+/// settings or the config are what is wrong.
+fn worth_retrying(error: &Error) -> bool {
+    !matches!(error, Error::InvalidUrl(_) | Error::Tls(_) | Error::Handshake(crate::handshake::HandshakeError::Config(_)))
 }
 
 impl ReconnectHandle {
@@ -226,7 +234,8 @@ impl ReconnectHandle {
     }
 
     /// Waits until the client gives up (`Err` with the last connection error, after
-    /// [`Reconnect::max_attempts`] failures) or is closed (`Ok`).
+    /// [`Reconnect::max_attempts`] failures or one that no retry can mend) or is closed
+    /// (`Ok`).
     pub async fn finished(mut self) -> Result<()> {
         self.wait().await
     }

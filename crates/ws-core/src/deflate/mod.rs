@@ -67,9 +67,9 @@ impl Default for DeflateConfig {
 }
 
 impl DeflateConfig {
-    /// Sets [`DeflateConfig::level`] (clamped to 9).
+    /// Sets [`DeflateConfig::level`], 0-9 ([`DeflateConfig::validate`] refuses others).
     pub fn level(mut self, level: u32) -> Self {
-        self.level = level.min(9);
+        self.level = level;
         self
     }
 
@@ -79,11 +79,31 @@ impl DeflateConfig {
         self
     }
 
-    /// Sets the window bits (clamped to 9-15) of the server and of the client.
+    /// Sets the window bits, 9-15, of the server and of the client ([`DeflateConfig::validate`]
+    /// refuses others).
     pub fn max_window_bits(mut self, server: u8, client: u8) -> Self {
-        self.server_max_window_bits = server.clamp(9, 15);
-        self.client_max_window_bits = client.clamp(9, 15);
+        self.server_max_window_bits = server;
+        self.client_max_window_bits = client;
         self
+    }
+
+    /// Checks the level (0-9) and the window bits (9-15: zlib cannot compress a raw
+    /// stream with 8, the least RFC 7692 names). Part of [`Config::validate`](crate::Config::validate).
+    ///
+    /// ```
+    /// use ws_core::deflate::DeflateConfig;
+    /// assert!(DeflateConfig::default().validate().is_ok());
+    /// assert!(DeflateConfig::default().max_window_bits(8, 15).validate().is_err());
+    /// assert!(DeflateConfig::default().level(10).validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        let check = |option, value: u32, min, max| match value {
+            _ if (min..=max).contains(&value) => Ok(()),
+            _ => Err(crate::config::ConfigError::OutOfRange { option, value, min, max }),
+        };
+        check("deflate.level", self.level, 0, 9)?;
+        check("deflate.server_max_window_bits", self.server_max_window_bits.into(), 9, 15)?;
+        check("deflate.client_max_window_bits", self.client_max_window_bits.into(), 9, 15)
     }
 
     /// Sets whether the server and the client reset their context after each message.

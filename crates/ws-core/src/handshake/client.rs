@@ -8,7 +8,12 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
 
 /// Builds the upgrade request for `uri` with a fresh random key; returns it with the key,
-/// which [`validate_response`] needs.
+/// which [`validate_response`] needs. Fails with [`HandshakeError::Config`] if `config`
+/// does not pass [`Config::validate`].
+///
+/// Credentials in the URL (`ws://user:password@host/`) are sent as
+/// `Authorization: Basic`, percent-decoded, and never in `Host`; an `Authorization` among
+/// [`Config::extra_headers`] wins over them.
 ///
 /// ```
 /// use ws_core::{Config, handshake::client};
@@ -18,16 +23,29 @@ use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
 /// assert_eq!(request.headers()["host"], "example.com:8080");
 /// assert_eq!(request.headers()["sec-websocket-key"], key.as_str());
 /// assert_eq!(request.headers()["sec-websocket-protocol"], "chat");
+///
+/// let uri: http::Uri = "ws://ann:s%3Acret@example.com/".parse().unwrap();
+/// let (request, _) = client::request(&uri, &Config::default()).unwrap();
+/// assert_eq!(request.headers()["host"], "example.com");
+/// assert_eq!(request.headers()["authorization"], "Basic YW5uOnM6Y3JldA=="); // ann:s:cret
 /// ```
 pub fn request(uri: &Uri, config: &Config) -> Result<(Request<()>, String), HandshakeError> {
+    config.validate()?;
     let authority = uri.authority().ok_or_else(|| HandshakeError::Malformed(format!("no host in {uri}")))?;
+    let (userinfo, host) = match authority.as_str().rsplit_once('@') {
+        Some((userinfo, host)) => (Some(userinfo), host),
+        None => (None, authority.as_str()),
+    };
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let key = BASE64.encode(rand::random::<[u8; 16]>());
     let mut builder = Request::get(path);
     let headers = builder.headers_mut().ok_or_else(|| HandshakeError::Malformed(format!("invalid uri {uri}")))?;
     headers.extend(config.extra_headers.clone());
     let bad = |e: http::header::InvalidHeaderValue| HandshakeError::Malformed(e.to_string());
-    headers.insert(header::HOST, HeaderValue::from_str(authority.as_str()).map_err(bad)?);
+    headers.insert(header::HOST, HeaderValue::from_str(host).map_err(bad)?);
+    if let Some(userinfo) = userinfo.filter(|_| !headers.contains_key(header::AUTHORIZATION)) {
+        headers.insert(header::AUTHORIZATION, basic_auth(userinfo).map_err(bad)?);
+    }
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     headers.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_str(&key).map_err(bad)?);
@@ -41,6 +59,18 @@ pub fn request(uri: &Uri, config: &Config) -> Result<(Request<()>, String), Hand
     }
     let request = builder.body(()).map_err(|e| HandshakeError::Malformed(e.to_string()))?;
     Ok((request, key))
+}
+
+/// `Authorization: Basic` for a URL's `user:password` (RFC 7617), each part
+/// percent-decoded (RFC 3986 §3.2.1); a password may be absent.
+fn basic_auth(userinfo: &str) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let mut credentials: Vec<u8> = percent_encoding::percent_decode_str(user).collect();
+    credentials.push(b':');
+    credentials.extend(percent_encoding::percent_decode_str(password));
+    let mut value = HeaderValue::from_str(&format!("Basic {}", BASE64.encode(credentials)))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// Validates the server's answer (RFC 6455 §4.1, steps 1-6 of the client's checks) and

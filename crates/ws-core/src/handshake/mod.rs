@@ -120,6 +120,11 @@ pub enum HandshakeError {
     /// The connection closed before the handshake completed.
     #[error("connection closed during the handshake")]
     ConnectionClosed,
+    /// The local [`Config`](crate::Config) does not pass its
+    /// [`validate`](crate::Config::validate): a server answers 500, a client does not
+    /// connect.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl HandshakeError {
@@ -138,6 +143,7 @@ impl HandshakeError {
             Self::ForbiddenOrigin => StatusCode::FORBIDDEN,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -57,6 +57,10 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 /// [`accept`] on the parts of a request, for servers that do not hand out a whole
 /// `http::Request`.
 pub fn accept_parts(method: &Method, version: Version, headers: &HeaderMap, config: &Config) -> Result<Accepted, HandshakeError> {
+    if let Err(error) = config.validate() {
+        tracing::error!(%error, "websocket handshake refused: the server's config is invalid");
+        return Err(error.into());
+    }
     if method != Method::GET {
         return Err(HandshakeError::MethodNotAllowed(method.clone()));
     }
