@@ -1,4 +1,6 @@
-//! Echo server on actix-web 4, on every path, with one worker per core.
+//! Echo server on actix-web 4, on every path, with one worker per core. On SIGINT or
+//! SIGTERM it stops accepting, closes every WebSocket with 1001, then stops (actix-web's
+//! own signal handling is off: it would stop the workers under the WebSockets).
 //!
 //! `cargo run --release --example echo_actix -- [ADDR]` (default `127.0.0.1:9001`).
 
@@ -6,9 +8,10 @@
 mod shared;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use shared::{Echo, config, init_logging, listen_addr};
+use shared::{Echo, SHUTDOWN_DEADLINE, config, init_logging, listen_addr, shutdown_signal};
 use std::sync::LazyLock;
 use wsdriver::Config;
+use wsdriver::shutdown::Shutdown;
 
 static CONFIG: LazyLock<Config> = LazyLock::new(config);
 
@@ -21,11 +24,20 @@ async fn main() -> std::io::Result<()> {
     init_logging();
     // actix-web reads the request: the handshake's time limit is set on it (its header
     // size and count limits are its own, 32 KiB and 96).
-    let server = HttpServer::new(|| App::new().default_service(web::to(echo)))
+    let shutdown = Shutdown::new();
+    let app_shutdown = shutdown.clone();
+    let server = HttpServer::new(move || App::new().app_data(app_shutdown.clone()).default_service(web::to(echo)))
         .client_request_timeout(CONFIG.handshake_timeout)
+        .disable_signals()
         .bind(listen_addr())?;
     for addr in server.addrs() {
         println!("echo (actix-web) listening on ws://{addr}");
     }
-    server.run().await
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        shutdown_signal().await;
+        wsdriver::actix::stop(&handle, &shutdown, SHUTDOWN_DEADLINE).await;
+    });
+    server.await
 }

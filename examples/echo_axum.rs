@@ -1,5 +1,6 @@
 //! Echo server on axum 0.8, with the `WebSocketUpgrade` extractor on every path, served
-//! by `wsdriver::axum::serve` (axum's own `serve` sets no handshake limits: see its docs).
+//! by `wsdriver::axum::serve` (axum's own `serve` sets no handshake limits: see its docs),
+//! which on SIGINT or SIGTERM closes every WebSocket with 1001.
 //!
 //! `cargo run --release --example echo_axum -- [ADDR]` (default `127.0.0.1:9001`).
 
@@ -8,7 +9,7 @@ mod shared;
 
 use axum::Router;
 use axum::response::Response;
-use shared::{Echo, config, init_logging, listen_addr};
+use shared::{Echo, SHUTDOWN_DEADLINE, config, init_logging, listen_addr, shutdown_signal};
 use tokio::net::TcpListener;
 use wsdriver::axum::{WebSocketUpgrade, serve};
 
@@ -21,5 +22,5 @@ async fn main() -> std::io::Result<()> {
     init_logging();
     let listener = TcpListener::bind(listen_addr()).await?;
     println!("echo (axum) listening on ws://{}", listener.local_addr()?);
-    serve(listener, Router::new().fallback(echo)).config(&config()).await
+    serve(listener, Router::new().fallback(echo)).config(&config()).with_graceful_shutdown(shutdown_signal(), SHUTDOWN_DEADLINE).await
 }

@@ -1,5 +1,6 @@
 //! Echo server as a tower Layer: upgrade requests go to the echo handler, anything else to
-//! the inner service (here, a 404). Served by hyper, through `ws_hyper::serve`.
+//! the inner service (here, a 404). Served by hyper, through `ws_hyper::serve`, which on
+//! SIGINT or SIGTERM closes every WebSocket with 1001.
 //!
 //! `cargo run --release --example echo_tower -- [ADDR]` (default `127.0.0.1:9001`).
 
@@ -9,7 +10,7 @@ mod shared;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
-use shared::{Echo, config, init_logging, listen_addr};
+use shared::{Echo, SHUTDOWN_DEADLINE, config, init_logging, listen_addr, shutdown_signal};
 use std::convert::Infallible;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -29,5 +30,5 @@ async fn main() -> std::io::Result<()> {
     let config = config();
     let service =
         ServiceBuilder::new().layer(WebSocketLayer::new(|_request: &Request<()>| Echo).config(config.clone())).service_fn(not_found);
-    serve(listener, service).config(&config).await
+    serve(listener, service).config(&config).with_graceful_shutdown(shutdown_signal(), SHUTDOWN_DEADLINE).await
 }

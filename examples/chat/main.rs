@@ -37,6 +37,10 @@ async fn main() -> std::io::Result<()> {
     println!("chat (axum) on http://{server}/ with {}", options.describe());
     let app = App { hub: options.hub(), server };
     let router = Router::new().route("/", get(|| async { Html(PAGE) })).route("/ws", get(chat)).with_state(app);
-    // axum::serve with the handshake's time and size limits.
-    wsdriver::axum::serve(listener, router).config(&config()).await
+    // axum::serve with the handshake's time and size limits; on Ctrl-C every member is
+    // told 1001 Going Away.
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    wsdriver::axum::serve(listener, router).config(&config()).with_graceful_shutdown(ctrl_c, std::time::Duration::from_secs(5)).await
 }

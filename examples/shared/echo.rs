@@ -1,5 +1,6 @@
 //! The one echo handler every echo example serves, and the listen-address convention.
 
+use std::time::Duration;
 use wsdriver::deflate::DeflateConfig;
 use wsdriver::{Config, Connection, Handler, Message};
 
@@ -25,4 +26,24 @@ pub fn listen_addr() -> String {
 /// Logs to stderr, filtered by `RUST_LOG`.
 pub fn init_logging() {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+}
+
+/// How long a graceful shutdown waits for the WebSockets' close handshakes.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM: what starts a graceful shutdown.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }

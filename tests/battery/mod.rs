@@ -194,11 +194,16 @@ pub async fn deflate_round_trips(addr: SocketAddr) {
 }
 
 /// Graceful shutdown: every open connection gets 1001 Going Away; those that answer
-/// close cleanly, one that never answers is dropped at the deadline.
+/// close cleanly, one that never answers is dropped at the deadline, one that hangs up
+/// instead of answering counts as dropped too, and the count says so.
 pub async fn graceful_shutdown(addr: SocketAddr, shutdown: wsdriver::shutdown::Shutdown) {
+    use tokio::io::AsyncWriteExt;
     let mut clients = Vec::new();
     for _ in 0..2 {
         let mut ws = connect(addr, "/", &client_config()).await;
+        // An echo: the handler is past on_open, so the connection is watched.
+        ws.send(Message::text("watched?")).await.unwrap();
+        assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::text("watched?"));
         clients.push(tokio::spawn(async move {
             let mut close = None;
             while let Some(Ok(message)) = ws.recv().await {
@@ -209,18 +214,72 @@ pub async fn graceful_shutdown(addr: SocketAddr, shutdown: wsdriver::shutdown::S
             close
         }));
     }
-    let mut silent = crate::common::raw_client(addr).await;
-    // The server registers each connection once its upgrade completes.
-    while shutdown.open_connections() < 3 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let mut raw = Vec::new();
+    for _ in 0..2 {
+        let mut stream = crate::common::raw_client(addr).await;
+        stream.write_all(&crate::common::client_frame(wsdriver::frame::OpCode::Text, true, b"watched?")).await.unwrap();
+        assert_eq!(crate::common::read_frame(&mut stream).await.map(|(_, payload)| payload), Some(b"watched?".to_vec()));
+        raw.push(stream);
     }
+    let (mut silent, mut hangs_up) = (raw.remove(0), raw.remove(0));
+    let hanging_up = tokio::spawn(async move {
+        let code = crate::common::read_close(&mut hangs_up).await;
+        drop(hangs_up); // no Close in answer
+        code
+    });
+    assert_eq!(shutdown.open_connections(), 4);
     let dropped = shutdown.shutdown(std::time::Duration::from_millis(500)).await;
-    assert_eq!(dropped, 1, "only the silent client is dropped");
+    assert_eq!(dropped, 2, "the silent client and the one that hung up");
+    assert_eq!(hanging_up.await.unwrap(), Some(1001));
     for client in clients {
         assert_eq!(client.await.unwrap(), Some((1001, "server shutting down".to_owned())));
     }
     assert_eq!(crate::common::read_close(&mut silent).await, Some(1001));
     crate::common::assert_eof(&mut silent).await;
+    assert_eq!(shutdown.open_connections(), 0);
+}
+
+/// A handler whose `on_close` waits on `release`, reporting when it starts waiting.
+struct SlowToClose {
+    closing: tokio::sync::mpsc::UnboundedSender<u16>,
+    release: tokio::sync::watch::Receiver<bool>,
+}
+
+impl wsdriver::Handler for SlowToClose {
+    async fn on_message(&mut self, ws: &wsdriver::Connection, message: Message) {
+        let _ = ws.send(message).await;
+    }
+    async fn on_close(&mut self, _ws: &wsdriver::Connection, code: CloseCode, _reason: &str) {
+        let _ = self.closing.send(code.into());
+        let _ = self.release.wait_for(|released| *released).await;
+    }
+}
+
+/// A graceful shutdown returns only once every handler's `on_close` has run, not when the
+/// close handshake is over.
+pub async fn graceful_shutdown_waits_for_on_close(kind: &str) {
+    let shutdown = wsdriver::shutdown::Shutdown::new();
+    let (closing_tx, mut closing) = tokio::sync::mpsc::unbounded_channel();
+    let (release_tx, release) = tokio::sync::watch::channel(false);
+    let watching = shutdown.clone();
+    let make = move || crate::common::Watching(watching.clone(), SlowToClose { closing: closing_tx.clone(), release: release.clone() });
+    let addr = crate::common::servers::start_with(kind, server_config(), make).await;
+    let mut ws = connect(addr, "/", &client_config()).await;
+    ws.send(Message::text("watched?")).await.unwrap();
+    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::text("watched?"));
+
+    let shutting_down = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { shutdown.shutdown(std::time::Duration::from_secs(10)).await })
+    };
+    assert!(matches!(bounded(ws.recv()).await, Some(Ok(Message::Close(Some(f)))) if f.code == 1001));
+    assert!(bounded(ws.recv()).await.is_none(), "the close handshake completes");
+    assert_eq!(bounded(closing.recv()).await, Some(1001));
+    // The close handshake is over and on_close is running: the connection still counts.
+    assert_eq!(shutdown.open_connections(), 1);
+    assert!(!shutting_down.is_finished(), "shutdown returned while on_close was running");
+    release_tx.send(true).unwrap();
+    assert_eq!(bounded(shutting_down).await.unwrap(), 0, "nothing dropped");
     assert_eq!(shutdown.open_connections(), 0);
 }
 
@@ -491,7 +550,7 @@ macro_rules! echo_battery {
             a_close_is_answered_while_a_callback_waits, messages_wait_in_order_while_a_callback_waits,
             a_stuck_handler_is_ended_by_the_keepalive, a_stuck_handler_is_ended_by_the_close_timeout,
             eof_in_the_middle_of_a_message, a_ping_flood_from_a_peer_that_never_reads,
-            a_slowloris_handshake_is_closed_in_time);
+            a_slowloris_handshake_is_closed_in_time, graceful_shutdown_waits_for_on_close);
 
         #[tokio::test]
         async fn keepalive_drops_a_silent_peer() {

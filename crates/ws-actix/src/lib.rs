@@ -24,6 +24,39 @@
 //! HttpServer::new(|| App::new().route("/ws", web::get().to(echo))).bind("127.0.0.1:9001")?.run().await
 //! # }
 //! ```
+//!
+//! # Graceful shutdown
+//!
+//! actix-web's own signal handling stops its workers without closing the WebSockets they
+//! serve (their clients see 1006). Turn it off, give the app a [`Shutdown`] (every socket
+//! [`handle`] or [`serve`] upgrades is then watched by it), and on the signal call
+//! [`stop`]: it stops accepting, closes every WebSocket with 1001 and waits for them, then
+//! stops the server.
+//!
+//! ```no_run
+//! # use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+//! # use ws_core::{Config, Connection, Handler, Message};
+//! # struct Echo;
+//! # impl Handler for Echo { async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; } }
+//! # async fn echo(req: HttpRequest, body: web::Payload) -> Result<HttpResponse, actix_web::Error> { ws_actix::serve(&req, body, &Config::default(), Echo) }
+//! use std::time::Duration;
+//! use ws_core::shutdown::Shutdown;
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let shutdown = Shutdown::new();
+//! let app_shutdown = shutdown.clone();
+//! let server = HttpServer::new(move || App::new().app_data(app_shutdown.clone()).route("/ws", web::get().to(echo)))
+//!     .disable_signals()
+//!     .bind("127.0.0.1:9001")?
+//!     .run();
+//! let handle = server.handle();
+//! actix_web::rt::spawn(async move {
+//!     let _ = actix_web::rt::signal::ctrl_c().await;
+//!     ws_actix::stop(&handle, &shutdown, Duration::from_secs(10)).await;
+//! });
+//! server.await
+//! # }
+//! ```
 
 mod io;
 mod pipe;
@@ -33,7 +66,9 @@ pub use io::ActixIo;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
+use std::time::Duration;
 use ws_core::handshake::{HandshakeError, server};
+use ws_core::shutdown::Shutdown;
 use ws_core::{Config, Handler, Role, WebSocket};
 
 /// A WebSocket on an actix-web connection.
@@ -63,6 +98,9 @@ impl ResponseError for Rejection {
 /// Validates the upgrade request and returns the 101 response with the socket, a
 /// `Stream` and `Sink` of messages (its `connection()` is a cloneable sender). Spawn the
 /// task that uses the socket, and return the response.
+///
+/// If the app has a [`Shutdown`] in its data (`App::app_data(shutdown)`, or as
+/// `web::Data<Shutdown>`), the socket is watched by it.
 pub fn handle(request: &HttpRequest, payload: web::Payload, config: &Config) -> Result<(HttpResponse, ActixWebSocket), Rejection> {
     let accepted = server::accept_parts(&method_of(request), version_of(request), &headers_of(request), config).map_err(Rejection)?;
     let (io, body) = ActixIo::new(payload);
@@ -74,7 +112,26 @@ pub fn handle(request: &HttpRequest, payload: web::Payload, config: &Config) -> 
         }
     }
     let socket = WebSocket::from_upgraded(io, Role::Server, config, accepted.negotiated, Default::default());
+    let shutdown = request.app_data::<Shutdown>().or_else(|| request.app_data::<web::Data<Shutdown>>().map(|data| data.get_ref()));
+    if let Some(shutdown) = shutdown {
+        shutdown.watch(&socket.connection());
+    }
     Ok((builder.streaming(body), socket))
+}
+
+/// Stops an actix-web server gracefully, WebSockets included: stops accepting, closes
+/// every WebSocket `shutdown` watches with 1001 and waits up to `deadline` for their close
+/// handshakes and handlers, then stops the server (gracefully, within its own
+/// `shutdown_timeout`). Returns how many WebSockets were dropped ([`Shutdown::shutdown`]).
+///
+/// Call it from the application's own signal handling, with actix-web's turned off
+/// (`HttpServer::disable_signals`): see the [crate docs](crate#graceful-shutdown).
+pub async fn stop(handle: &actix_web::dev::ServerHandle, shutdown: &Shutdown, deadline: Duration) -> usize {
+    handle.pause().await;
+    let dropped = shutdown.shutdown(deadline).await;
+    tracing::info!(dropped, "websockets closed; stopping the server");
+    handle.stop(true).await;
+    dropped
 }
 
 /// Validates the upgrade request, serves the connection with `handler` on this worker,

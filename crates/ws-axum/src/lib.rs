@@ -31,6 +31,7 @@ use http::{HeaderMap, Method, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use std::future::Future;
 use ws_core::handshake::{HandshakeError, server};
+use ws_core::shutdown::Shutdown;
 use ws_core::{Config, Handler};
 use ws_hyper::UpgradeFut;
 
@@ -57,12 +58,16 @@ pub use ws_hyper::{Serve, serve};
 /// Options can be set per route ([`WebSocketUpgrade::config`],
 /// [`WebSocketUpgrade::protocols`]) before answering with
 /// [`WebSocketUpgrade::on_upgrade`] or [`WebSocketUpgrade::serve`].
+///
+/// A [`Shutdown`] in the request's extensions (put there by [`serve`] with a graceful
+/// shutdown, or by an `Extension(shutdown)` layer under `axum::serve`) watches the socket.
 pub struct WebSocketUpgrade {
     method: Method,
     version: Version,
     headers: HeaderMap,
     on_upgrade: OnUpgrade,
     config: Config,
+    shutdown: Option<Shutdown>,
 }
 
 impl std::fmt::Debug for WebSocketUpgrade {
@@ -108,6 +113,7 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
             headers: parts.headers.clone(),
             on_upgrade,
             config: Config::default(),
+            shutdown: parts.extensions.get::<Shutdown>().cloned(),
         })
     }
 }
@@ -144,7 +150,10 @@ impl WebSocketUpgrade {
             Ok(accepted) => accepted,
             Err(e) => return WebSocketUpgradeRejection::Handshake(e).into_response(),
         };
-        let upgrade = UpgradeFut::new(self.on_upgrade, self.config, accepted.negotiated);
+        let mut upgrade = UpgradeFut::new(self.on_upgrade, self.config, accepted.negotiated);
+        if let Some(shutdown) = self.shutdown {
+            upgrade = upgrade.watched_by(shutdown);
+        }
         tokio::spawn(ws_core::connection_task(async move {
             match upgrade.await {
                 Ok(socket) => Some(callback(socket)),

@@ -283,7 +283,8 @@ impl Config {
     /// Checks that every limit can work: sizes and counts above zero and no larger than
     /// memory can hold, timeouts above zero and at most [`Config::MAX_DURATION`], deflate
     /// window bits 9-15 and levels 0-9. The close timeout and the write buffer's
-    /// high-water mark may be zero (drop at once; wait on every send).
+    /// high-water mark may be zero (drop at once; wait on every send); the pong timeout is
+    /// checked only with a keepalive on.
     ///
     /// ```
     /// use std::time::Duration;
@@ -306,9 +307,10 @@ impl Config {
         }
         duration("handshake_timeout", self.handshake_timeout, false)?;
         duration("close_timeout", self.close_timeout, true)?;
-        duration("pong_timeout", self.pong_timeout, false)?;
+        // The pong timeout only runs after a keepalive ping.
         if let Some(interval) = self.ping_interval {
             duration("ping_interval", interval, false)?;
+            duration("pong_timeout", self.pong_timeout, false)?;
         }
         #[cfg(feature = "deflate")]
         if let Some(deflate) = &self.deflate {

@@ -3,15 +3,17 @@
 //!
 //! A [`Shutdown`] watches the connections it is given ([`Shutdown::watch`]), on the
 //! standalone server and on every adapter alike, the way hyper-util's `GracefulShutdown`
-//! watches HTTP connections; the standalone [`Server`](crate::Server) watches its own and
-//! stops accepting when shutdown starts.
+//! watches HTTP connections. The standalone [`Server`](crate::Server) watches its own and
+//! stops accepting when shutdown starts; the adapters watch every connection they upgrade
+//! with the `Shutdown` they find in the request (its extensions on hyper, tower and axum,
+//! its app data on actix-web), and the hyper serve helper puts its own there.
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::connection::{Connection, Link};
 use crate::utf8::Utf8Bytes;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -21,6 +23,9 @@ struct Inner {
     connections: Mutex<HashMap<u64, Weak<dyn Link>>>,
     next_id: AtomicU64,
     started: AtomicBool,
+    /// Connections that left, once shutdown had started, without completing their close
+    /// handshake.
+    dropped: AtomicUsize,
     /// Woken when shutdown starts, and whenever a connection leaves.
     changed: Notify,
 }
@@ -59,12 +64,25 @@ impl fmt::Debug for Shutdown {
 pub(crate) struct Registration {
     shutdown: Shutdown,
     id: u64,
+    /// The connection's close handshake completed (the peer's Close was received, nothing
+    /// failed): it does not count as dropped.
+    closed_cleanly: bool,
+}
+
+impl Registration {
+    /// Records whether the connection's close handshake completed; set when it ends.
+    pub(crate) fn set_closed_cleanly(&mut self, clean: bool) {
+        self.closed_cleanly = clean;
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         let inner = &self.shutdown.inner;
         inner.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+        if !self.closed_cleanly && self.shutdown.is_started() {
+            inner.dropped.fetch_add(1, Ordering::AcqRel);
+        }
         inner.changed.notify_waiters();
     }
 }
@@ -92,7 +110,7 @@ impl Shutdown {
                 let _ = link.close(Some(going_away()));
             }
         }
-        Registration { shutdown: self.clone(), id }
+        Registration { shutdown: self.clone(), id, closed_cleanly: false }
     }
 
     /// Whether shutdown has started.
@@ -117,8 +135,12 @@ impl Shutdown {
     }
 
     /// Sends 1001 Going Away to every open connection (and to any opened from now on),
-    /// waits up to `deadline` for their close handshakes, then drops the connections that
-    /// remain. Returns how many had to be dropped.
+    /// waits up to `deadline` for each to end (with a [`Handler`](crate::Handler), for its
+    /// `on_close` to have run), then drops the connections that remain.
+    ///
+    /// Returns how many connections were dropped: every one that ended, since shutdown
+    /// started, without completing its close handshake (the peer never answered the
+    /// 1001, the stream broke, the deadline passed).
     pub async fn shutdown(&self, deadline: Duration) -> usize {
         self.inner.started.store(true, Ordering::Release);
         self.inner.changed.notify_waiters();
@@ -134,15 +156,14 @@ impl Shutdown {
                 notified.await;
             }
         };
-        if tokio::time::timeout(deadline, all_closed).await.is_ok() {
-            return 0;
+        if tokio::time::timeout(deadline, all_closed).await.is_err() {
+            let remaining = self.links();
+            for link in &remaining {
+                link.abort();
+            }
+            tracing::debug!(remaining = remaining.len(), "shutdown deadline passed");
         }
-        let remaining = self.links();
-        for link in &remaining {
-            link.abort();
-        }
-        tracing::debug!(dropped = remaining.len(), "shutdown deadline passed");
-        remaining.len()
+        self.inner.dropped.load(Ordering::Acquire)
     }
 
     fn links(&self) -> Vec<Arc<dyn Link>> {

@@ -40,6 +40,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use ws_core::handshake::{HandshakeError, Negotiated, server};
+use ws_core::shutdown::Shutdown;
 use ws_core::{Config, Error, Role, WebSocket};
 
 /// A WebSocket over hyper's upgraded connection.
@@ -52,9 +53,15 @@ pub type HyperWebSocket = WebSocket<TokioIo<Upgraded>>;
 /// [`HandshakeError`], whose [`response`](HandshakeError::response) carries the right
 /// status (400, 403, 405, 426) and a short reason. The server must be built with upgrades
 /// enabled (hyper's `serve_connection(..).with_upgrades()`).
+///
+/// If the request's extensions hold a [`Shutdown`] (as they do under [`serve`] with a
+/// graceful shutdown, or behind an axum `Extension` layer), the socket is watched by it.
 pub fn upgrade<B>(request: &mut Request<B>, config: &Config) -> Result<(Response<Empty<Bytes>>, UpgradeFut), HandshakeError> {
     let accepted = server::accept(request, config)?;
-    let upgrade = UpgradeFut::new(hyper::upgrade::on(request), config.clone(), accepted.negotiated);
+    let mut upgrade = UpgradeFut::new(hyper::upgrade::on(&mut *request), config.clone(), accepted.negotiated);
+    if let Some(shutdown) = request.extensions().get::<Shutdown>() {
+        upgrade = upgrade.watched_by(shutdown.clone());
+    }
     Ok((accepted.response.map(|()| Empty::new()), upgrade))
 }
 
@@ -66,14 +73,31 @@ pub fn upgrade<B>(request: &mut Request<B>, config: &Config) -> Result<(Response
 #[must_use = "the socket is only available by awaiting the upgrade"]
 pub struct UpgradeFut {
     on_upgrade: OnUpgrade,
-    setup: Option<Box<(Config, Negotiated)>>,
+    setup: Option<Box<Setup>>,
+}
+
+/// What the socket is made with once the connection is upgraded.
+#[derive(Default)]
+struct Setup {
+    config: Config,
+    negotiated: Negotiated,
+    shutdown: Option<Shutdown>,
 }
 
 impl UpgradeFut {
     /// An upgrade whose handshake an adapter already validated with
     /// [`server::accept`], with what it negotiated.
     pub fn new(on_upgrade: OnUpgrade, config: Config, negotiated: Negotiated) -> Self {
-        Self { on_upgrade, setup: Some(Box::new((config, negotiated))) }
+        Self { on_upgrade, setup: Some(Box::new(Setup { config, negotiated, shutdown: None })) }
+    }
+
+    /// The socket will be watched by `shutdown` ([`Shutdown::watch`]) from the moment it
+    /// exists.
+    pub fn watched_by(mut self, shutdown: Shutdown) -> Self {
+        if let Some(setup) = self.setup.as_mut() {
+            setup.shutdown = Some(shutdown);
+        }
+        self
     }
 }
 
@@ -82,7 +106,11 @@ impl Future for UpgradeFut {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let upgraded = ready!(Pin::new(&mut self.on_upgrade).poll(cx)).map_err(|e| Error::Io(std::io::Error::other(e)))?;
-        let (config, negotiated) = *self.setup.take().unwrap_or_default();
-        Poll::Ready(Ok(WebSocket::from_upgraded(TokioIo::new(upgraded), Role::Server, &config, negotiated, BytesMut::new())))
+        let Setup { config, negotiated, shutdown } = *self.setup.take().unwrap_or_default();
+        let socket = WebSocket::from_upgraded(TokioIo::new(upgraded), Role::Server, &config, negotiated, BytesMut::new());
+        if let Some(shutdown) = shutdown {
+            shutdown.watch(&socket.connection());
+        }
+        Poll::Ready(Ok(socket))
     }
 }

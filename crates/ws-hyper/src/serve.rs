@@ -9,11 +9,18 @@
 //! or [`Config::max_headers`]), and nothing is allocated for a connection before its
 //! request starts (hyper reserves 8 KiB per connection before its first read; 10,000
 //! clients connecting at once would leave 80 MiB of freed buffers behind).
+//!
+//! With a graceful shutdown ([`Serve::with_graceful_shutdown`]), every request carries the
+//! server's [`Shutdown`] in its extensions, so the WebSockets the service upgrades
+//! ([`upgrade`](crate::upgrade), [`WebSocketLayer`](crate::WebSocketLayer), ws-axum's
+//! extractor) are watched by it, and the whole server, HTTP and WebSockets, winds down on
+//! the signal.
 
 use futures_util::FutureExt;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::service::{Service as _, service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::{Future, IntoFuture};
@@ -21,7 +28,9 @@ use std::io;
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::time::Instant;
+use ws_core::shutdown::Shutdown;
 use ws_core::{Acceptor, Config};
 
 /// Errors a service may fail with.
@@ -58,11 +67,11 @@ const MIN_BUF_SIZE: usize = 8192;
 ///     });
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
 /// let ctrl_c = async { let _ = tokio::signal::ctrl_c().await; };
-/// serve(listener, app).config(&config).with_graceful_shutdown(ctrl_c).await
+/// serve(listener, app).config(&config).with_graceful_shutdown(ctrl_c, std::time::Duration::from_secs(10)).await
 /// # }
 /// ```
 pub fn serve<S>(listener: TcpListener, service: S) -> Serve<S> {
-    Serve { acceptor: Acceptor::new(listener), service, limits: Limits::from(&Config::default()), invalid: None, signal: None }
+    Serve { acceptor: Acceptor::new(listener), service, limits: Limits::from(&Config::default()), invalid: None, graceful: None }
 }
 
 /// The server [`serve`] returns: set it up, then await it.
@@ -73,7 +82,28 @@ pub struct Serve<S> {
     limits: Limits,
     /// Why the config given to [`Serve::config`] cannot work, if it cannot.
     invalid: Option<ws_core::config::ConfigError>,
-    signal: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    graceful: Option<Graceful>,
+}
+
+/// What a graceful shutdown needs: the signal that starts it, the WebSockets it closes,
+/// and how long it waits for them and for the HTTP connections in flight.
+struct Graceful {
+    signal: Pin<Box<dyn Future<Output = ()> + Send>>,
+    shutdown: Shutdown,
+    deadline: Duration,
+}
+
+/// hyper's HTTP/1.1 server with the handshake's limits, the request's head due by
+/// `deadline`.
+fn http1_builder(limits: Limits, deadline: Instant) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(deadline.saturating_duration_since(Instant::now()))
+        .max_buf_size(limits.max_header_bytes.max(MIN_BUF_SIZE))
+        .max_header_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder
 }
 
 /// What hyper must enforce while it reads a handshake.
@@ -109,11 +139,19 @@ impl<S> Serve<S> {
         self
     }
 
-    /// Stops accepting once `signal` completes; the server's future then returns. The
-    /// WebSockets already open are not closed by this: watch them with a
-    /// [`Shutdown`](ws_core::shutdown::Shutdown) and shut it down beside.
-    pub fn with_graceful_shutdown(mut self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
-        self.signal = Some(Box::pin(signal));
+    /// Shuts down gracefully when `signal` completes: stops accepting, sends 1001 Going
+    /// Away to every WebSocket the service upgraded, lets the HTTP requests in flight
+    /// finish, waits up to `deadline` for both, drops what remains, and then the server's
+    /// future returns. As the standalone server's
+    /// [`with_graceful_shutdown`](ws_core::Server::with_graceful_shutdown).
+    pub fn with_graceful_shutdown(self, signal: impl Future<Output = ()> + Send + 'static, deadline: Duration) -> Self {
+        self.graceful_shutdown(Shutdown::new(), signal, deadline)
+    }
+
+    /// As [`Serve::with_graceful_shutdown`], with WebSockets watched by `shutdown`, which
+    /// may watch other servers' connections too (all are closed together).
+    pub fn graceful_shutdown(mut self, shutdown: Shutdown, signal: impl Future<Output = ()> + Send + 'static, deadline: Duration) -> Self {
+        self.graceful = Some(Graceful { signal: Box::pin(signal), shutdown, deadline });
         self
     }
 }
@@ -131,8 +169,14 @@ where
     type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let Serve { mut acceptor, service, limits, invalid, signal } = self;
-        let mut signal = signal.unwrap_or_else(|| Box::pin(std::future::pending()));
+        let Serve { mut acceptor, service, limits, invalid, graceful } = self;
+        let (mut signal, graceful) = match graceful {
+            // The HTTP connections in flight hold a receiver each: sending tells them to
+            // finish their request and close, and the sender sees them all gone.
+            Some(Graceful { signal, shutdown, deadline }) => (signal, Some((shutdown, deadline, watch::channel(()).0))),
+            None => (Box::pin(std::future::pending()) as Pin<Box<dyn Future<Output = ()> + Send>>, None),
+        };
+        let service = TowerToHyperService::new(service);
         Box::pin(async move {
             if let Some(error) = invalid {
                 return Err(io::Error::new(io::ErrorKind::InvalidInput, error));
@@ -140,28 +184,56 @@ where
             loop {
                 let (stream, _peer) = tokio::select! {
                     accepted = acceptor.accept() => accepted?,
-                    () = &mut signal => return Ok(()),
+                    () = &mut signal => break,
                 };
                 // Its first bytes, then hyper with the handshake's limits, all before one
                 // deadline. Until the request starts, the task holds the stream and the
                 // deadline only.
                 let deadline = Instant::now() + limits.handshake_timeout;
                 let service = service.clone();
-                tokio::spawn(ws_core::first_bytes(stream, deadline).then(move |stream| async move {
+                let Some((shutdown, _, http)) = &graceful else {
+                    tokio::spawn(ws_core::first_bytes(stream, deadline).then(move |stream| async move {
+                        let Some(stream) = stream else { return };
+                        let served = http1_builder(limits, deadline).serve_connection(TokioIo::new(stream), service).with_upgrades();
+                        if let Err(error) = served.await {
+                            tracing::debug!(%error, "http connection failed");
+                        }
+                    }));
+                    continue;
+                };
+                let (shutdown, mut stop) = (shutdown.clone(), http.subscribe());
+                tokio::spawn(async move {
+                    let stream = tokio::select! {
+                        stream = ws_core::first_bytes(stream, deadline) => stream,
+                        _ = stop.changed() => None, // nothing asked yet: nothing to finish
+                    };
                     let Some(stream) = stream else { return };
-                    let mut builder = http1::Builder::new();
-                    builder
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(deadline.saturating_duration_since(Instant::now()))
-                        .max_buf_size(limits.max_header_bytes.max(MIN_BUF_SIZE))
-                        .max_header_size(limits.max_header_bytes)
-                        .max_headers(limits.max_headers);
-                    let served = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).with_upgrades();
-                    if let Err(error) = served.await {
+                    // Every request carries the Shutdown: what it upgrades is watched.
+                    let service = service_fn(move |mut request: Request<Incoming>| {
+                        request.extensions_mut().insert(shutdown.clone());
+                        service.call(request)
+                    });
+                    let connection = http1_builder(limits, deadline).serve_connection(TokioIo::new(stream), service).with_upgrades();
+                    let mut connection = std::pin::pin!(connection);
+                    let served = tokio::select! {
+                        served = connection.as_mut() => served,
+                        _ = stop.changed() => {
+                            connection.as_mut().graceful_shutdown();
+                            connection.await
+                        }
+                    };
+                    if let Err(error) = served {
                         tracing::debug!(%error, "http connection failed");
                     }
-                }));
+                });
             }
+            drop(acceptor);
+            if let Some((shutdown, deadline, http)) = graceful {
+                let _ = http.send(());
+                let (dropped, http) = tokio::join!(shutdown.shutdown(deadline), tokio::time::timeout(deadline, http.closed()));
+                tracing::info!(dropped, http_cut_off = http.is_err(), "server shut down");
+            }
+            Ok(())
         })
     }
 }

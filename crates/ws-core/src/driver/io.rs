@@ -14,6 +14,7 @@
 use super::Transport;
 use super::shared::Shared;
 use super::timer::Timer;
+use crate::close::CloseCode;
 use crate::config::Config;
 use crate::connection::Outgoing;
 use crate::error::{Error, Result};
@@ -559,6 +560,11 @@ impl<S: Transport> Driver<S> {
             self.set_error(error);
         }
         self.proto.end();
+        if let Some(registration) = self.rare.as_mut().and_then(|r| r.registration.as_mut()) {
+            // The peer's Close arrived and nothing failed: the close handshake completed.
+            let clean = !self.proto.is_failed() && self.proto.close_status().is_some_and(|(code, _)| code != CloseCode::ABNORMAL);
+            registration.set_closed_cleanly(clean);
+        }
         self.io = None;
         self.rbuf = None;
         if let Some(inbox) = self.inbox.take() {
