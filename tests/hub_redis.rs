@@ -77,3 +77,36 @@ async fn hubs_share_rooms_and_survive_a_redis_restart() {
     carol.leave("elsewhere");
     assert!(hub_b.rooms().iter().all(|r| r != "elsewhere"));
 }
+
+/// A Redis that stops answering while broadcasts keep coming: what waits to be published
+/// stays within the backplane's byte bound (the rest is dropped and counted), and
+/// publishing resumes once Redis does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_costs_no_more_than_the_queue_byte_bound() {
+    const BOUND: usize = 1 << 20;
+    const BIG: usize = 64 << 10;
+    let redis = RedisServer::start();
+    let plane_a = RedisBackplane::new(&redis.url()).unwrap().prefix("test:").max_queued_bytes(BOUND);
+    let hub_a = Hub::builder().backplane(plane_a.clone()).build();
+    let (hub_b, plane_b) = hub(&redis);
+    let (bob, mut b) = member(&hub_b);
+    bob.join("room");
+    bounded(plane_a.connected()).await;
+    bounded(plane_b.connected()).await;
+
+    redis.signal("STOP");
+    for _ in 0..100 {
+        hub_a.broadcast("room", vec![7u8; BIG]); // 6.4 MiB in all
+        assert!(plane_a.queued_bytes() <= BOUND, "{} bytes queued", plane_a.queued_bytes());
+    }
+    let dropped = plane_a.dropped();
+    assert!(dropped >= 100 - (BOUND / BIG) as u64, "only what fits is kept: {dropped} dropped");
+    redis.signal("CONT");
+
+    hub_a.broadcast("room", "after the stall");
+    let mut delivered = 0;
+    while next(&mut b).await != Message::text("after the stall") {
+        delivered += 1;
+    }
+    assert_eq!(delivered, 100 - dropped, "what was kept is published, in order, before what followed");
+}

@@ -120,3 +120,35 @@ async fn close_policy_closes_the_slow_subscriber_with_1013() {
     assert_eq!(close.code, CloseCode::TRY_AGAIN_LATER);
     assert!(last.unwrap_or(0) < COUNT - 1, "closed before the end");
 }
+
+/// Large broadcasts past a member that never reads: the hub keeps no more than the ring's
+/// byte budget alive (plus the one broadcast the stuck member's pump is queuing), however
+/// many the ring could hold by count; once the member reads, it gets the newest in order
+/// and what it lost is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_member_keeps_no_more_than_the_ring_byte_budget_alive() {
+    const BIG: usize = 64 << 10;
+    const BUDGET: usize = 1 << 20;
+    const SENT: u32 = 400; // 25 MiB of broadcasts
+    // What one broadcast holds: its frame (payload and a 10-byte header) and its message.
+    const COST: usize = 2 * BIG + 10;
+    let hub = Hub::builder().queue_capacity(4096).max_ring_bytes(BUDGET).build();
+    let (addr, mut members) = server(hub.clone()).await;
+    let (mut stuck, _) = bounded(wsdriver::client::connect(format!("ws://{addr}/"))).await.unwrap();
+    let member = members.recv().await.unwrap();
+    for seq in 0..SENT {
+        let mut payload = vec![0u8; BIG];
+        payload[..4].copy_from_slice(&seq.to_be_bytes());
+        hub.broadcast("room", payload);
+        let retained = hub.retained_bytes();
+        assert!(retained <= BUDGET + COST, "{retained} bytes kept alive after {seq} broadcasts");
+        assert!(member.connection().buffered_amount() <= HIGH_WATER + BIG + 16);
+    }
+    let mut got = Vec::new();
+    while got.last() != Some(&(SENT - 1)) {
+        got.push(seq_of(&bounded(stuck.recv()).await.unwrap().unwrap()));
+    }
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order");
+    assert!(member.dropped() > 0, "the ring let broadcasts go that the member had not taken");
+    assert_eq!(got.len() as u64 + member.dropped(), u64::from(SENT), "what it missed is counted");
+}

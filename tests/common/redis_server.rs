@@ -43,9 +43,17 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// Sends the server a signal (`STOP` to freeze it, `CONT` to let it go on).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server is running").id();
+        let status = Command::new("kill").args([format!("-{signal}"), pid.to_string()]).status().unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// Kills the server and waits for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-CONT".to_owned(), child.id().to_string()]).status();
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -1,17 +1,17 @@
 //! The hub: members, rooms, broadcasts and presence.
 
 use crate::backplane::{self, ALL_CHANNEL, Backplane, Inbox};
-use crate::subscriber::{Broadcast, Pump, SlowPolicy, Subscriber};
+use crate::ring::Ring;
+use crate::subscriber::{Pump, SlowPolicy, Subscriber};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use tokio::sync::broadcast;
 use ws_core::{CloseCode, Connection, PreparedMessage};
 
 /// A room: the ring its broadcasts go through, and who is in it.
 struct Room {
-    ring: broadcast::Sender<Arc<Broadcast>>,
+    ring: Arc<Ring>,
     members: HashSet<u64>,
 }
 
@@ -26,11 +26,12 @@ pub(crate) struct Inner {
     node: u64,
     next_id: AtomicU64,
     capacity: usize,
+    max_ring_bytes: usize,
     policy: SlowPolicy,
     state: RwLock<State>,
     /// The ring of broadcasts to all. Members get a pump on it once the first broadcast
     /// to all is made: until then it costs one ring and no task per member.
-    everyone: broadcast::Sender<Arc<Broadcast>>,
+    everyone: Arc<Ring>,
     everyone_on: AtomicBool,
     backplane: Option<Box<dyn Backplane>>,
 }
@@ -80,15 +81,15 @@ impl fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// An in-process hub with the default options: rings of 128 broadcasts, then
-    /// [`SlowPolicy::DropOldest`].
+    /// An in-process hub with the default options: rings of 128 broadcasts and 4 MiB at
+    /// most, then [`SlowPolicy::DropOldest`].
     pub fn new() -> Self {
         Self::builder().build()
     }
 
-    /// Options: queue capacity, slow-subscriber policy, backplane.
+    /// Options: ring bounds, slow-subscriber policy, backplane.
     pub fn builder() -> HubBuilder {
-        HubBuilder { capacity: 128, policy: SlowPolicy::DropOldest, backplane: None }
+        HubBuilder { capacity: 128, max_ring_bytes: 4 << 20, policy: SlowPolicy::DropOldest, backplane: None }
     }
 
     /// Registers a connection: the returned [`Member`] joins and leaves rooms, and leaves
@@ -99,7 +100,7 @@ impl Hub {
     /// broadcasts are moved by tasks (see also [`Member::join`]).
     pub fn register(&self, connection: Connection) -> Member {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let subscriber = Arc::new(Subscriber::new(id, connection, self.inner.capacity));
+        let subscriber = Arc::new(Subscriber::new(id, connection));
         let mut state = self.inner.write();
         if self.inner.everyone_on.load(Ordering::Acquire) {
             self.inner.pump_everyone(&subscriber);
@@ -141,6 +142,14 @@ impl Hub {
     /// The rooms with members on this hub.
     pub fn rooms(&self) -> Vec<String> {
         self.inner.read().rooms.keys().map(|r| r.to_string()).collect()
+    }
+
+    /// The bytes of broadcasts the hub keeps alive: what its rings hold (each at most
+    /// [`HubBuilder::max_ring_bytes`], plus its newest broadcast) and the broadcast each
+    /// member's pump is queuing.
+    pub fn retained_bytes(&self) -> usize {
+        let state = self.inner.read();
+        state.rooms.values().map(|r| r.ring.alive_bytes()).sum::<usize>() + self.inner.everyone.alive_bytes()
     }
 
     /// Closes every member's connection with `code` (e.g. 1001 when shutting down) and
@@ -192,14 +201,14 @@ impl Inner {
             },
             None => (&self.everyone, state.members.len(), except.is_some()),
         };
-        // An error only means no pump is running (their connections closed): the count
-        // is of members, who stay members until dropped.
-        let _ = ring.send(Arc::new(Broadcast { message: message.clone(), except }));
+        // The count is of members, who stay members until dropped, whether or not their
+        // connections are still open.
+        ring.send(message.clone(), except);
         members - usize::from(sender_inside)
     }
 
     fn pump_everyone(&self, subscriber: &Arc<Subscriber>) {
-        let pump = subscriber.spawn_pump(self.everyone.subscribe(), self.policy);
+        let pump = subscriber.spawn_pump(&self.everyone, self.policy);
         *subscriber.everyone.lock().unwrap_or_else(|e| e.into_inner()) = Some(pump);
     }
 
@@ -223,10 +232,10 @@ impl Inner {
         let mut state = self.write();
         let (ring, first) = match state.rooms.get(room) {
             Some(existing) => (existing.ring.clone(), false),
-            None => (broadcast::Sender::new(self.capacity), true),
+            None => (Arc::new(Ring::new(self.capacity, self.max_ring_bytes)), true),
         };
         // Spawned before the room changes: a panic (no runtime) leaves no half-joined room.
-        let pump = subscriber.spawn_pump(ring.subscribe(), self.policy);
+        let pump = subscriber.spawn_pump(&ring, self.policy);
         let room_state = state.rooms.entry(room.into()).or_insert_with(|| Room { ring, members: HashSet::new() });
         room_state.members.insert(subscriber.id);
         if let (true, Some(backplane)) = (first, &self.backplane) {
@@ -259,6 +268,7 @@ impl Drop for Inner {
 /// Builds a [`Hub`].
 pub struct HubBuilder {
     capacity: usize,
+    max_ring_bytes: usize,
     policy: SlowPolicy,
     backplane: Option<Box<dyn Backplane>>,
 }
@@ -267,6 +277,7 @@ impl fmt::Debug for HubBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HubBuilder")
             .field("capacity", &self.capacity)
+            .field("max_ring_bytes", &self.max_ring_bytes)
             .field("policy", &self.policy)
             .field("backplane", &self.backplane.is_some())
             .finish()
@@ -284,7 +295,18 @@ impl HubBuilder {
         self
     }
 
-    /// What happens to a member whose queue is full (default [`SlowPolicy::DropOldest`]).
+    /// The most bytes of broadcasts each room's ring keeps alive (default 4 MiB; a
+    /// broadcast costs its encoded frame and its message). Past it the oldest go, whatever
+    /// the ring's capacity in broadcasts, and a member that had not taken them has fallen
+    /// behind ([`SlowPolicy`]). The newest broadcast is kept whatever its size. At least
+    /// 1.
+    pub fn max_ring_bytes(mut self, bytes: usize) -> Self {
+        self.max_ring_bytes = bytes.max(1);
+        self
+    }
+
+    /// What happens to a member that falls behind its rings (default
+    /// [`SlowPolicy::DropOldest`]).
     pub fn slow_policy(mut self, policy: SlowPolicy) -> Self {
         self.policy = policy;
         self
@@ -302,9 +324,10 @@ impl HubBuilder {
             node: rand::random(),
             next_id: AtomicU64::new(1),
             capacity: self.capacity,
+            max_ring_bytes: self.max_ring_bytes,
             policy: self.policy,
             state: RwLock::default(),
-            everyone: broadcast::Sender::new(self.capacity),
+            everyone: Arc::new(Ring::new(self.capacity, self.max_ring_bytes)),
             everyone_on: AtomicBool::new(false),
             backplane: self.backplane,
         });

@@ -3,9 +3,10 @@
 //! websocket-driver leaves broadcasting to its users; this crate is what a chat, a live
 //! dashboard or a collaborative editor builds on. A [`Hub`] holds [`Member`]s (one per
 //! connection), each in any number of rooms. A broadcast is encoded once, as a
-//! [`PreparedMessage`](ws_core::PreparedMessage), kept once in the room's bounded ring,
-//! and every recipient queues the same frame bytes; no broadcast ever waits for a slow
-//! recipient, which is handled by a [`SlowPolicy`] once it falls a ring behind.
+//! [`PreparedMessage`](ws_core::PreparedMessage), kept once in the room's ring (bounded
+//! by count and by bytes), and every recipient queues the same frame bytes; no broadcast
+//! ever waits for a slow recipient, which is handled by a [`SlowPolicy`] once it falls
+//! behind the ring.
 //!
 //! The hub is in-process by default. With a [`Backplane`] (the Redis one needs the
 //! `redis` feature), hubs in several processes share their rooms: a broadcast reaches
@@ -18,6 +19,7 @@ mod backplane;
 mod hub;
 #[cfg(feature = "redis")]
 mod redis;
+mod ring;
 mod subscriber;
 
 pub use backplane::{Backplane, Inbox};

@@ -6,13 +6,16 @@ use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink};
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 
 /// Broadcasts waiting for the Redis connection; more are dropped (and counted).
 const PUBLISH_QUEUE: usize = 16 << 10;
+/// Bytes of broadcasts waiting for (or being written to) the Redis connection, by default;
+/// more are dropped (and counted).
+const MAX_QUEUED_BYTES: usize = 16 << 20;
 /// Broadcasts sent to Redis in one pipelined round trip, at most.
 const MAX_PIPELINE: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,6 +29,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// pipelined, in order) and one subscribed to the rooms with local members. When Redis
 /// goes away the task reconnects with backoff (50 ms doubling to 2 s) and subscribes
 /// again; what is published meanwhile is dropped, as Redis pub/sub itself is at most once.
+/// While connected, broadcasts wait for the publishing connection in a queue bounded by
+/// count (16,384) and by bytes ([`RedisBackplane::max_queued_bytes`], 16 MiB by default):
+/// a Redis too slow to keep up costs no more than that, and what does not fit is dropped
+/// and counted ([`RedisBackplane::dropped`]).
 ///
 /// ```no_run
 /// use ws_hub::{Hub, RedisBackplane};
@@ -56,6 +63,21 @@ struct Shared {
     /// `None` while disconnected; else the version of the wanted set subscribed to.
     connected: watch::Sender<Option<u64>>,
     dropped: AtomicU64,
+    /// Bytes of the broadcasts queued or being published, and their bound.
+    queued_bytes: AtomicUsize,
+    max_queued_bytes: usize,
+}
+
+impl Shared {
+    /// The bytes a queued broadcast holds.
+    fn cost((channel, envelope): &(String, Bytes)) -> usize {
+        channel.len() + envelope.len()
+    }
+
+    /// Queued broadcasts were published or dropped: their bytes are free.
+    fn release(&self, bytes: usize) {
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
 }
 
 impl fmt::Debug for RedisBackplane {
@@ -85,6 +107,8 @@ impl RedisBackplane {
                 shutdown: AtomicBool::new(false),
                 connected: watch::Sender::new(None),
                 dropped: AtomicU64::new(0),
+                queued_bytes: AtomicUsize::new(0),
+                max_queued_bytes: MAX_QUEUED_BYTES,
             }),
         })
     }
@@ -96,6 +120,20 @@ impl RedisBackplane {
             shared.prefix = prefix.into();
         }
         self
+    }
+
+    /// Sets the most bytes of broadcasts waiting to be published (default 16 MiB); past
+    /// it broadcasts are dropped and counted. Call it before cloning the backplane.
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.max_queued_bytes = bytes;
+        }
+        self
+    }
+
+    /// Bytes of broadcasts waiting to be published, or being published.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.queued_bytes.load(Ordering::Acquire)
     }
 
     /// Whether both connections to Redis are up.
@@ -150,8 +188,13 @@ impl Backplane for RedisBackplane {
     }
 
     fn publish(&self, channel: &str, envelope: Bytes) {
-        if !self.is_connected() || self.shared.publish.try_send((format!("{}{channel}", self.shared.prefix), envelope)).is_err() {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        let shared = &self.shared;
+        let item = (format!("{}{channel}", shared.prefix), envelope);
+        let cost = Shared::cost(&item);
+        let fits = shared.queued_bytes.fetch_add(cost, Ordering::AcqRel) + cost <= shared.max_queued_bytes;
+        if !fits || !self.is_connected() || shared.publish.try_send(item).is_err() {
+            shared.release(cost);
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -186,7 +229,10 @@ async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<(String, Bytes)>, i
                 () = &mut retry => break,
                 () = shared.changed.notified() => if shared.shutdown.load(Ordering::Relaxed) { return },
                 next = queued.recv() => match next {
-                    Some(_) => { shared.dropped.fetch_add(1, Ordering::Relaxed); }
+                    Some(item) => {
+                        shared.release(Shared::cost(&item));
+                        shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
                     None => return,
                 },
             }
@@ -250,13 +296,17 @@ async fn publish_batch(
 ) -> redis::RedisResult<()> {
     let mut pipe = redis::pipe();
     let mut next = Some(first);
-    let mut n = 0;
-    while let Some((channel, envelope)) = next {
-        pipe.cmd("PUBLISH").arg(channel).arg(&envelope[..]).ignore();
+    let (mut n, mut bytes) = (0, 0);
+    while let Some(item) = next {
+        bytes += Shared::cost(&item);
+        pipe.cmd("PUBLISH").arg(&item.0).arg(&item.1[..]).ignore();
         n += 1;
         next = if n < MAX_PIPELINE { queued.try_recv().ok() } else { None };
     }
     let result = pipe.query_async::<()>(publisher).await;
+    // Counted until written: the pipeline holds a copy meanwhile.
+    drop(pipe);
+    shared.release(bytes);
     if result.is_err() {
         shared.dropped.fetch_add(n as u64, Ordering::Relaxed);
     }

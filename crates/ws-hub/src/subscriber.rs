@@ -1,6 +1,7 @@
 //! One connection's side of the hub: a pump per room that moves broadcasts from the
 //! room's ring into the connection, and what happens when the connection falls behind.
 
+use crate::ring::{Broadcast, Ring, Woken};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,15 +11,16 @@ use ws_core::{CloseCode, Connection, Error, PreparedMessage};
 
 /// What the hub does with a member whose connection cannot keep up.
 ///
-/// Each room keeps its last [`HubBuilder::queue_capacity`](crate::HubBuilder::queue_capacity)
-/// broadcasts in a ring shared by its members (one encoded frame each, whatever the number
-/// of members), and each member's connection takes them into its write buffer up to the
-/// high-water mark
+/// Each room keeps its last broadcasts in a ring shared by its members (one encoded frame
+/// each, whatever the number of members), bounded by count
+/// ([`HubBuilder::queue_capacity`](crate::HubBuilder::queue_capacity)) and by bytes
+/// ([`HubBuilder::max_ring_bytes`](crate::HubBuilder::max_ring_bytes)); each member's
+/// connection takes them into its write buffer up to the high-water mark
 /// ([`Config::write_buffer_high_water`](ws_core::Config::write_buffer_high_water)). A
-/// member further behind than the ring has lost broadcasts, and this policy decides what
-/// follows. Either way a slow member costs at most its write buffer (the high-water mark,
-/// plus one frame per room it is in), never stalls a broadcast, and never holds the ring
-/// back.
+/// member further behind than the ring holds has lost broadcasts, and this policy decides
+/// what follows. Either way a slow member costs at most its write buffer (the high-water
+/// mark, plus one frame per room it is in), never stalls a broadcast, and never keeps a
+/// broadcast alive past the ring's bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SlowPolicy {
@@ -29,14 +31,6 @@ pub enum SlowPolicy {
     /// (1013) or [`CloseCode::POLICY_VIOLATION`] (1008), so the client can reconnect and
     /// resynchronise (chats, anything that must not silently miss messages).
     Close(CloseCode),
-}
-
-/// One broadcast in a room's ring.
-#[derive(Debug)]
-pub(crate) struct Broadcast {
-    pub(crate) message: PreparedMessage,
-    /// The member that sent it, who does not receive it.
-    pub(crate) except: Option<u64>,
 }
 
 /// A running pump: stopped at once (no frame is fed after [`Pump::stop`] returns), and
@@ -54,7 +48,7 @@ impl Pump {
     }
 }
 
-/// How often a member stuck on a full socket checks whether it fell a ring behind (under
+/// How often a member stuck on a full socket checks whether it fell behind the ring (under
 /// [`SlowPolicy::Close`]).
 const LAG_CHECK: Duration = Duration::from_millis(100);
 
@@ -62,16 +56,14 @@ const LAG_CHECK: Duration = Duration::from_millis(100);
 pub(crate) struct Subscriber {
     pub(crate) id: u64,
     pub(crate) conn: Connection,
-    /// The rings' capacity.
-    capacity: usize,
     dropped: AtomicU64,
     /// The pump on the ring of broadcasts to all, once there is one.
     pub(crate) everyone: Mutex<Option<Pump>>,
 }
 
 impl Subscriber {
-    pub(crate) fn new(id: u64, conn: Connection, capacity: usize) -> Self {
-        Self { id, conn, capacity, dropped: AtomicU64::new(0), everyone: Mutex::new(None) }
+    pub(crate) fn new(id: u64, conn: Connection) -> Self {
+        Self { id, conn, dropped: AtomicU64::new(0), everyone: Mutex::new(None) }
     }
 
     /// Broadcasts this member lost to [`SlowPolicy::DropOldest`].
@@ -80,9 +72,9 @@ impl Subscriber {
     }
 
     /// Starts a pump from `ring` into this member's connection.
-    pub(crate) fn spawn_pump(self: &Arc<Self>, ring: broadcast::Receiver<Arc<Broadcast>>, policy: SlowPolicy) -> Pump {
+    pub(crate) fn spawn_pump(self: &Arc<Self>, ring: &Arc<Ring>, policy: SlowPolicy) -> Pump {
         let stopped = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(self.clone().pump(ring, policy, stopped.clone())).abort_handle();
+        let task = tokio::spawn(self.clone().pump(ring.clone(), ring.subscribe(), policy, stopped.clone())).abort_handle();
         Pump { stopped, task }
     }
 
@@ -90,24 +82,34 @@ impl Subscriber {
     /// room ends, or a broadcast finds the connection closed: everything available is
     /// fed, then written in one flush, so a burst of broadcasts costs one write per
     /// member.
-    async fn pump(self: Arc<Self>, mut ring: broadcast::Receiver<Arc<Broadcast>>, policy: SlowPolicy, stopped: Arc<AtomicBool>) {
+    async fn pump(self: Arc<Self>, ring: Arc<Ring>, mut woken: broadcast::Receiver<Woken>, policy: SlowPolicy, stopped: Arc<AtomicBool>) {
         loop {
-            let received = match ring.try_recv() {
+            let received = match woken.try_recv() {
                 Ok(broadcast) => Ok(broadcast),
                 Err(TryRecvError::Empty) => {
                     // All that was available is fed: write it at once, then wait.
                     self.conn.flush_queued();
-                    ring.recv().await
+                    woken.recv().await
                 }
                 Err(TryRecvError::Lagged(lost)) => Err(RecvError::Lagged(lost)),
                 Err(TryRecvError::Closed) => Err(RecvError::Closed),
             };
             match received {
-                Ok(broadcast) => {
+                Ok((broadcast, except)) => {
                     if stopped.load(Ordering::Acquire) {
                         return;
                     }
-                    if broadcast.except != Some(self.id) && !self.feed(&broadcast.message, &ring, policy).await {
+                    if except == Some(self.id) {
+                        continue;
+                    }
+                    // Gone from the ring before this member took it: it fell behind.
+                    let Some(broadcast) = broadcast.upgrade() else {
+                        if !self.lagged(1, policy) {
+                            return;
+                        }
+                        continue;
+                    };
+                    if !self.feed(&broadcast, &ring, policy).await {
                         return;
                     }
                 }
@@ -127,19 +129,19 @@ impl Subscriber {
     /// Queues one broadcast, waiting for the write buffer to drain below its high-water
     /// mark if it has to; `false` once the connection is closed, or closed for falling a
     /// whole ring behind while it waited.
-    async fn feed(&self, message: &PreparedMessage, ring: &broadcast::Receiver<Arc<Broadcast>>, policy: SlowPolicy) -> bool {
-        match self.conn.feed_prepared(message) {
+    async fn feed(&self, broadcast: &Broadcast, ring: &Ring, policy: SlowPolicy) -> bool {
+        match self.conn.feed_prepared(&broadcast.message) {
             Ok(()) => true,
             Err(Error::Full) => {
                 self.conn.flush_queued();
                 // Boxed: the rare slow path keeps its timer out of every pump's state.
-                Box::pin(self.wait_and_send(message, ring, policy)).await
+                Box::pin(self.wait_and_send(&broadcast.message, broadcast.seq, ring, policy)).await
             }
             Err(_) => false,
         }
     }
 
-    async fn wait_and_send(&self, message: &PreparedMessage, ring: &broadcast::Receiver<Arc<Broadcast>>, policy: SlowPolicy) -> bool {
+    async fn wait_and_send(&self, message: &PreparedMessage, seq: u64, ring: &Ring, policy: SlowPolicy) -> bool {
         let send = self.conn.send_prepared(message);
         if !matches!(policy, SlowPolicy::Close(_)) {
             // Skipping forward happens when the socket drains; nothing to watch for.
@@ -152,7 +154,7 @@ impl Subscriber {
                 () = tokio::time::sleep(LAG_CHECK) => {
                     // The ring moved on past this member while its socket was stuck: a
                     // closing policy acts now, not when the socket drains.
-                    if ring.len() > self.capacity {
+                    if ring.passed(seq) {
                         return self.lagged(0, policy);
                     }
                 }
