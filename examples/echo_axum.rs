@@ -10,7 +10,6 @@ mod shared;
 use axum::Router;
 use axum::response::Response;
 use shared::{Echo, SHUTDOWN_DEADLINE, config, init_logging, listen_addr, shutdown_signal};
-use tokio::net::TcpListener;
 use wsdriver::axum::{WebSocketUpgrade, serve};
 
 async fn echo(ws: WebSocketUpgrade) -> Response {
@@ -20,7 +19,7 @@ async fn echo(ws: WebSocketUpgrade) -> Response {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     init_logging();
-    let listener = TcpListener::bind(listen_addr()).await?;
+    let listener = wsdriver::bind(listen_addr()).await?;
     println!("echo (axum) listening on ws://{}", listener.local_addr()?);
     serve(listener, Router::new().fallback(echo)).config(&config()).with_graceful_shutdown(shutdown_signal(), SHUTDOWN_DEADLINE).await
 }

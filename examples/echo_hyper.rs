@@ -14,7 +14,6 @@ use hyper::{Request, Response};
 use shared::{Echo, SHUTDOWN_DEADLINE, config, init_logging, listen_addr, shutdown_signal};
 use std::convert::Infallible;
 use std::sync::LazyLock;
-use tokio::net::TcpListener;
 use wsdriver::hyper::{serve as serve_http, upgrade};
 use wsdriver::{Config, connection_task, serve};
 
@@ -34,7 +33,7 @@ async fn route(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     init_logging();
-    let listener = TcpListener::bind(listen_addr()).await?;
+    let listener = wsdriver::bind(listen_addr()).await?;
     println!("echo (hyper) listening on ws://{}", listener.local_addr()?);
     serve_http(listener, tower::service_fn(route)).config(&CONFIG).with_graceful_shutdown(shutdown_signal(), SHUTDOWN_DEADLINE).await
 }

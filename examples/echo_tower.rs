@@ -12,7 +12,6 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use shared::{Echo, SHUTDOWN_DEADLINE, config, init_logging, listen_addr, shutdown_signal};
 use std::convert::Infallible;
-use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use wsdriver::hyper::{WebSocketLayer, serve};
 
@@ -25,7 +24,7 @@ async fn not_found(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>,
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     init_logging();
-    let listener = TcpListener::bind(listen_addr()).await?;
+    let listener = wsdriver::bind(listen_addr()).await?;
     println!("echo (tower) listening on ws://{}", listener.local_addr()?);
     let config = config();
     let service =

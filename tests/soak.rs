@@ -23,7 +23,7 @@
 
 mod common;
 
-use common::{EchoProcess, free_addr};
+use common::{EchoProcess, free_addr, growth_per_wave};
 use std::time::{Duration, Instant};
 use wsdriver::client::ClientBuilder;
 use wsdriver::{CloseCode, Message};
@@ -74,15 +74,6 @@ async fn session(addr: std::net::SocketAddr, i: u64, round: u64, deadline: Insta
     echoed
 }
 
-/// Waits (bounded) until the server holds `fds` descriptors again.
-async fn settle_fds(server: &EchoProcess, fds: usize) {
-    let start = Instant::now();
-    while server.fds() != fds {
-        assert!(start.elapsed() < Duration::from_secs(20), "server holds {} descriptors, baseline {fds}", server.fds());
-        tokio::time::sleep(Duration::from_millis(20)).await; // polling the server's state, bounded
-    }
-}
-
 /// One soak at a time: each loads both cores, and memory readings need a quiet machine.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -101,7 +92,7 @@ async fn soak(example: &str) {
     for n in 0..waves {
         let echoed = wave(addr, connections, rounds, secs).await;
         assert!(echoed >= connections * rounds, "wave {n}: only {echoed} messages echoed");
-        settle_fds(&server, baseline_fds).await;
+        server.settle_fds(baseline_fds).await;
         rss.push(server.rss_kib());
         eprintln!(
             "soak wave {n}: {connections} clients x {rounds} connections, {echoed} messages echoed, server RSS {} KiB, {} fds",
@@ -115,15 +106,6 @@ async fn soak(example: &str) {
     let trend = growth_per_wave(&rss[rss.len() - 6..]);
     let limit_kib = (connections * rounds * 128 / 1024) as f64;
     assert!(trend <= limit_kib, "{example}: memory grows {trend:.0} KiB per wave (limit {limit_kib:.0} KiB): {rss:?} KiB");
-}
-
-/// The median of the growth from each sample to the next: a leak grows every wave, while
-/// one trim, burst or step moves one or two of the growths only.
-fn growth_per_wave(samples: &[u64]) -> f64 {
-    let mut slopes: Vec<f64> = samples.windows(2).map(|w| w[1] as f64 - w[0] as f64).collect();
-    slopes.sort_by(f64::total_cmp);
-    let mid = slopes.len() / 2;
-    if slopes.len() % 2 == 0 { (slopes[mid - 1] + slopes[mid]) / 2.0 } else { slopes[mid] }
 }
 
 #[test]

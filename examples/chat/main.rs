@@ -14,7 +14,6 @@ use axum::extract::State;
 use axum::response::{Html, Response};
 use axum::routing::get;
 use room::{Chat, Options, PAGE, config, init_logging};
-use tokio::net::TcpListener;
 use wsdriver::axum::WebSocketUpgrade;
 use wsdriver::hub::Hub;
 
@@ -32,7 +31,7 @@ async fn chat(State(app): State<App>, ws: WebSocketUpgrade) -> Response {
 async fn main() -> std::io::Result<()> {
     init_logging();
     let options = Options::from_args();
-    let listener = TcpListener::bind(&options.addr).await?;
+    let listener = wsdriver::bind(&options.addr).await?;
     let server = listener.local_addr()?.to_string();
     println!("chat (axum) on http://{server}/ with {}", options.describe());
     let app = App { hub: options.hub(), server };

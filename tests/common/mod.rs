@@ -396,6 +396,18 @@ impl EchoProcess {
         std::fs::read_dir(format!("/proc/{}/fd", self.0.id())).map(|d| d.count()).unwrap_or(0)
     }
 
+    /// Waits (bounded, polling the process's descriptor table) until it holds no more
+    /// than `fds` descriptors again: what it closes after a peer goes away, it closes in
+    /// its own time. (Fewer is no leak: a baseline taken while a runtime still held a
+    /// descriptor of its own may be one high.)
+    pub async fn settle_fds(&self, fds: usize) {
+        let start = std::time::Instant::now();
+        while self.fds() > fds {
+            assert!(start.elapsed() < Duration::from_secs(20), "server holds {} descriptors, baseline {fds}", self.fds());
+            tokio::time::sleep(Duration::from_millis(20)).await; // polling the server's state, bounded
+        }
+    }
+
     /// Its resident memory in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).expect("the server's /proc status");
@@ -408,6 +420,15 @@ impl Drop for EchoProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The median of the growth from each sample to the next: a leak grows every wave, while
+/// one trim, burst or step moves one or two of the growths only.
+pub fn growth_per_wave(samples: &[u64]) -> f64 {
+    let mut slopes: Vec<f64> = samples.windows(2).map(|w| w[1] as f64 - w[0] as f64).collect();
+    slopes.sort_by(f64::total_cmp);
+    let mid = slopes.len() / 2;
+    if slopes.len() % 2 == 0 { (slopes[mid - 1] + slopes[mid]) / 2.0 } else { slopes[mid] }
 }
 
 /// A free loopback address (nothing listens on it once returned).

@@ -17,7 +17,7 @@
 //!
 //! # async fn run() -> std::io::Result<()> {
 //! let app = Router::new().route("/chat", any(chat));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! let listener = ws_core::bind("127.0.0.1:9001").await?;
 //! // axum::serve, with the handshake's time and size limits: see `serve`.
 //! ws_axum::serve(listener, app).config(&ws_core::Config::default()).await
 //! # }
@@ -47,7 +47,7 @@ pub use ws_hyper::HyperWebSocket as WebSocket;
 /// # async fn chat(ws: WebSocketUpgrade) -> Response { ws.on_upgrade(|_socket| async {}) }
 /// # async fn run() -> std::io::Result<()> {
 /// let app = Router::new().route("/chat", any(chat));
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+/// let listener = ws_core::bind("127.0.0.1:9001").await?;
 /// ws_axum::serve(listener, app).config(&ws_core::Config::default()).await
 /// # }
 /// ```

@@ -13,6 +13,37 @@ use tokio::net::{TcpListener, TcpStream};
 /// How long to wait before accepting again after running out of descriptors or buffers.
 const SHORTAGE_PAUSE: Duration = Duration::from_millis(100);
 
+/// The listen backlog [`bind`] asks for (the kernel caps it, at `net.core.somaxconn` on
+/// Linux).
+pub const BACKLOG: u32 = 4096;
+
+/// A listener for a WebSocket server on `addr` (the first of its addresses that binds),
+/// with `SO_REUSEADDR` on Unix and a listen backlog of [`BACKLOG`].
+///
+/// `std` and Tokio listen with a backlog of 128: a burst of clients larger than that (every
+/// client of a server that just restarted, reconnecting at once) overflows the queue, and
+/// each connection dropped there waits a second or more for its SYN to be sent again.
+/// [`Server::bind`](crate::Server::bind) and [`Acceptor::bind`] listen with this.
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> std::io::Result<()> {
+/// let listener = ws_core::bind("127.0.0.1:9001").await?;
+/// # Ok(()) }
+/// ```
+pub async fn bind(addr: impl tokio::net::ToSocketAddrs) -> io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind")))
+}
+
 /// Accepts TCP connections for a server: see [`Acceptor::accept`].
 ///
 /// ```no_run
@@ -38,9 +69,9 @@ impl Acceptor {
         Self { listener, short: false }
     }
 
-    /// Listens on `addr`.
+    /// Listens on `addr`, as [`bind`] does.
     pub async fn bind(addr: impl tokio::net::ToSocketAddrs) -> io::Result<Self> {
-        Ok(Self::new(TcpListener::bind(addr).await?))
+        Ok(Self::new(bind(addr).await?))
     }
 
     /// The address it listens on.

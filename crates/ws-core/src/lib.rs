@@ -23,7 +23,7 @@
 //! # }
 //! ```
 
-mod acceptor;
+pub mod acceptor;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod close;
@@ -48,7 +48,7 @@ pub mod utf8;
 mod websocket;
 pub mod write_buf;
 
-pub use acceptor::{Acceptor, first_bytes};
+pub use acceptor::{Acceptor, bind, first_bytes};
 pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
 pub use connection::Connection;

@@ -178,12 +178,14 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Listens on `addr`.
+    /// Listens on `addr`, with a listen backlog of [`BACKLOG`](crate::acceptor::BACKLOG)
+    /// ([`bind`](crate::bind)).
     pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
-        Ok(Self::from_listener(TcpListener::bind(addr).await?))
+        Ok(Self::from_listener(crate::acceptor::bind(addr).await?))
     }
 
-    /// Serves on a listener bound elsewhere.
+    /// Serves on a listener bound elsewhere ([`bind`](crate::bind) makes one with a
+    /// backlog fit for bursts of clients).
     pub fn from_listener(listener: TcpListener) -> Self {
         Self { acceptor: Acceptor::new(listener), config: Arc::new(Config::default()), graceful: None }
     }

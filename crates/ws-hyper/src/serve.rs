@@ -65,11 +65,15 @@ const MIN_BUF_SIZE: usize = 8192;
 ///     .service_fn(|_request: http::Request<Incoming>| async {
 ///         Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::from("not a websocket")))
 ///     });
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+/// let listener = ws_core::bind("127.0.0.1:9001").await?;
 /// let ctrl_c = async { let _ = tokio::signal::ctrl_c().await; };
 /// serve(listener, app).config(&config).with_graceful_shutdown(ctrl_c, std::time::Duration::from_secs(10)).await
 /// # }
 /// ```
+///
+/// Bind the listener with [`ws_core::bind`]: its listen backlog of 4,096, rather than the
+/// 128 of `TcpListener::bind`, takes a burst of reconnecting clients without making them
+/// wait a second per dropped SYN.
 pub fn serve<S>(listener: TcpListener, service: S) -> Serve<S> {
     Serve { acceptor: Acceptor::new(listener), service, limits: Limits::from(&Config::default()), invalid: None, graceful: None }
 }
