@@ -23,7 +23,7 @@ async fn echo(request: HttpRequest, payload: web::Payload) -> Result<HttpRespons
 async fn main() -> std::io::Result<()> {
     init_logging();
     // actix-web reads the request: the handshake's time limit is set on it (its header
-    // size and count limits are its own, 32 KiB and 96).
+    // size and count limits are its own, 128 KiB and 96).
     let shutdown = Shutdown::new();
     let app_shutdown = shutdown.clone();
     let server = HttpServer::new(move || App::new().app_data(app_shutdown.clone()).default_service(web::to(echo)))
