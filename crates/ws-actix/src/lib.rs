@@ -21,7 +21,12 @@
 //! }
 //!
 //! # async fn run() -> std::io::Result<()> {
-//! HttpServer::new(|| App::new().route("/ws", web::get().to(echo))).bind("127.0.0.1:9001")?.run().await
+//! HttpServer::new(|| App::new().route("/ws", web::get().to(echo)))
+//!     // actix-web reads the request: the handshake's time limit is set on it.
+//!     .client_request_timeout(Config::default().handshake_timeout)
+//!     .bind("127.0.0.1:9001")?
+//!     .run()
+//!     .await
 //! # }
 //! ```
 //!
@@ -46,6 +51,7 @@
 //! let shutdown = Shutdown::new();
 //! let app_shutdown = shutdown.clone();
 //! let server = HttpServer::new(move || App::new().app_data(app_shutdown.clone()).route("/ws", web::get().to(echo)))
+//!     .client_request_timeout(Config::default().handshake_timeout)
 //!     .disable_signals()
 //!     .bind("127.0.0.1:9001")?
 //!     .run();
