@@ -36,7 +36,7 @@ use ws_core::{Config, Handler};
 use ws_hyper::UpgradeFut;
 
 pub use ws_hyper::HyperWebSocket as WebSocket;
-/// Serves an axum `Router` as [`axum::serve`] does, with the limits a WebSocket server on the
+/// Serves an axum `Router` as [`axum::serve()`] does, with the limits a WebSocket server on the
 /// open internet needs, which `axum::serve` does not set: a request's head must arrive
 /// within [`Config::handshake_timeout`], within [`Config::max_header_bytes`] and
 /// [`Config::max_headers`] (431 beyond), and a silent connection costs no buffer.

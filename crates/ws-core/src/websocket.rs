@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// A WebSocket connection over a byte stream `S`: a [`Stream`] of received [`Message`]s
-/// and a [`Sink`] of messages to send.
+/// and a [`Sink`](futures_sink::Sink) of messages to send.
 ///
 /// Pings are answered, and the close handshake completed, by the driver: a received Close
 /// is answered before it is handed to the application, and once the socket is dropped,

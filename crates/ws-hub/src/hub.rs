@@ -43,7 +43,7 @@ pub(crate) struct Inner {
 /// frame every recipient's connection queues by reference. Broadcasting never waits for
 /// a recipient: each member has a task per room that moves what is new into its
 /// connection, one write per burst, and a [`SlowPolicy`] for when it falls behind. Without a backplane the hub is in-process;
-/// with one ([`RedisBackplane`](crate::RedisBackplane)) hubs in several processes share
+/// with one (the `redis` feature's `RedisBackplane`) hubs in several processes share
 /// their rooms. Cloning is cheap, and every clone is the same hub.
 ///
 /// ```
