@@ -70,7 +70,7 @@ def main():
                                "--example", "echo_axum", "-p", "wsdriver", "-p", "ws-loadgen"], cwd=ROOT)
         servers = [os.path.join(EX, name) for name in ("echo", "echo_hyper", "echo_axum")]
     print("| server | %s |" % " | ".join("%s x %d x %d" % ("16 B" if s == 16 else "1 KiB", c, i) for s, c, i in CELLS))
-    print("| --- |%s" % " --- |" * len(CELLS))
+    print("| --- |%s" % (" --- |" * len(CELLS)))
     for binary in servers:
         cells = []
         for size, conns, inflight in CELLS:
