@@ -2,7 +2,7 @@
 """The side-by-side benchmark: wsdriver on every server against its peers and a raw-TCP
 ceiling, one command, under ten minutes on two cores.
 
-    benches/run.py [--rounds 3] [--secs 0.5] [--targets] [--no-memory] [--only NAMES]
+    benches/run.py [--rounds 3] [--secs 0.5] [--targets] [--no-memory] [--only NAMES] [--json PATH]
 
 Each echo server runs pinned to core 0 and ws-loadgen to core 1; servers are interleaved
 round by round (in each round every server is started once and runs every cell, in
@@ -16,6 +16,7 @@ connections; 1 and 16 messages in flight); `--targets` runs only the five cells 
 performance targets are set on.
 """
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -121,6 +122,7 @@ def main():
     parser.add_argument("--targets", action="store_true", help="only the five target cells")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--only", help="comma-separated server names to run (the raw ceiling always runs)")
+    parser.add_argument("--json", metavar="PATH", help="also write every sample to PATH (benches/charts.py draws from it)")
     args = parser.parse_args()
     build()
     servers = SERVERS
@@ -129,6 +131,8 @@ def main():
         servers = [s for s in SERVERS if s[0] in keep or s[0] == "raw TCP ceiling"]
     cells = TARGET_CELLS if args.targets else full_cells()
     print(machine())
+    report = {"machine": machine().strip(), "rounds": args.rounds, "secs": args.secs, "servers": [n for n, _ in servers],
+              "cells": [], "idle_memory": []}
     results = {}
     for r in range(args.rounds):
         # Each round runs every server in turn, each once through every cell.
@@ -157,18 +161,31 @@ def main():
             ratio = "" if name == servers[0][0] else " (%.2fx)" % (value / ceiling if ceiling else 0)
             row.append("%s%s, cpu %.0f%%" % (fmt(value, cell[3]), ratio, cpu * 100))
         print("| %s | %s |" % (label(cell), " | ".join(row)))
+        report["cells"].append({
+            "label": label(cell), "payload": cell[0], "conns": cell[1], "in_flight": cell[2],
+            "unit": "bytes/s" if cell[3] == "GB" else "msg/s",
+            "results": {name: {"median": statistics.median(v for v, _ in results[(cell, name)]),
+                               "cpu": statistics.median(c for _, c in results[(cell, name)]),
+                               "samples": [v for v, _ in results[(cell, name)]]} for name, _ in servers}})
 
     if not args.no_memory:
         print("\n## Idle memory per connection (RSS growth over 10,000 idle connections)\n")
         print("| server | opened 256 at a time | opened all at once |")
         print("| --- | --- | --- |")
         for name, binary in servers:
-            cells = []
-            for parallel in (256, 0):
+            cells, entry = [], {"server": name}
+            for parallel, key in ((256, "bytes_256_at_a_time"), (0, "bytes_all_at_once")):
                 before, after = idle_memory.measure(binary, 10000, parallel)
                 per = (after - before) * 1024.0 / 10000
+                entry[key] = per
                 cells.append("%.2f KiB" % (per / 1024) if per >= 1024 else "%.0f B" % per)
+            report["idle_memory"].append(entry)
             print("| %s | %s |" % (name, " | ".join(cells)), flush=True)
+
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+            f.write("\n")
 
 
 if __name__ == "__main__":

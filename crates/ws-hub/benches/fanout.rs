@@ -11,7 +11,8 @@
 //! descriptors in one process, more than machines commonly allow, and the kernel's share
 //! would be the same for both approaches.
 //!
-//! `cargo bench -p ws-hub --bench fanout [-- --subscribers N --rounds R]`.
+//! `cargo bench -p ws-hub --bench fanout [-- --subscribers N --rounds R --json PATH]`; the
+//! JSON (`benches/results/fanout.json`) is what `benches/charts.py` draws.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly
 
@@ -189,12 +190,14 @@ fn main() {
     let mut subscribers = 10_000;
     let mut rounds = 3;
     let mut only = None;
+    let mut json = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--subscribers" => subscribers = args.next().and_then(|v| v.parse().ok()).unwrap_or(subscribers),
             "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(rounds),
             "--only" => only = args.next(),
+            "--json" => json = args.next(),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -230,6 +233,7 @@ fn main() {
         }
     }
     let med = |v: &[[f64; 3]], i: usize| median(v.iter().map(|r| r[i]).collect());
+    let mut rows = Vec::new();
     println!("| payload x messages | approach | deliveries/s | peak RSS growth while publishing | RSS per subscriber (both ends) |");
     println!("| --- | --- | --- | --- | --- |");
     for (size, count) in WORKLOADS {
@@ -237,11 +241,21 @@ fn main() {
         let (hub, base) = (row(Approach::Hub), row(Approach::Baseline));
         for (name, r) in [("hub", hub), ("tokio broadcast", base)] {
             println!("| {size} B x {count} | {name} | {:.2} M | {:.1} MiB | {:.2} KiB |", med(r, 0) / 1e6, med(r, 1) / 1024.0, med(r, 2));
+            rows.push(format!(
+                r#"  {{"payload": {size}, "messages": {count}, "approach": "{name}", "deliveries_per_sec": {:.0}, "peak_kib": {:.0}, "kib_per_subscriber": {:.3}}}"#,
+                med(r, 0),
+                med(r, 1),
+                med(r, 2)
+            ));
         }
         println!(
             "| {size} B x {count} | hub / baseline | {:.2}x | {:.2}x | |",
             med(hub, 0) / med(base, 0),
             med(hub, 1) / med(base, 1).max(1.0)
         );
+    }
+    if let Some(path) = json {
+        let text = format!("{{\"subscribers\": {subscribers}, \"rounds\": {rounds}, \"results\": [\n{}\n]}}\n", rows.join(",\n"));
+        std::fs::write(&path, text).expect("write the --json file");
     }
 }
