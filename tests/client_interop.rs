@@ -61,7 +61,7 @@ macro_rules! against {
             async fn start(_config: wsdriver::Config) -> std::net::SocketAddr {
                 super::peer_server(stringify!($peer))
             }
-            crate::echo_battery!(@tests start; text_multibyte, binary_all_byte_values, empty_messages, length_boundaries,
+            crate::echo_battery!(@tests_needing "needs Node and Python (interop/install.sh)"; start; text_multibyte, binary_all_byte_values, empty_messages, length_boundaries,
                 sixteen_mib, pipelined_in_order, subprotocol_selection, close_code_is_echoed, ping_is_answered, deflate_round_trips);
         }
     )*};

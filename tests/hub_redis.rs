@@ -31,6 +31,7 @@ async fn next(client: &mut WebSocket<DuplexStream>) -> Message {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (interop/install.sh)"]
 async fn hubs_share_rooms_and_survive_a_redis_restart() {
     let mut redis = RedisServer::start();
     let (hub_a, plane_a) = hub(&redis);
@@ -82,6 +83,7 @@ async fn hubs_share_rooms_and_survive_a_redis_restart() {
 /// stays within the backplane's byte bound (the rest is dropped and counted), and
 /// publishing resumes once Redis does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (interop/install.sh)"]
 async fn a_stalled_redis_costs_no_more_than_the_queue_byte_bound() {
     const BOUND: usize = 1 << 20;
     const BIG: usize = 64 << 10;

@@ -65,16 +65,19 @@ macro_rules! interop {
     ($($server:ident),*) => {$(
         mod $server {
             #[tokio::test]
+            #[ignore = "needs Chromium (interop/install.sh)"]
             async fn chromium() {
                 super::run_peer(stringify!($server), "chromium").await;
             }
 
             #[tokio::test]
+            #[ignore = "needs Node (interop/install.sh)"]
             async fn node_ws() {
                 super::run_peer(stringify!($server), "node").await;
             }
 
             #[tokio::test]
+            #[ignore = "needs Python (interop/install.sh)"]
             async fn python_websockets() {
                 super::run_peer(stringify!($server), "python").await;
             }

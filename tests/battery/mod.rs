@@ -576,4 +576,16 @@ macro_rules! echo_battery {
             }
         )*
     };
+    // The same checks against a server that needs an outside program: ignored by a plain
+    // `cargo test`, run by `scripts/test-all` with `--include-ignored`.
+    (@tests_needing $why:literal; $start:expr; $($check:ident),*) => {
+        $(
+            #[tokio::test]
+            #[ignore = $why]
+            async fn $check() {
+                let addr = $start($crate::battery::server_config()).await;
+                $crate::common::bounded($crate::battery::$check(addr)).await;
+            }
+        )*
+    };
 }
