@@ -67,6 +67,9 @@ pub struct WebSocketUpgrade {
     headers: HeaderMap,
     on_upgrade: OnUpgrade,
     config: Config,
+    /// Set by [`WebSocketUpgrade::protocols`]: applied over whatever `config` says, in
+    /// whichever order the two were called.
+    protocols: Option<Vec<String>>,
     shutdown: Option<Shutdown>,
 }
 
@@ -113,26 +116,50 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
             headers: parts.headers.clone(),
             on_upgrade,
             config: Config::default(),
+            protocols: None,
             shutdown: parts.extensions.get::<Shutdown>().cloned(),
         })
     }
 }
 
 impl WebSocketUpgrade {
-    /// Sets the options and limits for this connection.
+    /// Sets the options and limits for this connection. Subprotocols set with
+    /// [`WebSocketUpgrade::protocols`] are kept, before or after this call.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
     }
 
-    /// Sets the subprotocols supported ([`Config::protocols`]).
+    /// Sets the subprotocols supported, in place of [`Config::protocols`] of the config
+    /// (whether [`WebSocketUpgrade::config`] is called before or after).
+    ///
+    /// ```
+    /// # use ws_core::{Config, Connection, Handler, Message};
+    /// # struct Chat;
+    /// # impl Handler for Chat { async fn on_message(&mut self, _: &Connection, _: Message) {} }
+    /// use axum::response::Response;
+    /// use ws_axum::WebSocketUpgrade;
+    ///
+    /// async fn chat(ws: WebSocketUpgrade) -> Response {
+    ///     // Both orders select "chat.v2" for a client offering it.
+    ///     ws.protocols(["chat.v2"]).config(Config::default().max_message_size(1 << 20)).serve(Chat)
+    /// }
+    /// ```
     pub fn protocols<I, P>(mut self, protocols: I) -> Self
     where
         I: IntoIterator<Item = P>,
         P: Into<String>,
     {
-        self.config = self.config.protocols(protocols);
+        self.protocols = Some(protocols.into_iter().map(Into::into).collect());
         self
+    }
+
+    /// The subprotocol the response will select: the first the client offered that is
+    /// supported (by [`WebSocketUpgrade::protocols`] or the config), if any. A handler can
+    /// refuse a client that offers none of its protocols before upgrading.
+    pub fn selected_protocol(&self) -> Option<&str> {
+        let supported = self.protocols.as_ref().unwrap_or(&self.config.protocols);
+        self.offered_protocols().find(|offered| supported.iter().any(|p| p == offered))
     }
 
     /// The subprotocols the client offered, in its order of preference.
@@ -146,11 +173,15 @@ impl WebSocketUpgrade {
         F: FnOnce(WebSocket) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let accepted = match server::accept_parts(&self.method, self.version, &self.headers, &self.config) {
+        let mut config = self.config;
+        if let Some(protocols) = self.protocols {
+            config.protocols = protocols;
+        }
+        let accepted = match server::accept_parts(&self.method, self.version, &self.headers, &config) {
             Ok(accepted) => accepted,
             Err(e) => return WebSocketUpgradeRejection::Handshake(e).into_response(),
         };
-        let mut upgrade = UpgradeFut::new(self.on_upgrade, self.config, accepted.negotiated);
+        let mut upgrade = UpgradeFut::new(self.on_upgrade, config, accepted.negotiated);
         if let Some(shutdown) = self.shutdown {
             upgrade = upgrade.watched_by(shutdown);
         }
