@@ -7,6 +7,36 @@
 
 pub use ws_core::*;
 
+/// The `http` crate (1.x), whose types the API takes and returns: requests, headers and
+/// status codes (`ClientBuilder::header`, a refused handshake's status).
+pub use http;
+
+/// The names most programs use, for a glob import that cannot clash with the framework
+/// crates (`use wsdriver::*` brings a module named `axum`, and so on):
+///
+/// ```
+/// use wsdriver::prelude::*;
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     async fn on_message(&mut self, ws: &Connection, message: Message) {
+///         let _ = ws.send(message).await;
+///     }
+///
+///     async fn on_close(&mut self, _ws: &Connection, code: CloseCode, _reason: &str) {
+///         assert_ne!(code, CloseCode::PROTOCOL_ERROR);
+///     }
+/// }
+///
+/// let _config = Config::default().max_message_size(1 << 20);
+/// ```
+pub mod prelude {
+    #[cfg(feature = "client")]
+    pub use ws_core::client::{ClientBuilder, Reconnect, connect};
+    pub use ws_core::{CloseCode, Config, Connection, Error, Handler, Message, PreparedMessage, Server, WebSocket};
+}
+
 /// hyper 1: `upgrade` a request, or serve upgrades with a tower `WebSocketLayer`.
 #[cfg(feature = "hyper")]
 pub mod hyper {
