@@ -14,16 +14,15 @@ use hyper::{Request, Response};
 use shared::{Echo, SHUTDOWN_DEADLINE, config, init_logging, listen_addr, shutdown_signal};
 use std::convert::Infallible;
 use std::sync::LazyLock;
+use wsdriver::Config;
 use wsdriver::hyper::{serve as serve_http, upgrade};
-use wsdriver::{Config, connection_task, serve};
 
 static CONFIG: LazyLock<Config> = LazyLock::new(config);
 
 async fn route(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match upgrade(&mut request, &CONFIG) {
-        Ok((response, socket)) => {
-            // connection_task frees the upgrade's state once the socket is open.
-            tokio::spawn(connection_task(async move { socket.await.ok().map(|socket| serve(socket, Echo)) }));
+        Ok((response, upgrade)) => {
+            upgrade.serve(Echo); // a task serves the socket once hyper hands it over
             response.map(|_| Full::default())
         }
         Err(rejection) => rejection.response().map(Full::from),

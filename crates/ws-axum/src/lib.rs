@@ -173,34 +173,37 @@ impl WebSocketUpgrade {
         F: FnOnce(WebSocket) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let mut config = self.config;
-        if let Some(protocols) = self.protocols {
-            config.protocols = protocols;
-        }
-        let accepted = match server::accept_parts(&self.method, self.version, &self.headers, &config) {
-            Ok(accepted) => accepted,
-            Err(e) => return WebSocketUpgradeRejection::Handshake(e).into_response(),
-        };
-        let mut upgrade = UpgradeFut::new(self.on_upgrade, config, accepted.negotiated);
-        if let Some(shutdown) = self.shutdown {
-            upgrade = upgrade.watched_by(shutdown);
-        }
-        tokio::spawn(ws_core::connection_task(async move {
-            match upgrade.await {
-                Ok(socket) => Some(callback(socket)),
-                Err(error) => {
-                    tracing::debug!(%error, "upgrade failed");
-                    None
-                }
+        match self.accept() {
+            Ok((response, upgrade)) => {
+                upgrade.spawn(callback);
+                response
             }
-        }));
-        accepted.response.map(|()| Body::empty())
+            Err(e) => WebSocketUpgradeRejection::Handshake(e).into_response(),
+        }
     }
 
     /// Answers 101 and serves the connection with `handler`.
     pub fn serve<H: Handler>(self, handler: H) -> Response {
-        self.on_upgrade(move |socket| async move {
-            ws_core::serve(socket, handler).await;
-        })
+        match self.accept() {
+            Ok((response, upgrade)) => {
+                upgrade.serve(handler);
+                response
+            }
+            Err(e) => WebSocketUpgradeRejection::Handshake(e).into_response(),
+        }
+    }
+
+    /// The 101 response and the upgrade, with the route's config and subprotocols.
+    fn accept(self) -> Result<(Response, UpgradeFut), HandshakeError> {
+        let mut config = self.config;
+        if let Some(protocols) = self.protocols {
+            config.protocols = protocols;
+        }
+        let accepted = server::accept_parts(&self.method, self.version, &self.headers, &config)?;
+        let mut upgrade = UpgradeFut::new(self.on_upgrade, config, accepted.negotiated);
+        if let Some(shutdown) = self.shutdown {
+            upgrade = upgrade.watched_by(shutdown);
+        }
+        Ok((accepted.response.map(|()| Body::empty()), upgrade))
     }
 }

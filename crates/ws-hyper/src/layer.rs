@@ -96,17 +96,8 @@ where
             return Either::Left(self.inner.call(request));
         }
         let response = match upgrade(&mut request, &self.config) {
-            Ok((response, socket)) => {
-                let handler = (self.make_handler)(&head_of(&request));
-                tokio::spawn(ws_core::connection_task(async move {
-                    match socket.await {
-                        Ok(socket) => Some(ws_core::serve(socket, handler)),
-                        Err(error) => {
-                            tracing::debug!(%error, "upgrade failed");
-                            None
-                        }
-                    }
-                }));
+            Ok((response, upgrade)) => {
+                upgrade.serve((self.make_handler)(&head_of(&request)));
                 response.map(|_| ResBody::from(String::new()))
             }
             Err(rejection) => rejection.response().map(ResBody::from),

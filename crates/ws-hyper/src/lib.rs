@@ -1,5 +1,5 @@
 //! wsdriver on hyper 1: [`upgrade`] a request yourself, or put a [`WebSocketLayer`] in a
-//! tower stack to serve every upgrade request with a [`Handler`](ws_core::Handler).
+//! tower stack to serve every upgrade request with a [`Handler`].
 //!
 //! A thin bridge: the handshake and the protocol are ws-core's; this crate only hands
 //! hyper's upgraded connection to the core's driver.
@@ -16,8 +16,8 @@
 //!
 //! async fn route(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
 //!     match ws_hyper::upgrade(&mut request, &Config::default()) {
-//!         Ok((response, socket)) => {
-//!             tokio::spawn(ws_core::connection_task(async move { socket.await.ok().map(|socket| ws_core::serve(socket, Echo)) }));
+//!         Ok((response, upgrade)) => {
+//!             upgrade.serve(Echo); // a task serves the socket once hyper hands it over
 //!             Ok(response.map(|_| Full::default()))
 //!         }
 //!         Err(rejection) => Ok(rejection.response().map(Full::from)),
@@ -41,7 +41,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use ws_core::handshake::{HandshakeError, Negotiated, server};
 use ws_core::shutdown::Shutdown;
-use ws_core::{Config, Error, Role, WebSocket};
+use ws_core::{Config, Error, Handler, Role, WebSocket};
 
 /// A WebSocket over hyper's upgraded connection.
 pub type HyperWebSocket = WebSocket<TokioIo<Upgraded>>;
@@ -98,6 +98,32 @@ impl UpgradeFut {
             setup.shutdown = Some(shutdown);
         }
         self
+    }
+
+    /// Spawns the connection's task: it awaits the upgrade and serves the socket with
+    /// `handler` ([`ws_core::serve`]). An upgrade that fails (the client went away before
+    /// hyper handed the connection over) is logged at debug level and dropped.
+    pub fn serve<H: Handler>(self, handler: H) {
+        self.spawn(move |socket| ws_core::serve(socket, handler));
+    }
+
+    /// Spawns the connection's task: it awaits the upgrade and runs `callback` with the
+    /// socket; the callback's output is dropped. An upgrade that fails is logged at debug
+    /// level and dropped.
+    pub fn spawn<F, Fut>(self, callback: F)
+    where
+        F: FnOnce(HyperWebSocket) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+    {
+        tokio::spawn(ws_core::connection_task(async move {
+            match self.await {
+                Ok(socket) => Some(callback(socket)),
+                Err(error) => {
+                    tracing::debug!(%error, "upgrade failed");
+                    None
+                }
+            }
+        }));
     }
 }
 
