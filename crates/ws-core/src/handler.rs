@@ -202,6 +202,7 @@ fn take_front(batch: &mut Option<MessageQueue>) -> Message {
 /// task.await.unwrap();
 /// # Ok(()) }
 /// ```
+#[doc(hidden)] // for adapters: ws-hyper's UpgradeFut::spawn is the public way
 pub fn connection_task<O, Fut>(open: O) -> impl Future<Output = ()> + Send + 'static
 where
     O: Future<Output = Option<Fut>> + Send + 'static,

@@ -33,6 +33,7 @@ mod connection;
 pub mod deflate;
 mod driver;
 pub mod error;
+#[doc(hidden)] // the header parser under the handshakes; public for the fuzzers
 pub mod extensions;
 pub mod frame;
 mod handler;
@@ -46,6 +47,7 @@ mod server;
 pub mod shutdown;
 pub mod utf8;
 mod websocket;
+#[doc(hidden)] // the driver's write buffer; public for the fuzzers
 pub mod write_buf;
 
 pub use acceptor::{Acceptor, bind, first_bytes};

@@ -67,6 +67,7 @@ impl<S: Transport> WebSocket<S> {
 
     /// A socket whose handshake is still under way: it is [`ReadyState::Connecting`],
     /// messages sent now are queued, and [`WebSocket::attach`] opens it.
+    #[doc(hidden)] // for adapters that attach the stream later
     pub fn connecting(role: Role, config: &Config) -> Self {
         Self::with_shared(Shared::new(None, role, config, Negotiated::default(), BytesMut::new()))
     }
@@ -78,12 +79,14 @@ impl<S: Transport> WebSocket<S> {
 
     /// Completes a [`WebSocket::connecting`] socket: attaches the stream, installs what
     /// the handshake negotiated, and sends what was queued.
+    #[doc(hidden)] // for adapters
     pub fn attach(&self, io: S, negotiated: Negotiated, leftover: BytesMut) {
         self.attacher().attach(io, negotiated, leftover);
     }
 
     /// A handle that completes (or fails) a [`WebSocket::connecting`] socket from another
     /// task.
+    #[doc(hidden)] // for adapters
     pub fn attacher(&self) -> Attacher<S> {
         Attacher { shared: self.shared.clone() }
     }
@@ -199,6 +202,7 @@ impl<S: Transport> WebSocket<S> {
 }
 
 /// Completes a connecting [`WebSocket`] from the task that runs its handshake.
+#[doc(hidden)] // for adapters
 pub struct Attacher<S: Transport> {
     shared: Arc<Shared<S>>,
 }

@@ -8,6 +8,7 @@
 //! compressor and inflater are reset after each message rather than freed, so a busy
 //! connection does not reallocate them.
 
+#[doc(hidden)] // the extension's parameter negotiation; public for the fuzzers
 pub mod params;
 
 use crate::error::ProtocolError;

@@ -4,6 +4,7 @@
 //! for the standalone server and the client.
 
 pub mod client;
+#[doc(hidden)] // HTTP/1.1 head parsing for the standalone server and the client; public for the fuzzers
 pub mod http1;
 pub mod server;
 
