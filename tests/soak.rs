@@ -10,11 +10,9 @@
 //! peak (the same every wave); a leak follows the connections opened, `rounds` times larger,
 //! and the same amount every wave. The check takes the median of the growth from each wave
 //! to the next over the last six of ten waves (actix-web's server takes four or five waves
-//! to settle), so that one wave's allocator trim, burst or step (a new heap taken once,
-//! which moved an earlier pairwise trend over the limit) does not decide it, and fails
-//! above 128 bytes per connection opened: it catches a deliberate leak
-//! of 200 bytes per connection (an earlier form found one of ~750 bytes in the actix
-//! adapter); smaller leaks need the long form.
+//! to settle), so that one wave's allocator trim, burst or step (a new heap taken once)
+//! does not decide it, and fails above 128 bytes per connection opened: it catches a
+//! deliberate leak of 200 bytes per connection; smaller leaks need the long form.
 //!
 //! The tests are ignored by a plain `cargo test`; `scripts/test-all` runs this short form
 //! (`cargo test --test soak -- --include-ignored`). `SOAK_CONNECTIONS=10000 SOAK_SECS=60
