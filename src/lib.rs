@@ -1,8 +1,9 @@
 //! wsdriver: an RFC 6455 WebSocket server and client. One protocol core ([`ws_core`]),
 //! thin adapters for the Rust servers people run, and one [`Handler`] API on all of them.
 //!
-//! This crate only re-exports: the core at the root, each adapter as a module behind the
-//! cargo feature of the same name (all on by default).
+//! This crate only re-exports: the core at the root, each adapter crate and the hub as a
+//! module behind the cargo feature of the same name (all on by default), with that
+//! crate's documentation.
 #![doc = include_str!("../README.md")]
 
 pub use ws_core::*;
@@ -37,27 +38,18 @@ pub mod prelude {
     pub use ws_core::{CloseCode, Config, Connection, Error, Handler, Message, PreparedMessage, Server, WebSocket};
 }
 
-/// hyper 1: `upgrade` a request, or serve upgrades with a tower `WebSocketLayer`.
 #[cfg(feature = "hyper")]
-pub mod hyper {
-    pub use ws_hyper::*;
-}
+#[doc(inline)]
+pub use ws_hyper as hyper;
 
-/// axum 0.8: the `WebSocketUpgrade` extractor.
 #[cfg(feature = "axum")]
-pub mod axum {
-    pub use ws_axum::*;
-}
+#[doc(inline)]
+pub use ws_axum as axum;
 
-/// actix-web 4: `handle` and `serve` from an `HttpRequest` and its `Payload`.
 #[cfg(feature = "actix")]
-pub mod actix {
-    pub use ws_actix::*;
-}
+#[doc(inline)]
+pub use ws_actix as actix;
 
-/// Broadcast: a hub of rooms with presence, frames encoded once, bounded queues for slow
-/// subscribers, and (feature `redis`) a Redis backplane shared by several processes.
 #[cfg(feature = "hub")]
-pub mod hub {
-    pub use ws_hub::*;
-}
+#[doc(inline)]
+pub use ws_hub as hub;
