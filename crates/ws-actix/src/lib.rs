@@ -140,8 +140,26 @@ pub async fn stop(handle: &actix_web::dev::ServerHandle, shutdown: &Shutdown, de
     dropped
 }
 
+/// The subprotocols the client offered (`Sec-WebSocket-Protocol`), in its order of
+/// preference: to pick a [`Config::protocols`] or refuse the request before upgrading.
+///
+/// ```
+/// use actix_web::test::TestRequest;
+///
+/// let request = TestRequest::default().insert_header(("sec-websocket-protocol", "chat.v2, chat.v1")).to_http_request();
+/// assert_eq!(ws_actix::offered_protocols(&request), ["chat.v2", "chat.v1"]);
+/// ```
+pub fn offered_protocols(request: &HttpRequest) -> Vec<String> {
+    let headers = headers_of(request);
+    ws_core::handshake::header_tokens(&headers, &http::header::SEC_WEBSOCKET_PROTOCOL).map(str::to_owned).collect()
+}
+
 /// Validates the upgrade request, serves the connection with `handler` on this worker,
 /// and returns the 101 response.
+///
+/// The handler is built before the request is validated; to build it only for a request
+/// that is accepted (or from what was negotiated), call [`handle`] and spawn
+/// [`ws_core::serve`] with the socket it returns.
 pub fn serve<H: Handler>(
     request: &HttpRequest,
     payload: web::Payload,
