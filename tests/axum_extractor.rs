@@ -1,6 +1,7 @@
 //! ws-axum's `WebSocketUpgrade`: subprotocols set with `protocols` survive a later
-//! `config`, and `selected_protocol` tells the handler what the response will select, so
-//! it can refuse a client that offers none of its protocols.
+//! `config`, `selected_protocol` tells the handler what the response will select, so it
+//! can refuse a client that offers none of its protocols, and `on_failed_upgrade` hears of
+//! an upgrade that fails after the 101.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
@@ -61,4 +62,35 @@ async fn selected_protocol_lets_a_handler_require_one() {
         }
         other => panic!("expected 400, got {:?}", other.map(|_| ())),
     }
+}
+
+/// A server built without upgrades (hyper's `serve_connection` without `with_upgrades`):
+/// the 101 goes out, the upgrade fails, and `on_failed_upgrade` hears of it.
+#[tokio::test]
+async fn on_failed_upgrade_hears_of_an_upgrade_that_fails() {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
+    let failed_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(failed_tx)));
+    let app = Router::new().fallback(move |ws: WebSocketUpgrade| {
+        let failed_tx = failed_tx.lock().unwrap().take();
+        async move {
+            ws.on_failed_upgrade(move |error| {
+                if let Some(tx) = failed_tx {
+                    let _ = tx.send(error.to_string());
+                }
+            })
+            .serve(Echo)
+        }
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        // No `.with_upgrades()`: hyper answers, then drops the connection's upgrade.
+        let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), TowerToHyperService::new(app)).await;
+    });
+    let _ = ClientBuilder::new(format!("ws://{addr}/")).connect().await;
+    let error = bounded(failed_rx).await.unwrap();
+    assert!(!error.is_empty());
 }

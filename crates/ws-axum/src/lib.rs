@@ -32,7 +32,7 @@ use hyper::upgrade::OnUpgrade;
 use std::future::Future;
 use ws_core::handshake::{HandshakeError, server};
 use ws_core::shutdown::Shutdown;
-use ws_core::{Config, Handler};
+use ws_core::{Config, Error, Handler};
 use ws_hyper::UpgradeFut;
 
 pub use ws_hyper::HyperWebSocket as WebSocket;
@@ -70,6 +70,7 @@ pub struct WebSocketUpgrade {
     /// Set by [`WebSocketUpgrade::protocols`]: applied over whatever `config` says, in
     /// whichever order the two were called.
     protocols: Option<Vec<String>>,
+    on_failed: Option<Box<dyn FnOnce(Error) + Send>>,
     shutdown: Option<Shutdown>,
 }
 
@@ -117,6 +118,7 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
             on_upgrade,
             config: Config::default(),
             protocols: None,
+            on_failed: None,
             shutdown: parts.extensions.get::<Shutdown>().cloned(),
         })
     }
@@ -162,6 +164,14 @@ impl WebSocketUpgrade {
         self.offered_protocols().find(|offered| supported.iter().any(|p| p == offered))
     }
 
+    /// Runs `callback` with the error if the connection cannot be upgraded after the 101
+    /// was sent (the client went away, or the server was not built with upgrades), as
+    /// axum's extractor does; without it, the failure is logged at debug level.
+    pub fn on_failed_upgrade<C: FnOnce(Error) + Send + 'static>(mut self, callback: C) -> Self {
+        self.on_failed = Some(Box::new(callback));
+        self
+    }
+
     /// The subprotocols the client offered, in its order of preference.
     pub fn offered_protocols(&self) -> impl Iterator<Item = &str> {
         ws_core::handshake::header_tokens(&self.headers, &http::header::SEC_WEBSOCKET_PROTOCOL)
@@ -203,6 +213,9 @@ impl WebSocketUpgrade {
         let mut upgrade = UpgradeFut::new(self.on_upgrade, config, accepted.negotiated);
         if let Some(shutdown) = self.shutdown {
             upgrade = upgrade.watched_by(shutdown);
+        }
+        if let Some(on_failed) = self.on_failed {
+            upgrade = upgrade.on_failed(on_failed);
         }
         Ok((accepted.response.map(|()| Body::empty()), upgrade))
     }

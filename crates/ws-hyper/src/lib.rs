@@ -82,13 +82,14 @@ struct Setup {
     config: Config,
     negotiated: Negotiated,
     shutdown: Option<Shutdown>,
+    on_failed: Option<Box<dyn FnOnce(Error) + Send>>,
 }
 
 impl UpgradeFut {
     /// An upgrade whose handshake an adapter already validated with
     /// [`server::accept`], with what it negotiated.
     pub fn new(on_upgrade: OnUpgrade, config: Config, negotiated: Negotiated) -> Self {
-        Self { on_upgrade, setup: Some(Box::new(Setup { config, negotiated, shutdown: None })) }
+        Self { on_upgrade, setup: Some(Box::new(Setup { config, negotiated, shutdown: None, on_failed: None })) }
     }
 
     /// The socket will be watched by `shutdown` ([`Shutdown::watch`]) from the moment it
@@ -100,26 +101,41 @@ impl UpgradeFut {
         self
     }
 
+    /// Runs `callback` with the error if the upgrade fails (the client went away before
+    /// hyper handed the connection over, or the server was not built with upgrades), in
+    /// the task [`UpgradeFut::serve`] or [`UpgradeFut::spawn`] starts; without it, the
+    /// failure is logged at debug level.
+    pub fn on_failed<C: FnOnce(Error) + Send + 'static>(mut self, callback: C) -> Self {
+        if let Some(setup) = self.setup.as_mut() {
+            setup.on_failed = Some(Box::new(callback));
+        }
+        self
+    }
+
     /// Spawns the connection's task: it awaits the upgrade and serves the socket with
-    /// `handler` ([`ws_core::serve`]). An upgrade that fails (the client went away before
-    /// hyper handed the connection over) is logged at debug level and dropped.
+    /// `handler` ([`ws_core::serve`]). An upgrade that fails goes to
+    /// [`UpgradeFut::on_failed`].
     pub fn serve<H: Handler>(self, handler: H) {
         self.spawn(move |socket| ws_core::serve(socket, handler));
     }
 
     /// Spawns the connection's task: it awaits the upgrade and runs `callback` with the
-    /// socket; the callback's output is dropped. An upgrade that fails is logged at debug
-    /// level and dropped.
-    pub fn spawn<F, Fut>(self, callback: F)
+    /// socket; the callback's output is dropped. An upgrade that fails goes to
+    /// [`UpgradeFut::on_failed`].
+    pub fn spawn<F, Fut>(mut self, callback: F)
     where
         F: FnOnce(HyperWebSocket) -> Fut + Send + 'static,
         Fut: Future + Send + 'static,
     {
+        let on_failed = self.setup.as_mut().and_then(|setup| setup.on_failed.take());
         tokio::spawn(ws_core::connection_task(async move {
             match self.await {
                 Ok(socket) => Some(callback(socket)),
                 Err(error) => {
-                    tracing::debug!(%error, "upgrade failed");
+                    match on_failed {
+                        Some(on_failed) => on_failed(error),
+                        None => tracing::debug!(%error, "upgrade failed"),
+                    }
                     None
                 }
             }
@@ -132,7 +148,7 @@ impl Future for UpgradeFut {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let upgraded = ready!(Pin::new(&mut self.on_upgrade).poll(cx)).map_err(|e| Error::Io(std::io::Error::other(e)))?;
-        let Setup { config, negotiated, shutdown } = *self.setup.take().unwrap_or_default();
+        let Setup { config, negotiated, shutdown, .. } = *self.setup.take().unwrap_or_default();
         let socket = WebSocket::from_upgraded(TokioIo::new(upgraded), Role::Server, &config, negotiated, BytesMut::new());
         if let Some(shutdown) = shutdown {
             shutdown.watch(&socket.connection());
