@@ -27,7 +27,7 @@ use axum::body::Body;
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
-use http::{HeaderMap, Method, StatusCode, Version};
+use http::{HeaderMap, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use std::future::Future;
 use ws_core::handshake::{HandshakeError, server};
@@ -62,8 +62,6 @@ pub use ws_hyper::{Serve, serve};
 /// A [`Shutdown`] in the request's extensions (put there by [`serve`] with a graceful
 /// shutdown, or by an `Extension(shutdown)` layer under `axum::serve`) watches the socket.
 pub struct WebSocketUpgrade {
-    method: Method,
-    version: Version,
     headers: HeaderMap,
     on_upgrade: OnUpgrade,
     config: Config,
@@ -106,14 +104,12 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
     type Rejection = WebSocketUpgradeRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        // Validate now, so a bad request is rejected like any failed extractor; the
-        // subprotocol is picked later, with the route's config.
-        server::accept_parts(&parts.method, parts.version, &parts.headers, &Config::default())
-            .map_err(WebSocketUpgradeRejection::Handshake)?;
+        // The checks that need no config run now, so a bad request is rejected like any
+        // failed extractor; the origin, subprotocol and extensions wait for the route's
+        // config, in `respond`.
+        server::validate_request(&parts.method, parts.version, &parts.headers).map_err(WebSocketUpgradeRejection::Handshake)?;
         let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or(WebSocketUpgradeRejection::ConnectionNotUpgradable)?;
         Ok(Self {
-            method: parts.method.clone(),
-            version: parts.version,
             headers: parts.headers.clone(),
             on_upgrade,
             config: Config::default(),
@@ -209,7 +205,7 @@ impl WebSocketUpgrade {
         if let Some(protocols) = self.protocols {
             config.protocols = protocols;
         }
-        let accepted = server::accept_parts(&self.method, self.version, &self.headers, &config)?;
+        let accepted = server::respond(&self.headers, &config)?;
         let mut upgrade = UpgradeFut::new(self.on_upgrade, config, accepted.negotiated);
         if let Some(shutdown) = self.shutdown {
             upgrade = upgrade.watched_by(shutdown);

@@ -57,10 +57,24 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 /// [`accept`] on the parts of a request, for servers that do not hand out a whole
 /// `http::Request`.
 pub fn accept_parts(method: &Method, version: Version, headers: &HeaderMap, config: &Config) -> Result<Accepted, HandshakeError> {
-    if let Err(error) = config.validate() {
+    check_config(config)?;
+    validate_request(method, version, headers)?;
+    respond_checked(headers, config)
+}
+
+/// An invalid config refuses every handshake (500), and says why in the log.
+fn check_config(config: &Config) -> Result<(), HandshakeError> {
+    config.validate().map_err(|error| {
         tracing::error!(%error, "websocket handshake refused: the server's config is invalid");
-        return Err(error.into());
-    }
+        error.into()
+    })
+}
+
+/// The checks of [`accept_parts`] that do not depend on the server's config (method,
+/// version, the upgrade headers, the version and the key), for an extractor that rejects
+/// a request before its route has chosen a config; [`respond`] then finishes the
+/// handshake without checking them again.
+pub fn validate_request(method: &Method, version: Version, headers: &HeaderMap) -> Result<(), HandshakeError> {
     if method != Method::GET {
         return Err(HandshakeError::MethodNotAllowed(method.clone()));
     }
@@ -86,6 +100,19 @@ pub fn accept_parts(method: &Method, version: Version, headers: &HeaderMap, conf
     if !matches!(BASE64.decode(key.as_bytes()), Ok(k) if k.len() == 16) {
         return Err(HandshakeError::InvalidKey);
     }
+    Ok(())
+}
+
+/// The rest of [`accept_parts`] for a request [`validate_request`] accepted: the config's
+/// checks (the origin), the subprotocol and extensions, and the 101 response.
+pub fn respond(headers: &HeaderMap, config: &Config) -> Result<Accepted, HandshakeError> {
+    check_config(config)?;
+    respond_checked(headers, config)
+}
+
+/// [`respond`] with a config already checked.
+fn respond_checked(headers: &HeaderMap, config: &Config) -> Result<Accepted, HandshakeError> {
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(HandshakeError::MissingKey)?;
     let origin = headers.get(header::ORIGIN).map(|o| o.to_str().unwrap_or(""));
     if !config.origin_check.allows(origin) {
         return Err(HandshakeError::ForbiddenOrigin);
@@ -139,6 +166,25 @@ mod tests {
 
     fn run(b: http::request::Builder) -> Result<Accepted, HandshakeError> {
         accept(&b.body(()).unwrap(), &Config::default().protocols(["b", "a"]))
+    }
+
+    /// Validating first and responding later (an extractor's two steps) answers exactly
+    /// as `accept` does, and each step refuses what it should.
+    #[test]
+    fn validate_then_respond_is_accept_in_two_steps() {
+        let r = request().header("sec-websocket-protocol", "a").body(()).unwrap();
+        let config = Config::default().protocols(["a"]);
+        validate_request(r.method(), r.version(), r.headers()).unwrap();
+        let (whole, split) = (accept(&r, &config).unwrap(), respond(r.headers(), &config).unwrap());
+        assert_eq!(whole.response.headers(), split.response.headers());
+        assert_eq!(split.protocol(), Some("a"));
+
+        let post = request().method("POST").body(()).unwrap();
+        assert!(matches!(validate_request(post.method(), post.version(), post.headers()), Err(HandshakeError::MethodNotAllowed(_))));
+        let from_elsewhere = request().header("origin", "https://evil.example").body(()).unwrap();
+        let strict = Config::default().allowed_origins(["https://good.example"]);
+        validate_request(from_elsewhere.method(), from_elsewhere.version(), from_elsewhere.headers()).unwrap();
+        assert!(matches!(respond(from_elsewhere.headers(), &strict), Err(HandshakeError::ForbiddenOrigin)));
     }
 
     fn without(name: &str) -> http::request::Builder {
