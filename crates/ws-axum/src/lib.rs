@@ -156,8 +156,7 @@ impl WebSocketUpgrade {
     /// supported (by [`WebSocketUpgrade::protocols`] or the config), if any. A handler can
     /// refuse a client that offers none of its protocols before upgrading.
     pub fn selected_protocol(&self) -> Option<&str> {
-        let supported = self.protocols.as_ref().unwrap_or(&self.config.protocols);
-        self.offered_protocols().find(|offered| supported.iter().any(|p| p == offered))
+        server::select_protocol(&self.headers, self.protocols.as_ref().unwrap_or(&self.config.protocols))
     }
 
     /// Runs `callback` with the error if the connection cannot be upgraded after the 101
@@ -179,27 +178,27 @@ impl WebSocketUpgrade {
         F: FnOnce(WebSocket) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        match self.accept() {
-            Ok((response, upgrade)) => {
-                upgrade.spawn(callback);
-                response
-            }
-            Err(e) => WebSocketUpgradeRejection::Handshake(e).into_response(),
-        }
+        self.upgrade_with(|upgrade| upgrade.spawn(callback))
     }
 
     /// Answers 101 and serves the connection with `handler`.
     pub fn serve<H: Handler>(self, handler: H) -> Response {
+        self.upgrade_with(|upgrade| upgrade.serve(handler))
+    }
+
+    /// Finishes the handshake with the route's config and subprotocols, hands the upgrade
+    /// to `start`, and returns the 101; or the rejection's response.
+    fn upgrade_with(self, start: impl FnOnce(UpgradeFut)) -> Response {
         match self.accept() {
             Ok((response, upgrade)) => {
-                upgrade.serve(handler);
+                start(upgrade);
                 response
             }
             Err(e) => WebSocketUpgradeRejection::Handshake(e).into_response(),
         }
     }
 
-    /// The 101 response and the upgrade, with the route's config and subprotocols.
+    /// The 101 response and the upgrade.
     fn accept(self) -> Result<(Response, UpgradeFut), HandshakeError> {
         let mut config = self.config;
         if let Some(protocols) = self.protocols {

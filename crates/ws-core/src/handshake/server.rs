@@ -110,6 +110,12 @@ pub fn respond(headers: &HeaderMap, config: &Config) -> Result<Accepted, Handsha
     respond_checked(headers, config)
 }
 
+/// The subprotocol a handshake selects: the first the client offers (clients list them by
+/// preference) that the server supports.
+pub fn select_protocol<'a>(headers: &'a HeaderMap, supported: &[String]) -> Option<&'a str> {
+    header_tokens(headers, &header::SEC_WEBSOCKET_PROTOCOL).find(|offered| supported.iter().any(|p| p == offered))
+}
+
 /// [`respond`] with a config already checked.
 fn respond_checked(headers: &HeaderMap, config: &Config) -> Result<Accepted, HandshakeError> {
     let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(HandshakeError::MissingKey)?;
@@ -118,9 +124,7 @@ fn respond_checked(headers: &HeaderMap, config: &Config) -> Result<Accepted, Han
         return Err(HandshakeError::ForbiddenOrigin);
     }
 
-    let protocol = header_tokens(headers, &header::SEC_WEBSOCKET_PROTOCOL)
-        .find(|offered| config.protocols.iter().any(|p| p == offered))
-        .map(str::to_owned);
+    let protocol = select_protocol(headers, &config.protocols).map(str::to_owned);
 
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
