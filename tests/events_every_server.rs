@@ -63,6 +63,72 @@ async fn sends_from_another_task(kind: &str) {
     sender.await.unwrap();
 }
 
+/// Logs one event from `on_message`, inside the connection's span.
+struct Probe;
+
+impl Handler for Probe {
+    async fn on_message(&mut self, ws: &Connection, _: Message) {
+        tracing::info!("span probe");
+        let _ = ws.send_text("logged").await;
+    }
+}
+
+/// The fields of the span around each "span probe" event, from every test of this binary.
+static PROBED: std::sync::Mutex<Vec<std::collections::BTreeMap<String, String>>> = std::sync::Mutex::new(Vec::new());
+
+/// Records span fields, and the span fields around each "span probe" event.
+struct Capture;
+
+#[derive(Default)]
+struct Fields(std::collections::BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+impl<S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>> tracing_subscriber::Layer<S> for Capture {
+    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        ctx.span(id).unwrap().extensions_mut().insert(fields);
+    }
+    fn on_record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        values.record(ctx.span(id).unwrap().extensions_mut().get_mut::<Fields>().unwrap());
+    }
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let mut message = Fields::default();
+        event.record(&mut message);
+        if message.0.get("message").map(String::as_str) != Some("span probe") {
+            return;
+        }
+        let span = ctx.event_span(event).map(|span| span.extensions().get::<Fields>().map(|f| f.0.clone()).unwrap_or_default());
+        PROBED.lock().unwrap().push(span.unwrap_or_default());
+    }
+}
+
+/// What a handler logs is inside its connection's `websocket` span, with the adapter, the
+/// client's address and the request's path.
+async fn logs_in_the_connection_span(kind: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Capture)).unwrap());
+    let addr = common::servers::start_with(kind, Config::default(), || Probe).await;
+    let path = format!("/probe/{kind}");
+    let mut client = connect(addr, &path, &Config::default()).await;
+    client.send(Message::text("log this")).await.unwrap();
+    assert_eq!(bounded(client.recv()).await.unwrap().unwrap(), Message::text("logged"));
+    let probed = PROBED.lock().unwrap().iter().find(|span| span.get("path") == Some(&path)).cloned();
+    let span = probed.unwrap_or_else(|| panic!("{kind}: no probe logged in a span with path {path}"));
+    assert_eq!(span.get("adapter").map(String::as_str), Some(kind), "{kind}: {span:?}");
+    let peer: std::net::SocketAddr = span.get("peer").unwrap_or_else(|| panic!("{kind}: no peer in {span:?}")).parse().unwrap();
+    assert_eq!(peer.ip(), std::net::Ipv4Addr::LOCALHOST, "{kind}: {span:?}");
+}
+
 macro_rules! on_every_server {
     ($($kind:ident),*) => {$(
         mod $kind {
@@ -74,6 +140,11 @@ macro_rules! on_every_server {
             #[tokio::test]
             async fn a_violation_reaches_on_error_then_on_close() {
                 super::violation(stringify!($kind)).await;
+            }
+
+            #[tokio::test]
+            async fn a_handler_logs_in_its_connection_span() {
+                super::logs_in_the_connection_span(stringify!($kind)).await;
             }
 
             #[tokio::test]

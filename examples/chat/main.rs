@@ -1,4 +1,5 @@
-//! A chat on axum 0.8: the page at `/`, the WebSocket at `/ws`, rooms in a `Hub`.
+//! A chat on axum 0.8: the page at `/`, the WebSocket at `/ws`, rooms in a `Hub`, and the
+//! server's metrics at `/metrics` in Prometheus's text format.
 //!
 //! ```text
 //! cargo run --example chat                       # http://127.0.0.1:8080, in-process rooms
@@ -13,6 +14,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{Html, Response};
 use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusBuilder;
 use room::{Chat, Options, PAGE, config, init_logging};
 use wsdriver::axum::WebSocketUpgrade;
 use wsdriver::hub::Hub;
@@ -35,7 +37,13 @@ async fn main() -> std::io::Result<()> {
     let server = listener.local_addr()?.to_string();
     println!("chat (axum) on http://{server}/ with {}", options.describe());
     let app = App { hub: options.hub(), server };
-    let router = Router::new().route("/", get(|| async { Html(PAGE) })).route("/ws", get(chat)).with_state(app);
+    let prometheus = PrometheusBuilder::new().install_recorder().map_err(std::io::Error::other)?;
+    wsdriver::meter::enable();
+    let router = Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/ws", get(chat))
+        .route("/metrics", get(move || std::future::ready(prometheus.render())))
+        .with_state(app);
     // axum::serve with the handshake's time and size limits; on Ctrl-C every member is
     // told 1001 Going Away.
     let ctrl_c = async {

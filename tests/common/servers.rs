@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use wsdriver::{Config, Handler, serve};
+use wsdriver::{Config, Handler};
 
 /// The ways of serving, by name: `standalone`, `hyper`, `tower`, `axum`, `actix`.
 pub const ALL: [&str; 5] = ["standalone", "hyper", "tower", "axum", "actix"];
@@ -66,9 +66,8 @@ async fn hyper<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config,
         let config = config.clone();
         tower::service_fn(move |mut request: Request<Incoming>| {
             let response = match wsdriver::hyper::upgrade(&mut request, &config) {
-                Ok((response, socket)) => {
-                    let handler = make();
-                    tokio::spawn(async move { serve(socket.await.unwrap(), handler).await });
+                Ok((response, upgrade)) => {
+                    upgrade.serve(make());
                     response.map(|_| Full::default())
                 }
                 Err(rejection) => rejection.response().map(Full::from),

@@ -74,6 +74,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 use std::time::Duration;
 use ws_core::handshake::{HandshakeError, server};
+use ws_core::meter;
 use ws_core::shutdown::Shutdown;
 use ws_core::{Config, Handler, Role, WebSocket};
 
@@ -108,7 +109,11 @@ impl ResponseError for Rejection {
 /// If the app has a [`Shutdown`] in its data (`App::app_data(shutdown)`, or as
 /// `web::Data<Shutdown>`), the socket is watched by it.
 pub fn handle(request: &HttpRequest, payload: web::Payload, config: &Config) -> Result<(HttpResponse, ActixWebSocket), Rejection> {
-    let accepted = server::accept_parts(&method_of(request), version_of(request), &headers_of(request), config).map_err(Rejection)?;
+    let started = std::time::Instant::now();
+    let accepted = server::accept_parts(&method_of(request), version_of(request), &headers_of(request), config).map_err(|e| {
+        meter::rejected("actix", e.status().as_u16());
+        Rejection(e)
+    })?;
     let (io, body) = ActixIo::new(payload);
     let mut builder = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
     builder.upgrade("websocket");
@@ -118,6 +123,7 @@ pub fn handle(request: &HttpRequest, payload: web::Payload, config: &Config) -> 
         }
     }
     let socket = WebSocket::from_upgraded(io, Role::Server, config, accepted.negotiated, Default::default());
+    socket.meter("actix", started);
     let shutdown = request.app_data::<Shutdown>().or_else(|| request.app_data::<web::Data<Shutdown>>().map(|data| data.get_ref()));
     if let Some(shutdown) = shutdown {
         shutdown.watch(&socket.connection());
@@ -167,9 +173,16 @@ pub fn serve<H: Handler>(
     handler: H,
 ) -> Result<HttpResponse, actix_web::Error> {
     let (response, socket) = handle(request, payload, config)?;
-    actix_web::rt::spawn(async move {
+    let span = meter::span("actix", request.peer_addr(), Some(request.path()), socket.protocol().as_deref());
+    let task = async move {
         ws_core::serve(socket, handler).await;
-    });
+    };
+    // The span costs the connection's task a few words only when a subscriber wants it.
+    if span.is_disabled() {
+        actix_web::rt::spawn(task);
+    } else {
+        actix_web::rt::spawn(tracing::Instrument::instrument(task, span));
+    }
     Ok(response)
 }
 

@@ -31,6 +31,9 @@ use http::{HeaderMap, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use std::future::Future;
 use ws_core::handshake::{HandshakeError, server};
+use std::net::SocketAddr;
+use axum::extract::ConnectInfo;
+use ws_core::meter;
 use ws_core::shutdown::Shutdown;
 use ws_core::{Config, Error, Handler};
 use ws_hyper::UpgradeFut;
@@ -70,6 +73,9 @@ pub struct WebSocketUpgrade {
     protocols: Option<Vec<String>>,
     on_failed: Option<Box<dyn FnOnce(Error) + Send>>,
     shutdown: Option<Shutdown>,
+    /// For the connection's span: the request's URI and the client's address.
+    uri: http::Uri,
+    peer: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for WebSocketUpgrade {
@@ -91,11 +97,21 @@ pub enum WebSocketUpgradeRejection {
     ConnectionNotUpgradable,
 }
 
+impl WebSocketUpgradeRejection {
+    /// The status the rejection answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Handshake(e) => e.status(),
+            Self::ConnectionNotUpgradable => StatusCode::UPGRADE_REQUIRED,
+        }
+    }
+}
+
 impl IntoResponse for WebSocketUpgradeRejection {
     fn into_response(self) -> Response {
         match self {
             Self::Handshake(e) => e.response().map(Body::from),
-            Self::ConnectionNotUpgradable => (StatusCode::UPGRADE_REQUIRED, "connection is not upgradable\n").into_response(),
+            Self::ConnectionNotUpgradable => (self.status(), "connection is not upgradable\n").into_response(),
         }
     }
 }
@@ -107,8 +123,15 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
         // The checks that need no config run now, so a bad request is rejected like any
         // failed extractor; the origin, subprotocol and extensions wait for the route's
         // config, in `respond`.
-        server::validate_request(&parts.method, parts.version, &parts.headers).map_err(WebSocketUpgradeRejection::Handshake)?;
-        let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or(WebSocketUpgradeRejection::ConnectionNotUpgradable)?;
+        let rejected = |rejection: WebSocketUpgradeRejection| {
+            meter::rejected("axum", rejection.status().as_u16());
+            rejection
+        };
+        server::validate_request(&parts.method, parts.version, &parts.headers)
+            .map_err(|e| rejected(WebSocketUpgradeRejection::Handshake(e)))?;
+        let on_upgrade =
+            parts.extensions.remove::<OnUpgrade>().ok_or_else(|| rejected(WebSocketUpgradeRejection::ConnectionNotUpgradable))?;
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0).or_else(|| ws_hyper::peer_addr(&parts.extensions));
         Ok(Self {
             headers: parts.headers.clone(),
             on_upgrade,
@@ -116,6 +139,8 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
             protocols: None,
             on_failed: None,
             shutdown: parts.extensions.get::<Shutdown>().cloned(),
+            uri: parts.uri.clone(),
+            peer,
         })
     }
 }
@@ -194,7 +219,10 @@ impl WebSocketUpgrade {
                 start(upgrade);
                 response
             }
-            Err(e) => WebSocketUpgradeRejection::Handshake(e).into_response(),
+            Err(e) => {
+                meter::rejected("axum", e.status().as_u16());
+                WebSocketUpgradeRejection::Handshake(e).into_response()
+            }
         }
     }
 
@@ -205,7 +233,8 @@ impl WebSocketUpgrade {
             config.protocols = protocols;
         }
         let accepted = server::respond(&self.headers, &config)?;
-        let mut upgrade = UpgradeFut::new(self.on_upgrade, config, accepted.negotiated);
+        let span = meter::span("axum", self.peer, Some(self.uri.path()), accepted.negotiated.protocol.as_deref());
+        let mut upgrade = UpgradeFut::new(self.on_upgrade, config, accepted.negotiated).instrument("axum", span);
         if let Some(shutdown) = self.shutdown {
             upgrade = upgrade.watched_by(shutdown);
         }

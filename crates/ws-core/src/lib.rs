@@ -40,6 +40,7 @@ mod handler;
 pub mod handshake;
 pub mod mask;
 mod message;
+pub mod meter;
 mod pool;
 mod prepared;
 pub mod protocol;

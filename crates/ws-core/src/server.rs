@@ -63,6 +63,7 @@ where
     // come: nothing but the stream and the read is alive across the first await, the rare
     // rejection writes from a box of its own, and the 101 is queued on the socket.
     async move {
+        let started = std::time::Instant::now();
         let mut buf = BytesMut::new();
         let read = http1::read_head(&mut io, &mut buf, config.max_header_bytes, |b| http1::parse_request(b, config.max_headers));
         let error = match tokio::time::timeout_at(deadline, read).await {
@@ -75,6 +76,12 @@ where
                     // frames.
                     let socket = WebSocket::from_upgraded(io, Role::Server, config, accepted.negotiated, buf);
                     socket.write_first(&response)?;
+                    socket.meter("standalone", started);
+                    let span = tracing::Span::current();
+                    if !span.is_disabled() {
+                        span.record("path", request.uri().path());
+                        socket.protocol().map(|protocol| span.record("protocol", protocol));
+                    }
                     return Ok((socket, request));
                 }
                 Err(e) => e,
@@ -84,6 +91,7 @@ where
             Err(_) => HandshakeError::Timeout,
         };
         if !matches!(error, HandshakeError::ConnectionClosed) {
+            crate::meter::rejected("standalone", error.status().as_u16());
             Box::pin(reject(io, &error, config.close_timeout)).await;
         }
         Err(error.into())
@@ -270,7 +278,8 @@ impl Server {
                 accepted = acceptor.accept() => accepted?,
                 () = &mut signal => break,
             };
-            tokio::spawn(accepted_task(stream, peer, config.clone(), watching.clone(), f.clone()));
+            let span = crate::meter::span("standalone", Some(peer), None, None);
+            crate::meter::spawn(span, accepted_task(stream, peer, config.clone(), watching.clone(), f.clone()));
         }
         drop(acceptor);
         if let Some((shutdown, deadline)) = shutdown {

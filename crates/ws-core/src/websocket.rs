@@ -91,6 +91,13 @@ impl<S: Transport> WebSocket<S> {
         Attacher { shared: self.shared.clone() }
     }
 
+    /// Reports the connection's [metrics](crate::meter) from now on, labelled `adapter`,
+    /// with a handshake that started at `started`. Without the `metrics` feature, nothing.
+    #[doc(hidden)] // for adapters
+    pub fn meter(&self, adapter: &'static str, started: std::time::Instant) {
+        self.shared.lock().meter(adapter, started);
+    }
+
     /// Waits until the socket is open, for a [`WebSocket::connecting`] one; fails with the
     /// error that ended it if it never opened.
     pub async fn opened(&mut self) -> Result<()> {
@@ -211,6 +218,11 @@ impl<S: Transport> Attacher<S> {
     /// The handshake completed on `io`: open the socket and send what was queued.
     pub fn attach(&self, io: S, negotiated: Negotiated, leftover: BytesMut) {
         self.shared.lock().attach(&self.shared, io, negotiated, leftover);
+    }
+
+    /// Reports the connection's metrics; see [`WebSocket::meter`].
+    pub fn meter(&self, adapter: &'static str, started: std::time::Instant) {
+        self.shared.lock().meter(adapter, started);
     }
 
     /// The connection could not be established: the socket's stream yields `error`, then

@@ -1,7 +1,7 @@
 //! A tower [`Layer`] that serves WebSocket upgrade requests with a [`Handler`] and passes
 //! every other request to the inner service unchanged.
 
-use crate::upgrade;
+use crate::upgrade_as;
 use futures_util::future::{Either, Ready, ready};
 use http::{Request, Response};
 use std::sync::Arc;
@@ -95,7 +95,7 @@ where
         if !is_upgrade_request(request.headers()) {
             return Either::Left(self.inner.call(request));
         }
-        let response = match upgrade(&mut request, &self.config) {
+        let response = match upgrade_as(&mut request, &self.config, "tower") {
             Ok((response, upgrade)) => {
                 upgrade.serve((self.make_handler)(&head_of(&request)));
                 response.map(|_| ResBody::from(String::new()))

@@ -39,7 +39,9 @@ use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Instant;
 use ws_core::handshake::{HandshakeError, Negotiated, server};
+use ws_core::meter::{self, PeerAddr};
 use ws_core::shutdown::Shutdown;
 use ws_core::{Config, Error, Handler, Role, WebSocket};
 
@@ -57,12 +59,29 @@ pub type HyperWebSocket = WebSocket<TokioIo<Upgraded>>;
 /// If the request's extensions hold a [`Shutdown`] (as they do under [`serve`] with a
 /// graceful shutdown, or behind an axum `Extension` layer), the socket is watched by it.
 pub fn upgrade<B>(request: &mut Request<B>, config: &Config) -> Result<(Response<Empty<Bytes>>, UpgradeFut), HandshakeError> {
-    let accepted = server::accept(request, config)?;
-    let mut upgrade = UpgradeFut::new(hyper::upgrade::on(&mut *request), config.clone(), accepted.negotiated);
+    upgrade_as(request, config, "hyper")
+}
+
+/// [`upgrade`], with metrics and the connection's span labelled `adapter`.
+pub(crate) fn upgrade_as<B>(
+    request: &mut Request<B>,
+    config: &Config,
+    adapter: &'static str,
+) -> Result<(Response<Empty<Bytes>>, UpgradeFut), HandshakeError> {
+    let accepted = server::accept(request, config).inspect_err(|e| meter::rejected(adapter, e.status().as_u16()))?;
+    let span = meter::span(adapter, peer_addr(request.extensions()), Some(request.uri().path()), accepted.negotiated.protocol.as_deref());
+    let mut upgrade = UpgradeFut::new(hyper::upgrade::on(&mut *request), config.clone(), accepted.negotiated).instrument(adapter, span);
     if let Some(shutdown) = request.extensions().get::<Shutdown>() {
         upgrade = upgrade.watched_by(shutdown.clone());
     }
     Ok((accepted.response.map(|()| Empty::new()), upgrade))
+}
+
+/// The client's address, if the server put it in the request's extensions ([`serve`]
+/// does, as a [`PeerAddr`]).
+#[doc(hidden)] // for ws-axum
+pub fn peer_addr(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
+    extensions.get::<PeerAddr>().map(|peer| peer.0)
 }
 
 /// Resolves to the [`HyperWebSocket`] once hyper hands the upgraded connection over.
@@ -77,19 +96,43 @@ pub struct UpgradeFut {
 }
 
 /// What the socket is made with once the connection is upgraded.
-#[derive(Default)]
 struct Setup {
     config: Config,
     negotiated: Negotiated,
     shutdown: Option<Shutdown>,
     on_failed: Option<Box<dyn FnOnce(Error) + Send>>,
+    /// The metrics' label, and the span the connection's task runs in.
+    adapter: &'static str,
+    span: tracing::Span,
+    /// When the handshake started, for its duration.
+    started: Instant,
 }
 
 impl UpgradeFut {
     /// An upgrade whose handshake an adapter already validated with
     /// [`server::accept`], with what it negotiated.
     pub fn new(on_upgrade: OnUpgrade, config: Config, negotiated: Negotiated) -> Self {
-        Self { on_upgrade, setup: Some(Box::new(Setup { config, negotiated, shutdown: None, on_failed: None })) }
+        let setup = Setup {
+            config,
+            negotiated,
+            shutdown: None,
+            on_failed: None,
+            adapter: "hyper",
+            span: tracing::Span::none(),
+            started: Instant::now(),
+        };
+        Self { on_upgrade, setup: Some(Box::new(setup)) }
+    }
+
+    /// Labels the connection's metrics with `adapter`, and runs its task in `span` (see
+    /// [`ws_core::meter`]).
+    #[doc(hidden)] // for adapters
+    pub fn instrument(mut self, adapter: &'static str, span: tracing::Span) -> Self {
+        if let Some(setup) = self.setup.as_mut() {
+            setup.adapter = adapter;
+            setup.span = span;
+        }
+        self
     }
 
     /// The socket will be watched by `shutdown` ([`Shutdown::watch`]) from the moment it
@@ -128,7 +171,8 @@ impl UpgradeFut {
         Fut: Future + Send + 'static,
     {
         let on_failed = self.setup.as_mut().and_then(|setup| setup.on_failed.take());
-        tokio::spawn(ws_core::connection_task(async move {
+        let span = self.setup.as_mut().map_or_else(tracing::Span::none, |setup| std::mem::replace(&mut setup.span, tracing::Span::none()));
+        meter::spawn(span, ws_core::connection_task(async move {
             match self.await {
                 Ok(socket) => Some(callback(socket)),
                 Err(error) => {
@@ -148,8 +192,10 @@ impl Future for UpgradeFut {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let upgraded = ready!(Pin::new(&mut self.on_upgrade).poll(cx)).map_err(|e| Error::Io(std::io::Error::other(e)))?;
-        let Setup { config, negotiated, shutdown, .. } = *self.setup.take().unwrap_or_default();
+        let setup = self.setup.take().ok_or(Error::Closed)?;
+        let Setup { config, negotiated, shutdown, adapter, started, .. } = *setup;
         let socket = WebSocket::from_upgraded(TokioIo::new(upgraded), Role::Server, &config, negotiated, BytesMut::new());
+        socket.meter(adapter, started);
         if let Some(shutdown) = shutdown {
             shutdown.watch(&socket.connection());
         }

@@ -10,6 +10,9 @@
 //! request starts (hyper reserves 8 KiB per connection before its first read; 10,000
 //! clients connecting at once would leave 80 MiB of freed buffers behind).
 //!
+//! Every request carries the client's address in its extensions, as a
+//! [`PeerAddr`](ws_core::meter::PeerAddr), for the WebSocket's tracing span.
+//!
 //! With a graceful shutdown ([`Serve::with_graceful_shutdown`]), every request carries the
 //! server's [`Shutdown`] in its extensions, so the WebSockets the service upgrades
 //! ([`upgrade`](crate::upgrade), [`WebSocketLayer`](crate::WebSocketLayer), ws-axum's
@@ -30,6 +33,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use ws_core::meter::PeerAddr;
 use ws_core::shutdown::Shutdown;
 use ws_core::{Acceptor, Config};
 
@@ -186,7 +190,7 @@ where
                 return Err(io::Error::new(io::ErrorKind::InvalidInput, error));
             }
             loop {
-                let (stream, _peer) = tokio::select! {
+                let (stream, peer) = tokio::select! {
                     accepted = acceptor.accept() => accepted?,
                     () = &mut signal => break,
                 };
@@ -198,6 +202,11 @@ where
                 let Some((shutdown, _, http)) = &graceful else {
                     tokio::spawn(ws_core::first_bytes(stream, deadline).then(move |stream| async move {
                         let Some(stream) = stream else { return };
+                        // Every request carries the client's address, for the WebSocket's span.
+                        let service = service_fn(move |mut request: Request<Incoming>| {
+                            request.extensions_mut().insert(PeerAddr(peer));
+                            service.call(request)
+                        });
                         let served = http1_builder(limits, deadline).serve_connection(TokioIo::new(stream), service).with_upgrades();
                         if let Err(error) = served.await {
                             tracing::debug!(%error, "http connection failed");
@@ -212,9 +221,11 @@ where
                         _ = stop.changed() => None, // nothing asked yet: nothing to finish
                     };
                     let Some(stream) = stream else { return };
-                    // Every request carries the Shutdown: what it upgrades is watched.
+                    // Every request carries the Shutdown (what it upgrades is watched) and
+                    // the client's address.
                     let service = service_fn(move |mut request: Request<Incoming>| {
                         request.extensions_mut().insert(shutdown.clone());
+                        request.extensions_mut().insert(PeerAddr(peer));
                         service.call(request)
                     });
                     let connection = http1_builder(limits, deadline).serve_connection(TokioIo::new(stream), service).with_upgrades();

@@ -146,8 +146,11 @@ impl ClientBuilder {
     /// its headers and the start of its body, a redirect (reported, not followed), or an
     /// answer that fails validation.
     pub async fn connect(self) -> Result<(ClientWebSocket, Response<()>)> {
+        let started = std::time::Instant::now();
         let (stream, response, negotiated, leftover) = self.establish().await?;
-        Ok((WebSocket::from_upgraded(stream, Role::Client, &self.config, negotiated, leftover), response))
+        let socket = WebSocket::from_upgraded(stream, Role::Client, &self.config, negotiated, leftover);
+        socket.meter("client", started);
+        Ok((socket, response))
     }
 
     /// Returns a socket at once, still [`ReadyState::Connecting`](crate::ReadyState),
@@ -158,8 +161,12 @@ impl ClientBuilder {
         let socket = WebSocket::connecting(Role::Client, &self.config);
         let attacher = socket.attacher();
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
             match self.establish().await {
-                Ok((stream, _, negotiated, leftover)) => attacher.attach(stream, negotiated, leftover),
+                Ok((stream, _, negotiated, leftover)) => {
+                    attacher.attach(stream, negotiated, leftover);
+                    attacher.meter("client", started);
+                }
                 Err(error) => attacher.abort(error),
             }
         });

@@ -146,6 +146,7 @@ impl ReconnectingClient {
                         }
                     }
                     // A stop from now on leaves a permit: `notified` sees it.
+                    let started = std::time::Instant::now();
                     let attempt = match ctl.is_stopped() {
                         true => None,
                         false => tokio::select! {
@@ -160,6 +161,7 @@ impl ReconnectingClient {
                         }
                         Some(Ok((stream, _, negotiated, leftover))) => {
                             attacher.attach(stream, negotiated, leftover);
+                            attacher.meter("client", started);
                             break;
                         }
                         Some(Err(error)) => {

@@ -20,6 +20,7 @@ use crate::connection::Outgoing;
 use crate::error::{Error, Result};
 use crate::handshake::Negotiated;
 use crate::message::Message;
+use crate::meter::Meters;
 use crate::pool;
 use crate::pool::{MessageQueue, ReadBuffer};
 use crate::protocol::{Protocol, Role};
@@ -86,6 +87,8 @@ pub(crate) struct Driver<S> {
     serving: bool,
     timer: Timer,
     rare: Option<Box<Rare>>,
+    /// Metrics, once an adapter labelled the connection (no size without the feature).
+    meters: Meters,
 }
 
 /// How far [`Driver::drive`] goes.
@@ -112,6 +115,7 @@ impl<S: Transport> Driver<S> {
             serving: false,
             timer: Timer::default(),
             rare: None,
+            meters: Meters::default(),
         };
         // Messages received before a violation are handed out, and answered, before the
         // connection fails.
@@ -180,9 +184,17 @@ impl<S: Transport> Driver<S> {
 
     /// Keeps the first error that ended the connection.
     fn set_error(&mut self, error: Error) {
-        let rare = self.rare();
-        if rare.error.is_none() {
-            rare.error = Some(error);
+        if self.rare.as_ref().is_none_or(|r| r.error.is_none()) {
+            self.meters.error(&error);
+            self.rare().error = Some(error);
+        }
+    }
+
+    /// Reports the connection's metrics from now on, labelled `adapter`; its handshake
+    /// started at `started`.
+    pub(crate) fn meter(&mut self, adapter: &'static str, started: std::time::Instant) {
+        if self.opened && !self.is_finished() {
+            self.meters.open(adapter, started);
         }
     }
 
@@ -213,6 +225,7 @@ impl<S: Transport> Driver<S> {
         let waker = shared.io_waker();
         let mut cx = Context::from_waker(&waker);
         let was_backlogged = self.proto.is_backlogged();
+        let mut written = 0;
         let result = loop {
             let out = self.proto.out();
             if out.is_empty() {
@@ -222,11 +235,17 @@ impl<S: Transport> Driver<S> {
             let n = out.io_slices(&mut slices);
             match Pin::new(&mut *io).poll_write_vectored(&mut cx, &slices[..n]) {
                 Poll::Ready(Ok(0)) => break Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => self.proto.written(n),
+                Poll::Ready(Ok(n)) => {
+                    self.proto.written(n);
+                    written += n;
+                }
                 Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
                 Poll::Pending => break Poll::Pending,
             }
         };
+        if written > 0 {
+            self.meters.wrote(written, self.proto.buffered());
+        }
         if was_backlogged && !self.proto.is_backlogged() {
             shared.fan.wake_all();
         }
@@ -248,10 +267,12 @@ impl<S: Transport> Driver<S> {
             return Err(Error::Closed);
         }
         match message {
-            Outgoing::Message(Message::Close(frame)) => self.queue_close(frame),
-            Outgoing::Message(message) => self.proto.send(message),
-            Outgoing::Prepared(prepared) => self.proto.send_prepared(prepared),
+            Outgoing::Message(Message::Close(frame)) => return self.queue_close(frame),
+            Outgoing::Message(message) => self.proto.send(message)?,
+            Outgoing::Prepared(prepared) => self.proto.send_prepared(prepared)?,
         }
+        self.meters.sent();
+        Ok(())
     }
 
     #[cold]
@@ -269,6 +290,7 @@ impl<S: Transport> Driver<S> {
             return self.close(shared, frame);
         }
         self.proto.send(message)?;
+        self.meters.sent();
         if !self.corked {
             self.write_now(shared);
         }
@@ -364,7 +386,9 @@ impl<S: Transport> Driver<S> {
                         // Someone may await this pong.
                         shared.fan.wake_all();
                     }
-                    if self.serving && !message.is_data() {
+                    if message.is_data() {
+                        self.meters.received();
+                    } else if self.serving {
                         continue; // acted on already; a handler sees data only
                     }
                     self.inbox.get_or_insert_with(pool::queue).push_back(message);
@@ -449,6 +473,7 @@ impl<S: Transport> Driver<S> {
                     return self.finish(shared, (!clean).then_some(Error::ConnectionReset));
                 }
                 Poll::Ready(Ok(n)) => {
+                    self.meters.read(n);
                     self.proto.received(now());
                     self.backlog = if busy { self.backlog + n } else { 0 };
                 }
@@ -560,6 +585,7 @@ impl<S: Transport> Driver<S> {
             self.set_error(error);
         }
         self.proto.end();
+        self.meters.closed(self.proto.close_status().map_or(CloseCode::ABNORMAL, |(code, _)| code));
         if let Some(registration) = self.rare.as_mut().and_then(|r| r.registration.as_mut()) {
             // The peer's Close arrived and nothing failed: the close handshake completed.
             let clean = !self.proto.is_failed() && self.proto.close_status().is_some_and(|(code, _)| code != CloseCode::ABNORMAL);
