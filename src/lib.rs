@@ -1,10 +1,64 @@
 //! wsdriver: an RFC 6455 WebSocket server and client. One protocol core ([`ws_core`]),
 //! thin adapters for the Rust servers people run, and one [`Handler`] API on all of them.
 //!
-//! This crate only re-exports: the core at the root, each adapter crate and the hub as a
-//! module behind the cargo feature of the same name (all on by default), with that
-//! crate's documentation.
-#![doc = include_str!("../README.md")]
+//! Write a handler once: it receives websocket-driver's events (`on_open`, `on_message`,
+//! `on_error`, `on_close`) with a [`Connection`] to send through, and runs unchanged on
+//! the standalone [`Server`], on hyper, as a tower layer, on axum, on actix-web, and on
+//! the client.
+//!
+//! ```no_run
+//! use wsdriver::prelude::*;
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     async fn on_message(&mut self, ws: &Connection, message: Message) {
+//!         let _ = ws.send(message).await;
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     Server::bind("127.0.0.1:9001").await?.serve(|_request| Echo).await
+//! }
+//! ```
+//!
+//! # Features
+//!
+//! The defaults are the client and permessage-deflate; every server adapter, the hub and
+//! metrics are features of their own:
+//!
+//! ```toml
+//! [dependencies]
+//! wsdriver = { version = "0.1", default-features = false, features = ["axum", "hub"] }
+//! ```
+//!
+//! | feature | what it adds | default |
+//! | --- | --- | --- |
+//! | `client` | [`connect`](client::connect), [`ClientBuilder`](client::ClientBuilder) (ws:// and wss:// with rustls), the reconnecting client | yes |
+//! | `deflate` | permessage-deflate (RFC 7692) on servers and the client | yes |
+//! | `hyper` | [`hyper`](hyper/index.html): `upgrade`, the tower `WebSocketLayer`, `serve` with the handshake's limits | |
+//! | `axum` | [`axum`](axum/index.html): the `WebSocketUpgrade` extractor | |
+//! | `actix` | [`actix`](actix/index.html): `handle`, `serve` and `stop` for actix-web 4 | |
+//! | `hub` | [`hub`](hub/index.html): rooms, presence, broadcasts encoded once | |
+//! | `redis` | the hub's Redis backplane | |
+//! | `metrics` | [`meter`]: connections, messages, bytes, errors and handshakes through the `metrics` facade | |
+//!
+//! # Where to start
+//!
+//! - [`Handler`] and [`Connection`]: the event API and the handle to send through.
+//! - [`Config`]: every limit and timer, with defaults safe on the open internet.
+//! - [`Server`]: the standalone server; [`axum`](axum/index.html), [`actix`](actix/index.html), [`hyper`](hyper/index.html): the
+//!   adapters, each page with its own guide.
+//! - [`WebSocket`]: a connection as a `Stream` and `Sink` of [`Message`]s, for code that
+//!   prefers to drive it itself.
+//! - [`client`]: connecting, TLS, reconnecting with backoff.
+//! - [`shutdown`]: graceful shutdown (1001 to every connection, a deadline).
+//! - [`hub`](hub/index.html): rooms and broadcast, across processes with Redis.
+//! - [`meter`]: metrics, and the tracing span each connection runs in.
+//!
+//! The [`prelude`] brings the common names in with a glob import that cannot clash with
+//! the framework crates.
 
 pub use ws_core::*;
 
@@ -53,3 +107,8 @@ pub use ws_actix as actix;
 #[cfg(feature = "hub")]
 #[doc(inline)]
 pub use ws_hub as hub;
+
+// The README's snippets are compiled and run as doctests against this crate's public API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -150,7 +150,9 @@ async fn metrics_count_a_scripted_session() {
 
     // The counts are final once the vanished client's connection is over.
     let metrics = scrape_until(addr, |m| m.value("wsdriver_connections_closed_total", &[("code", "1006")]) == Some(1.0)).await;
-    let count = |name: &str, labels: &[(&str, &str)]| metrics.value(name, labels).unwrap_or_else(|| panic!("{name} {labels:?} missing:\n{}", metrics.0));
+    let count = |name: &str, labels: &[(&str, &str)]| {
+        metrics.value(name, labels).unwrap_or_else(|| panic!("{name} {labels:?} missing:\n{}", metrics.0))
+    };
     assert_eq!(count("wsdriver_handshakes_rejected_total", &[("status", &status)]), 1.0);
     assert_eq!(count("wsdriver_connections_opened_total", &[]), 4.0);
     assert_eq!(count("wsdriver_connections_open", &[]), 0.0);

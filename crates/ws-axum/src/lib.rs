@@ -24,15 +24,15 @@
 //! ```
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderMap, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use std::future::Future;
-use ws_core::handshake::{HandshakeError, server};
 use std::net::SocketAddr;
-use axum::extract::ConnectInfo;
+use ws_core::handshake::{HandshakeError, server};
 use ws_core::meter;
 use ws_core::shutdown::Shutdown;
 use ws_core::{Config, Error, Handler};

@@ -172,18 +172,21 @@ impl UpgradeFut {
     {
         let on_failed = self.setup.as_mut().and_then(|setup| setup.on_failed.take());
         let span = self.setup.as_mut().map_or_else(tracing::Span::none, |setup| std::mem::replace(&mut setup.span, tracing::Span::none()));
-        meter::spawn(span, ws_core::connection_task(async move {
-            match self.await {
-                Ok(socket) => Some(callback(socket)),
-                Err(error) => {
-                    match on_failed {
-                        Some(on_failed) => on_failed(error),
-                        None => tracing::debug!(%error, "upgrade failed"),
+        meter::spawn(
+            span,
+            ws_core::connection_task(async move {
+                match self.await {
+                    Ok(socket) => Some(callback(socket)),
+                    Err(error) => {
+                        match on_failed {
+                            Some(on_failed) => on_failed(error),
+                            None => tracing::debug!(%error, "upgrade failed"),
+                        }
+                        None
                     }
-                    None
                 }
-            }
-        }));
+            }),
+        );
     }
 }
 
