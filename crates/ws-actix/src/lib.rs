@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-//! use ws_core::{Config, Connection, Handler, Message};
+//! use wsdriver::{Config, Connection, Handler, Message};
 //!
 //! struct Echo;
 //! impl Handler for Echo {
@@ -17,7 +17,7 @@
 //! }
 //!
 //! async fn echo(req: HttpRequest, body: web::Payload) -> Result<HttpResponse, actix_web::Error> {
-//!     ws_actix::serve(&req, body, &Config::default(), Echo)
+//!     wsdriver::actix::serve(&req, body, &Config::default(), Echo)
 //! }
 //!
 //! # async fn run() -> std::io::Result<()> {
@@ -40,12 +40,12 @@
 //!
 //! ```no_run
 //! # use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-//! # use ws_core::{Config, Connection, Handler, Message};
+//! # use wsdriver::{Config, Connection, Handler, Message};
 //! # struct Echo;
 //! # impl Handler for Echo { async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; } }
-//! # async fn echo(req: HttpRequest, body: web::Payload) -> Result<HttpResponse, actix_web::Error> { ws_actix::serve(&req, body, &Config::default(), Echo) }
+//! # async fn echo(req: HttpRequest, body: web::Payload) -> Result<HttpResponse, actix_web::Error> { wsdriver::actix::serve(&req, body, &Config::default(), Echo) }
 //! use std::time::Duration;
-//! use ws_core::shutdown::Shutdown;
+//! use wsdriver::shutdown::Shutdown;
 //!
 //! # async fn run() -> std::io::Result<()> {
 //! let shutdown = Shutdown::new();
@@ -58,7 +58,7 @@
 //! let handle = server.handle();
 //! actix_web::rt::spawn(async move {
 //!     let _ = actix_web::rt::signal::ctrl_c().await;
-//!     ws_actix::stop(&handle, &shutdown, Duration::from_secs(10)).await;
+//!     wsdriver::actix::stop(&handle, &shutdown, Duration::from_secs(10)).await;
 //! });
 //! server.await
 //! # }
@@ -153,7 +153,7 @@ pub async fn stop(handle: &actix_web::dev::ServerHandle, shutdown: &Shutdown, de
 /// use actix_web::test::TestRequest;
 ///
 /// let request = TestRequest::default().insert_header(("sec-websocket-protocol", "chat.v2, chat.v1")).to_http_request();
-/// assert_eq!(ws_actix::offered_protocols(&request), ["chat.v2", "chat.v1"]);
+/// assert_eq!(wsdriver::actix::offered_protocols(&request), ["chat.v2", "chat.v1"]);
 /// ```
 pub fn offered_protocols(request: &HttpRequest) -> Vec<String> {
     let headers = headers_of(request);
@@ -165,7 +165,7 @@ pub fn offered_protocols(request: &HttpRequest) -> Vec<String> {
 ///
 /// The handler is built before the request is validated; to build it only for a request
 /// that is accepted (or from what was negotiated), call [`handle`] and spawn
-/// [`ws_core::serve`] with the socket it returns.
+/// [`wsdriver::serve`](ws_core::serve) with the socket it returns.
 pub fn serve<H: Handler>(
     request: &HttpRequest,
     payload: web::Payload,

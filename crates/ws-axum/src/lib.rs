@@ -3,8 +3,8 @@
 //!
 //! ```no_run
 //! use axum::{Router, response::Response, routing::any};
-//! use ws_axum::WebSocketUpgrade;
-//! use ws_core::{Connection, Handler, Message};
+//! use wsdriver::axum::WebSocketUpgrade;
+//! use wsdriver::{Connection, Handler, Message};
 //!
 //! struct Echo;
 //! impl Handler for Echo {
@@ -17,9 +17,9 @@
 //!
 //! # async fn run() -> std::io::Result<()> {
 //! let app = Router::new().route("/chat", any(chat));
-//! let listener = ws_core::bind("127.0.0.1:9001").await?;
+//! let listener = wsdriver::bind("127.0.0.1:9001").await?;
 //! // axum::serve, with the handshake's time and size limits: see `serve`.
-//! ws_axum::serve(listener, app).config(&ws_core::Config::default()).await
+//! wsdriver::axum::serve(listener, app).config(&wsdriver::Config::default()).await
 //! # }
 //! ```
 
@@ -46,12 +46,12 @@ pub use ws_hyper::HyperWebSocket as WebSocket;
 ///
 /// ```no_run
 /// # use axum::{Router, response::Response, routing::any};
-/// # use ws_axum::WebSocketUpgrade;
+/// # use wsdriver::axum::WebSocketUpgrade;
 /// # async fn chat(ws: WebSocketUpgrade) -> Response { ws.on_upgrade(|_socket| async {}) }
 /// # async fn run() -> std::io::Result<()> {
 /// let app = Router::new().route("/chat", any(chat));
-/// let listener = ws_core::bind("127.0.0.1:9001").await?;
-/// ws_axum::serve(listener, app).config(&ws_core::Config::default()).await
+/// let listener = wsdriver::bind("127.0.0.1:9001").await?;
+/// wsdriver::axum::serve(listener, app).config(&wsdriver::Config::default()).await
 /// # }
 /// ```
 pub use ws_hyper::{Serve, serve};
@@ -157,11 +157,11 @@ impl WebSocketUpgrade {
     /// (whether [`WebSocketUpgrade::config`] is called before or after).
     ///
     /// ```
-    /// # use ws_core::{Config, Connection, Handler, Message};
+    /// # use wsdriver::{Config, Connection, Handler, Message};
     /// # struct Chat;
     /// # impl Handler for Chat { async fn on_message(&mut self, _: &Connection, _: Message) {} }
     /// use axum::response::Response;
-    /// use ws_axum::WebSocketUpgrade;
+    /// use wsdriver::axum::WebSocketUpgrade;
     ///
     /// async fn chat(ws: WebSocketUpgrade) -> Response {
     ///     // Both orders select "chat.v2" for a client offering it.

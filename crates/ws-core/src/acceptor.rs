@@ -27,7 +27,7 @@ pub const BACKLOG: u32 = 4096;
 ///
 /// ```no_run
 /// # #[tokio::main] async fn main() -> std::io::Result<()> {
-/// let listener = ws_core::bind("127.0.0.1:9001").await?;
+/// let listener = wsdriver::bind("127.0.0.1:9001").await?;
 /// # Ok(()) }
 /// ```
 pub async fn bind(addr: impl tokio::net::ToSocketAddrs) -> io::Result<TcpListener> {
@@ -47,7 +47,7 @@ pub async fn bind(addr: impl tokio::net::ToSocketAddrs) -> io::Result<TcpListene
 /// Accepts TCP connections for a server: see [`Acceptor::accept`].
 ///
 /// ```no_run
-/// use ws_core::Acceptor;
+/// use wsdriver::Acceptor;
 /// # #[tokio::main] async fn main() -> std::io::Result<()> {
 /// let mut acceptor = Acceptor::bind("127.0.0.1:9001").await?;
 /// loop {

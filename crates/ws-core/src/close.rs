@@ -8,7 +8,7 @@ use std::fmt;
 /// A close status code (RFC 6455 §7.4).
 ///
 /// ```
-/// use ws_core::CloseCode;
+/// use wsdriver::CloseCode;
 /// assert!(CloseCode::NORMAL.is_valid());
 /// assert!(CloseCode::from(4000).is_valid());        // private use
 /// assert!(!CloseCode::NO_STATUS_RECEIVED.is_valid()); // never on the wire
@@ -101,7 +101,7 @@ impl CloseFrame {
     /// A close frame with `code` and `reason`, checking both can be sent.
     ///
     /// ```
-    /// use ws_core::{CloseCode, CloseFrame};
+    /// use wsdriver::{CloseCode, CloseFrame};
     /// assert!(CloseFrame::new(CloseCode::NORMAL, "bye").is_ok());
     /// assert!(CloseFrame::new(CloseCode::ABNORMAL, "").is_err());
     /// assert!(CloseFrame::new(CloseCode::NORMAL, "x".repeat(124)).is_err());

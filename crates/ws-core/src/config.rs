@@ -29,7 +29,7 @@ impl OriginCheck {
     /// Whether a request with this `Origin` header is accepted.
     ///
     /// ```
-    /// use ws_core::config::OriginCheck;
+    /// use wsdriver::config::OriginCheck;
     /// let check = OriginCheck::AllowList(vec!["https://example.com".into()]);
     /// assert!(check.allows(Some("https://example.com")));
     /// assert!(!check.allows(Some("https://evil.example")));
@@ -59,7 +59,7 @@ impl fmt::Debug for OriginCheck {
 ///
 /// ```
 /// use std::time::Duration;
-/// use ws_core::Config;
+/// use wsdriver::Config;
 /// let config = Config::default()
 ///     .max_message_size(1 << 20)
 ///     .protocols(["chat.v2", "chat.v1"])
@@ -288,7 +288,7 @@ impl Config {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use ws_core::config::{Config, ConfigError};
+    /// use wsdriver::config::{Config, ConfigError};
     /// assert_eq!(Config::default().validate(), Ok(()));
     /// let config = Config::default().keepalive(Some(Duration::from_secs(20)), Duration::MAX);
     /// assert!(matches!(config.validate(), Err(ConfigError::TooLong { option: "pong_timeout", .. })));

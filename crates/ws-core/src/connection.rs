@@ -57,8 +57,8 @@ pub(crate) trait Link: Send + Sync + 'static {
 /// written against it runs unchanged on every adapter.
 ///
 /// ```
-/// use ws_core::{Config, Message, Role, WebSocket};
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ws_core::Error> {
+/// use wsdriver::{Config, Message, Role, WebSocket};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), wsdriver::Error> {
 /// let (a, b) = tokio::io::duplex(1024);
 /// let _server = WebSocket::from_raw(a, Role::Server, &Config::default());
 /// let mut client = WebSocket::from_raw(b, Role::Client, &Config::default());
@@ -131,8 +131,8 @@ impl Connection {
     /// once, so a burst of broadcasts costs one write per connection, not one per message.
     ///
     /// ```
-    /// # use ws_core::{Config, Message, PreparedMessage, Role, WebSocket};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ws_core::Error> {
+    /// # use wsdriver::{Config, Message, PreparedMessage, Role, WebSocket};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), wsdriver::Error> {
     /// # let (a, b) = tokio::io::duplex(1024);
     /// # let server = WebSocket::from_raw(a, Role::Server, &Config::default());
     /// # let mut client = WebSocket::from_raw(b, Role::Client, &Config::default());
@@ -161,8 +161,8 @@ impl Connection {
     /// first. The ping is sent whether or not the future is awaited.
     ///
     /// ```
-    /// # use ws_core::{Config, Role, WebSocket};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ws_core::Error> {
+    /// # use wsdriver::{Config, Role, WebSocket};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), wsdriver::Error> {
     /// let (a, b) = tokio::io::duplex(1024);
     /// let mut server = WebSocket::from_raw(a, Role::Server, &Config::default());
     /// let mut client = WebSocket::from_raw(b, Role::Client, &Config::default());

@@ -76,7 +76,7 @@ impl ProtocolError {
     /// The close code a connection failed by this error is closed with.
     ///
     /// ```
-    /// use ws_core::{CloseCode, ProtocolError};
+    /// use wsdriver::{CloseCode, ProtocolError};
     /// assert_eq!(ProtocolError::InvalidUtf8.close_code(), CloseCode::INVALID_PAYLOAD);
     /// assert_eq!(ProtocolError::MessageTooBig { size: 2, limit: 1 }.close_code(), CloseCode::MESSAGE_TOO_BIG);
     /// assert_eq!(ProtocolError::UnmaskedFrame.close_code(), CloseCode::PROTOCOL_ERROR);

@@ -106,7 +106,7 @@ impl FrameHeader {
     /// and its length in bytes.
     ///
     /// ```
-    /// use ws_core::frame::{FrameHeader, OpCode};
+    /// use wsdriver::frame::{FrameHeader, OpCode};
     /// // RFC 6455 §5.7: an unmasked "Hello".
     /// let (h, len) = FrameHeader::decode(&[0x81, 0x05, b'H']).unwrap().unwrap();
     /// assert_eq!((h.fin, h.opcode, h.payload_len, h.mask, len), (true, OpCode::Text, 5, None, 2));
@@ -171,7 +171,7 @@ impl FrameHeader {
     /// the minimal encoding (§5.2).
     ///
     /// ```
-    /// use ws_core::frame::{FrameHeader, OpCode};
+    /// use wsdriver::frame::{FrameHeader, OpCode};
     /// let h = FrameHeader { fin: true, rsv: 0, opcode: OpCode::Binary, mask: None, payload_len: 256 };
     /// let mut out = [0u8; 14];
     /// let n = h.encode(&mut out);

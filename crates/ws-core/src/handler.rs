@@ -29,7 +29,7 @@ use std::task::Poll;
 /// keepalive gives up on that peer.
 ///
 /// ```
-/// use ws_core::{CloseCode, Connection, Handler, Message};
+/// use wsdriver::{CloseCode, Connection, Handler, Message};
 ///
 /// struct Echo;
 ///
@@ -72,18 +72,18 @@ pub trait Handler: Send + 'static {
 /// reason that `on_close` received.
 ///
 /// ```
-/// use ws_core::{Config, Connection, Handler, Message, Role, WebSocket, serve};
+/// use wsdriver::{Config, Connection, Handler, Message, Role, WebSocket, serve};
 /// struct Echo;
 /// impl Handler for Echo {
 ///     async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; }
 /// }
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ws_core::Error> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), wsdriver::Error> {
 /// let (a, b) = tokio::io::duplex(1024);
 /// let server = tokio::spawn(serve(WebSocket::from_raw(a, Role::Server, &Config::default()), Echo));
 /// let mut client = WebSocket::from_raw(b, Role::Client, &Config::default());
 /// client.send(Message::text("ping?")).await?;
 /// assert_eq!(client.recv().await.transpose()?, Some(Message::text("ping?")));
-/// client.close(ws_core::CloseCode::NORMAL, "done").await?;
+/// client.close(wsdriver::CloseCode::NORMAL, "done").await?;
 /// while client.recv().await.is_some() {}
 /// let (code, reason) = server.await.unwrap();
 /// assert_eq!((u16::from(code), reason.as_str()), (1000, "done"));
@@ -182,12 +182,12 @@ fn take_front(batch: &mut Option<MessageQueue>) -> Message {
 /// value alive across the second `.await` would stay in the task next to it.
 ///
 /// ```
-/// use ws_core::{Config, Connection, Handler, Message, Role, WebSocket, connection_task, serve};
+/// use wsdriver::{Config, Connection, Handler, Message, Role, WebSocket, connection_task, serve};
 /// struct Echo;
 /// impl Handler for Echo {
 ///     async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; }
 /// }
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ws_core::Error> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), wsdriver::Error> {
 /// let (a, b) = tokio::io::duplex(1024);
 /// let open = async move {
 ///     // An adapter would await its upgrade here.
@@ -197,7 +197,7 @@ fn take_front(batch: &mut Option<MessageQueue>) -> Message {
 /// let mut client = WebSocket::from_raw(b, Role::Client, &Config::default());
 /// client.send(Message::text("hi")).await?;
 /// assert_eq!(client.recv().await.transpose()?, Some(Message::text("hi")));
-/// client.close(ws_core::CloseCode::NORMAL, "").await?;
+/// client.close(wsdriver::CloseCode::NORMAL, "").await?;
 /// while client.recv().await.is_some() {}
 /// task.await.unwrap();
 /// # Ok(()) }

@@ -8,7 +8,7 @@
 //! [`Server`].
 //!
 //! ```no_run
-//! use ws_core::{Connection, Handler, Message, Server};
+//! use wsdriver::{Connection, Handler, Message, Server};
 //!
 //! struct Echo;
 //!

@@ -14,7 +14,7 @@
 /// are the same operation.
 ///
 /// ```
-/// use ws_core::mask::apply_mask;
+/// use wsdriver::mask::apply_mask;
 /// let key = [0x37, 0xfa, 0x21, 0x3d];
 /// let mut data = *b"Hello";
 /// apply_mask(&mut data, key, 0);

@@ -10,7 +10,7 @@ use bytes::Bytes;
 /// message sent to many connections can share one buffer.
 ///
 /// ```
-/// use ws_core::Message;
+/// use wsdriver::Message;
 /// let m = Message::text("héllo");
 /// assert_eq!(m.as_text(), Some("héllo"));
 /// assert_eq!(Message::binary(vec![1, 2, 3]).len(), 3);

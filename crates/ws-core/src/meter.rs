@@ -26,7 +26,7 @@
 //! ```
 //! // The application picks the recorder; metrics-exporter-prometheus, for example:
 //! // let prometheus = PrometheusBuilder::new().install_recorder()?;
-//! ws_core::meter::enable();
+//! wsdriver::meter::enable();
 //! ```
 //!
 //! # Tracing

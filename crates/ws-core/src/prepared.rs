@@ -17,8 +17,8 @@ use bytes::{Bytes, BytesMut};
 /// which must mask every frame with a fresh key (§5.3), sends the message normally.
 ///
 /// ```
-/// use ws_core::{Config, Message, PreparedMessage, Role, WebSocket};
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ws_core::Error> {
+/// use wsdriver::{Config, Message, PreparedMessage, Role, WebSocket};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), wsdriver::Error> {
 /// let prepared = PreparedMessage::text("to everyone");
 /// assert_eq!(prepared.frame(), &b"\x81\x0bto everyone"[..]);
 ///

@@ -17,8 +17,8 @@
 //! ```
 //! use bytes::BytesMut;
 //! use std::time::Instant;
-//! use ws_core::protocol::{Options, Protocol, Role};
-//! use ws_core::Message;
+//! use wsdriver::protocol::{Options, Protocol, Role};
+//! use wsdriver::Message;
 //!
 //! let mut server = Protocol::new(Role::Server, Options::default());
 //! server.open(Instant::now());

@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let (mut client, server) = tokio::io::duplex(4096);
-/// let accepting = tokio::spawn(async move { ws_core::accept(server, &ws_core::Config::default()).await });
+/// let accepting = tokio::spawn(async move { wsdriver::accept(server, &wsdriver::Config::default()).await });
 /// client.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
 /// let mut answer = String::new();
 /// client.read_to_string(&mut answer).await.unwrap();
@@ -156,7 +156,7 @@ type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// A standalone WebSocket server on a TCP listener.
 ///
 /// ```no_run
-/// use ws_core::{Connection, Handler, Message, Server};
+/// use wsdriver::{Connection, Handler, Message, Server};
 /// struct Echo;
 /// impl Handler for Echo {
 ///     async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; }
@@ -209,7 +209,7 @@ impl Server {
     /// drops the rest, and then `serve` returns.
     ///
     /// ```no_run
-    /// # use ws_core::{Connection, Handler, Message, Server};
+    /// # use wsdriver::{Connection, Handler, Message, Server};
     /// # struct Echo;
     /// # impl Handler for Echo { async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; } }
     /// # #[tokio::main] async fn main() -> std::io::Result<()> {

@@ -34,7 +34,7 @@ struct Inner {
 ///
 /// ```
 /// use std::time::Duration;
-/// use ws_core::{Config, Role, WebSocket, shutdown::Shutdown};
+/// use wsdriver::{Config, Role, WebSocket, shutdown::Shutdown};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let shutdown = Shutdown::new();
 /// let (a, b) = tokio::io::duplex(1024);
@@ -46,7 +46,7 @@ struct Inner {
 /// let client = tokio::spawn(async move { client.recv().await }); // answers the Close
 /// let dropped = shutdown.shutdown(Duration::from_secs(5)).await; // 1001 to each, then waits
 /// assert_eq!(dropped, 0);
-/// assert!(matches!(client.await.unwrap(), Some(Ok(ws_core::Message::Close(Some(f)))) if f.code == 1001));
+/// assert!(matches!(client.await.unwrap(), Some(Ok(wsdriver::Message::Close(Some(f)))) if f.code == 1001));
 /// # }
 /// ```
 #[derive(Clone, Default)]

@@ -16,7 +16,7 @@ pub struct InvalidUtf8;
 /// Validates a UTF-8 stream fed in arbitrary pieces.
 ///
 /// ```
-/// use ws_core::utf8::Utf8Validator;
+/// use wsdriver::utf8::Utf8Validator;
 /// let mut v = Utf8Validator::default();
 /// let euro = "€".as_bytes(); // three bytes
 /// assert!(v.feed(&euro[..1]).is_ok());
@@ -99,7 +99,7 @@ impl Utf8Validator {
 /// a text message, shared without copying.
 ///
 /// ```
-/// use ws_core::Utf8Bytes;
+/// use wsdriver::Utf8Bytes;
 /// let text = Utf8Bytes::from("héllo");
 /// assert_eq!(text.as_str(), "héllo");
 /// assert!(Utf8Bytes::try_from(bytes::Bytes::from_static(&[0xc3])).is_err());

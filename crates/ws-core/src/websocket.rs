@@ -35,14 +35,14 @@ use std::task::{Context, Poll};
 /// validated, binary as shared [`Bytes`](bytes::Bytes).
 ///
 /// ```
-/// use ws_core::{Config, Message, Role, WebSocket};
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ws_core::Error> {
+/// use wsdriver::{Config, Message, Role, WebSocket};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), wsdriver::Error> {
 /// let (a, b) = tokio::io::duplex(1024);
 /// let mut server = WebSocket::from_raw(a, Role::Server, &Config::default());
 /// let mut client = WebSocket::from_raw(b, Role::Client, &Config::default());
 /// client.send(Message::text("hi")).await?;
 /// assert_eq!(server.recv().await.transpose()?, Some(Message::text("hi")));
-/// server.close(ws_core::CloseCode::NORMAL, "bye").await?;
+/// server.close(wsdriver::CloseCode::NORMAL, "bye").await?;
 /// tokio::spawn(async move { while server.recv().await.is_some() {} }); // sees the reply
 /// assert!(matches!(client.recv().await, Some(Ok(Message::Close(Some(_))))));
 /// assert!(client.recv().await.is_none()); // the server closed the stream

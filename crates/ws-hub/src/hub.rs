@@ -47,9 +47,9 @@ pub(crate) struct Inner {
 /// their rooms. Cloning is cheap, and every clone is the same hub.
 ///
 /// ```
-/// use ws_core::{Config, Message, Role, WebSocket};
-/// use ws_hub::Hub;
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ws_core::Error> {
+/// use wsdriver::{Config, Message, Role, WebSocket};
+/// use wsdriver::hub::Hub;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), wsdriver::Error> {
 /// let hub = Hub::new();
 /// let (a, b) = tokio::io::duplex(1024);
 /// let server = WebSocket::from_raw(a, Role::Server, &Config::default());

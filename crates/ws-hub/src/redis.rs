@@ -35,7 +35,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// and counted ([`RedisBackplane::dropped`]).
 ///
 /// ```no_run
-/// use ws_hub::{Hub, RedisBackplane};
+/// use wsdriver::hub::{Hub, RedisBackplane};
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let hub = Hub::builder().backplane(RedisBackplane::new("redis://127.0.0.1:6379/")?).build();
 /// hub.broadcast("lobby", "reaches every process sharing this Redis");

@@ -20,8 +20,8 @@ use ws_core::{Config, Handler};
 /// are.
 ///
 /// ```
-/// use ws_core::{Connection, Handler, Message};
-/// use ws_hyper::WebSocketLayer;
+/// use wsdriver::{Connection, Handler, Message};
+/// use wsdriver::hyper::WebSocketLayer;
 ///
 /// struct Echo;
 /// impl Handler for Echo {
@@ -29,7 +29,7 @@ use ws_core::{Config, Handler};
 /// }
 ///
 /// let layer = WebSocketLayer::new(|_request: &http::Request<()>| Echo)
-///     .config(ws_core::Config::default().protocols(["chat"]));
+///     .config(wsdriver::Config::default().protocols(["chat"]));
 /// ```
 pub struct WebSocketLayer<F> {
     make_handler: Arc<F>,

@@ -7,7 +7,7 @@
 //! ```no_run
 //! use http_body_util::Full;
 //! use hyper::{Request, Response, body::{Bytes, Incoming}};
-//! use ws_core::{Config, Connection, Handler, Message};
+//! use wsdriver::{Config, Connection, Handler, Message};
 //!
 //! struct Echo;
 //! impl Handler for Echo {
@@ -15,7 +15,7 @@
 //! }
 //!
 //! async fn route(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
-//!     match ws_hyper::upgrade(&mut request, &Config::default()) {
+//!     match wsdriver::hyper::upgrade(&mut request, &Config::default()) {
 //!         Ok((response, upgrade)) => {
 //!             upgrade.serve(Echo); // a task serves the socket once hyper hands it over
 //!             Ok(response.map(|_| Full::default()))
@@ -125,7 +125,7 @@ impl UpgradeFut {
     }
 
     /// Labels the connection's metrics with `adapter`, and runs its task in `span` (see
-    /// [`ws_core::meter`]).
+    /// [`wsdriver::meter`](ws_core::meter)).
     #[doc(hidden)] // for adapters
     pub fn instrument(mut self, adapter: &'static str, span: tracing::Span) -> Self {
         if let Some(setup) = self.setup.as_mut() {
@@ -156,7 +156,7 @@ impl UpgradeFut {
     }
 
     /// Spawns the connection's task: it awaits the upgrade and serves the socket with
-    /// `handler` ([`ws_core::serve`]). An upgrade that fails goes to
+    /// `handler` ([`wsdriver::serve`](ws_core::serve)). An upgrade that fails goes to
     /// [`UpgradeFut::on_failed`].
     pub fn serve<H: Handler>(self, handler: H) {
         self.spawn(move |socket| ws_core::serve(socket, handler));

@@ -54,8 +54,8 @@ const MIN_BUF_SIZE: usize = 8192;
 /// ```no_run
 /// use http_body_util::Full;
 /// use hyper::body::{Bytes, Incoming};
-/// use ws_core::{Config, Connection, Handler, Message};
-/// use ws_hyper::{WebSocketLayer, serve};
+/// use wsdriver::{Config, Connection, Handler, Message};
+/// use wsdriver::hyper::{WebSocketLayer, serve};
 ///
 /// struct Echo;
 /// impl Handler for Echo {
@@ -69,13 +69,13 @@ const MIN_BUF_SIZE: usize = 8192;
 ///     .service_fn(|_request: http::Request<Incoming>| async {
 ///         Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::from("not a websocket")))
 ///     });
-/// let listener = ws_core::bind("127.0.0.1:9001").await?;
+/// let listener = wsdriver::bind("127.0.0.1:9001").await?;
 /// let ctrl_c = async { let _ = tokio::signal::ctrl_c().await; };
 /// serve(listener, app).config(&config).with_graceful_shutdown(ctrl_c, std::time::Duration::from_secs(10)).await
 /// # }
 /// ```
 ///
-/// Bind the listener with [`ws_core::bind`]: its listen backlog of 4,096, rather than the
+/// Bind the listener with [`wsdriver::bind`](ws_core::bind): its listen backlog of 4,096, rather than the
 /// 128 of `TcpListener::bind`, takes a burst of reconnecting clients without making them
 /// wait a second per dropped SYN.
 pub fn serve<S>(listener: TcpListener, service: S) -> Serve<S> {

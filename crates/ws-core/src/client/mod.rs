@@ -3,8 +3,8 @@
 //! same [`Config`] as a server.
 //!
 //! ```no_run
-//! use ws_core::{Message, client};
-//! # #[tokio::main] async fn main() -> Result<(), ws_core::Error> {
+//! use wsdriver::{Message, client};
+//! # #[tokio::main] async fn main() -> Result<(), wsdriver::Error> {
 //! let (mut ws, _response) = client::connect("ws://127.0.0.1:9001/chat").await?;
 //! ws.send(Message::text("hello")).await?;
 //! while let Some(message) = ws.recv().await {
@@ -48,8 +48,8 @@ pub async fn connect(url: impl AsRef<str>) -> Result<(ClientWebSocket, Response<
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use ws_core::{Config, client::ClientBuilder};
-/// # #[tokio::main] async fn main() -> Result<(), ws_core::Error> {
+/// use wsdriver::{Config, client::ClientBuilder};
+/// # #[tokio::main] async fn main() -> Result<(), wsdriver::Error> {
 /// let (ws, response) = ClientBuilder::new("wss://example.com/feed")
 ///     .config(Config::default().protocols(["feed.v2"]).max_message_size(1 << 20))
 ///     .header(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer token"))

@@ -31,7 +31,7 @@ const INFLATE_CHUNK: usize = 32 << 10;
 /// ([`Config::deflate`](crate::Config::deflate)).
 ///
 /// ```
-/// use ws_core::{Config, deflate::DeflateConfig};
+/// use wsdriver::{Config, deflate::DeflateConfig};
 /// let config = Config::default().deflate(DeflateConfig::default().level(6).threshold(256));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +92,7 @@ impl DeflateConfig {
     /// stream with 8, the least RFC 7692 names). Part of [`Config::validate`](crate::Config::validate).
     ///
     /// ```
-    /// use ws_core::deflate::DeflateConfig;
+    /// use wsdriver::deflate::DeflateConfig;
     /// assert!(DeflateConfig::default().validate().is_ok());
     /// assert!(DeflateConfig::default().max_window_bits(8, 15).validate().is_err());
     /// assert!(DeflateConfig::default().level(10).validate().is_err());

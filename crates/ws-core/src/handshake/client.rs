@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
 /// [`Config::extra_headers`] wins over them.
 ///
 /// ```
-/// use ws_core::{Config, handshake::client};
+/// use wsdriver::{Config, handshake::client};
 /// let uri: http::Uri = "ws://example.com:8080/chat?room=1".parse().unwrap();
 /// let (request, key) = client::request(&uri, &Config::default().protocols(["chat"])).unwrap();
 /// assert_eq!(request.uri(), "/chat?room=1");

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 /// the client sent early).
 ///
 /// ```
-/// use ws_core::handshake::http1::parse_request;
+/// use wsdriver::handshake::http1::parse_request;
 /// let raw = b"GET /chat HTTP/1.1\r\nHost: a\r\n\r\n\x81";
 /// let (request, len) = parse_request(raw, 16).unwrap().unwrap();
 /// assert_eq!((request.uri().path(), len), ("/chat", raw.len() - 1));

@@ -38,7 +38,7 @@ const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 ///
 /// ```
 /// // The example of RFC 6455 §1.3.
-/// assert_eq!(ws_core::handshake::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+/// assert_eq!(wsdriver::handshake::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 /// ```
 pub fn accept_key(key: &[u8]) -> String {
     let mut sha = Sha1::new();
@@ -133,7 +133,7 @@ impl HandshakeError {
     ///
     /// ```
     /// use http::StatusCode;
-    /// use ws_core::handshake::HandshakeError;
+    /// use wsdriver::handshake::HandshakeError;
     /// assert_eq!(HandshakeError::UnsupportedVersion.status(), StatusCode::UPGRADE_REQUIRED);
     /// assert_eq!(HandshakeError::InvalidKey.status(), StatusCode::BAD_REQUEST);
     /// ```
@@ -179,7 +179,7 @@ impl HandshakeError {
 /// let mut headers = http::HeaderMap::new();
 /// headers.append("sec-websocket-protocol", "a, b".parse().unwrap());
 /// headers.append("sec-websocket-protocol", "c".parse().unwrap());
-/// let tokens: Vec<_> = ws_core::handshake::header_tokens(&headers, &http::header::SEC_WEBSOCKET_PROTOCOL).collect();
+/// let tokens: Vec<_> = wsdriver::handshake::header_tokens(&headers, &http::header::SEC_WEBSOCKET_PROTOCOL).collect();
 /// assert_eq!(tokens, ["a", "b", "c"]);
 /// ```
 pub fn header_tokens<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> impl Iterator<Item = &'a str> {

@@ -29,7 +29,7 @@ impl Accepted {
 /// ([`HandshakeError::response`]).
 ///
 /// ```
-/// use ws_core::{Config, handshake::server::accept};
+/// use wsdriver::{Config, handshake::server::accept};
 /// let request = http::Request::get("/chat")
 ///     .header("host", "example.com")
 ///     .header("upgrade", "websocket")
