@@ -138,6 +138,10 @@ pub fn handle(request: &HttpRequest, payload: web::Payload, config: &Config) -> 
 ///
 /// Call it from the application's own signal handling, with actix-web's turned off
 /// (`HttpServer::disable_signals`): see the [crate docs](crate#graceful-shutdown).
+///
+/// # Cancel safety
+///
+/// As [`Shutdown::shutdown`]: await it to the end.
 pub async fn stop(handle: &actix_web::dev::ServerHandle, shutdown: &Shutdown, deadline: Duration) -> usize {
     handle.pause().await;
     let dropped = shutdown.shutdown(deadline).await;
@@ -166,6 +170,10 @@ pub fn offered_protocols(request: &HttpRequest) -> Vec<String> {
 /// The handler is built before the request is validated; to build it only for a request
 /// that is accepted (or from what was negotiated), call [`handle`] and spawn
 /// [`wsdriver::serve`](ws_core::serve) with the socket it returns.
+///
+/// # Panics
+///
+/// Outside actix-web's runtime (it spawns the connection's task on the worker).
 pub fn serve<H: Handler>(
     request: &HttpRequest,
     payload: web::Payload,

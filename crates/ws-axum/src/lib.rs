@@ -198,6 +198,10 @@ impl WebSocketUpgrade {
     }
 
     /// Answers 101 and runs `callback` with the socket once the connection is upgraded.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (it spawns the connection's task).
     pub fn on_upgrade<F, Fut>(self, callback: F) -> Response
     where
         F: FnOnce(WebSocket) -> Fut + Send + 'static,
@@ -207,6 +211,10 @@ impl WebSocketUpgrade {
     }
 
     /// Answers 101 and serves the connection with `handler`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (it spawns the connection's task).
     pub fn serve<H: Handler>(self, handler: H) -> Response {
         self.upgrade_with(|upgrade| upgrade.serve(handler))
     }

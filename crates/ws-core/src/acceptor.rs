@@ -30,6 +30,11 @@ pub const BACKLOG: u32 = 4096;
 /// let listener = wsdriver::bind("127.0.0.1:9001").await?;
 /// # Ok(()) }
 /// ```
+///
+/// # Errors
+///
+/// The address cannot be resolved, or no resolved address can be bound (in use, not
+/// permitted).
 pub async fn bind(addr: impl tokio::net::ToSocketAddrs) -> io::Result<TcpListener> {
     let mut last = None;
     for addr in tokio::net::lookup_host(addr).await? {
@@ -70,6 +75,10 @@ impl Acceptor {
     }
 
     /// Listens on `addr`, as [`bind`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`].
     pub async fn bind(addr: impl tokio::net::ToSocketAddrs) -> io::Result<Self> {
         Ok(Self::new(bind(addr).await?))
     }
@@ -89,6 +98,10 @@ impl Acceptor {
     /// # Cancel safety
     ///
     /// Cancel safe: a connection is taken from the listener only when this returns it.
+    ///
+    /// # Errors
+    ///
+    /// Only the listener's own failures; see above.
     pub async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
         loop {
             match self.listener.accept().await {

@@ -85,6 +85,15 @@ impl Connection {
     /// (backpressure); the message is then queued and written at once, or with the batch
     /// of replies the driver is collecting. Fails with [`Error::Closed`] once the close
     /// handshake has started.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the close handshake has started or the connection has ended
+    /// (while this waited, too; `on_error` reports why).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if cancelled while waiting, the message was not queued.
     pub fn send_text(&self, text: impl Into<Utf8Bytes>) -> impl Future<Output = Result<()>> + Send + '_ {
         self.send(Message::Text(text.into()))
     }
@@ -95,6 +104,11 @@ impl Connection {
     }
 
     /// Sends any message; see [`Connection::send_text`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::send_text`], and [`Error::InvalidArgument`] for a control frame over
+    /// 125 bytes or a Close with a code that may not be sent.
     // Not an `async fn`, which would keep the argument beside its moved copy: a handler's
     // send is part of every connection's task, whose size is the connection's memory.
     pub fn send(&self, message: Message) -> impl Future<Output = Result<()>> + Send + '_ {
@@ -110,6 +124,10 @@ impl Connection {
 
     /// Sends a message encoded once for many connections (see [`PreparedMessage`]); waits
     /// like [`Connection::send`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::send_text`].
     pub fn send_prepared<'a>(&'a self, message: &'a PreparedMessage) -> impl Future<Output = Result<()>> + Send + 'a {
         self.send_outgoing(Outgoing::Prepared(message))
     }
@@ -172,6 +190,16 @@ impl Connection {
     /// pong.await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a payload over 125 bytes; [`Error::Closed`] if the
+    /// connection is closing, or closes before the pong.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the ping was sent when this was called; dropping the future only stops
+    /// waiting for the pong.
     pub fn send_ping(&self, payload: impl Into<Bytes>) -> impl Future<Output = Result<()>> + Send + 'static {
         let sent = self.link.ping(payload.into());
         // Not a handle: a pending pong does not keep the connection from closing.

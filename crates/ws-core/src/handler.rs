@@ -89,6 +89,11 @@ pub trait Handler: Send + 'static {
 /// assert_eq!((u16::from(code), reason.as_str()), (1000, "done"));
 /// # Ok(()) }
 /// ```
+///
+/// # Cancel safety
+///
+/// Cancelled, the handler is dropped without `on_close`; the socket is dropped too, and its
+/// close handshake finished in the background.
 pub async fn serve<S, H>(socket: WebSocket<S>, mut handler: H) -> (CloseCode, String)
 where
     S: Transport,

@@ -38,6 +38,15 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 /// assert!(accepting.await.unwrap().is_err());
 /// # }
 /// ```
+///
+/// # Errors
+///
+/// [`Error::Handshake`] for a request refused (after answering it) or not received in time,
+/// [`Error::Io`] when the stream fails.
+///
+/// # Cancel safety
+///
+/// Cancelled, the stream is dropped with the half-read request.
 // Not an `async fn`, whose parameters would be kept twice in the future.
 #[allow(clippy::manual_async_fn)]
 pub fn accept<IO>(io: IO, config: &Config) -> impl Future<Output = Result<(WebSocket<IO>, Request<()>)>> + Send + '_
@@ -188,6 +197,10 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Listens on `addr`, with a listen backlog of [`BACKLOG`](crate::acceptor::BACKLOG)
     /// ([`bind`](crate::bind)).
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`](crate::bind).
     pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
         Ok(Self::from_listener(crate::acceptor::bind(addr).await?))
     }
@@ -240,6 +253,16 @@ impl Server {
     /// upgrade request (path, query, headers). Runs until the listener fails, or until a
     /// graceful shutdown completes. Fails at once, with [`io::ErrorKind::InvalidInput`], if
     /// the config does not pass [`Config::validate`].
+    ///
+    /// # Errors
+    ///
+    /// Only the listener's own failures ([`Acceptor::accept`](crate::Acceptor::accept)); a
+    /// connection's failure ends that connection alone.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancelled, the server stops accepting; the connections already open go on in their own
+    /// tasks (use a graceful shutdown to end them).
     pub async fn serve<H, F>(self, make_handler: F) -> io::Result<()>
     where
         H: Handler,
@@ -259,6 +282,10 @@ impl Server {
     ///
     /// Fails at once, with [`io::ErrorKind::InvalidInput`], if the config does not pass
     /// [`Config::validate`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::serve`].
     pub async fn serve_with<F, Fut>(self, f: F) -> io::Result<()>
     where
         F: Fn(WebSocket<TcpStream>, Request<()>) -> Fut + Send + Sync + 'static,

@@ -119,6 +119,10 @@ impl Shutdown {
     }
 
     /// Resolves when shutdown starts: what an accept loop waits on to stop accepting.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
     pub async fn started(&self) {
         loop {
             let notified = self.inner.changed.notified();
@@ -141,6 +145,12 @@ impl Shutdown {
     /// Returns how many connections were dropped: every one that ended, since shutdown
     /// started, without completing its close handshake (the peer never answered the
     /// 1001, the stream broke, the deadline passed).
+    ///
+    /// # Cancel safety
+    ///
+    /// The 1001s are sent at the first poll; cancelled after that, the connections go on
+    /// closing on their own (each bounded by its close timeout), but nothing drops those that
+    /// linger: await it to the end, or call it again.
     pub async fn shutdown(&self, deadline: Duration) -> usize {
         self.inner.started.store(true, Ordering::Release);
         self.inner.changed.notify_waiters();

@@ -100,6 +100,14 @@ impl<S: Transport> WebSocket<S> {
 
     /// Waits until the socket is open, for a [`WebSocket::connecting`] one; fails with the
     /// error that ended it if it never opened.
+    ///
+    /// # Errors
+    ///
+    /// The error that ended the connection before it opened (the handshake's, for a client).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
     pub async fn opened(&mut self) -> Result<()> {
         poll_fn(|cx| self.poll_opened(cx)).await
     }
@@ -126,6 +134,12 @@ impl<S: Transport> WebSocket<S> {
     /// # Cancel safety
     ///
     /// Cancel safe: a message is taken from the connection only when this returns it.
+    ///
+    /// # Errors
+    ///
+    /// `Some(Err(_))` once, for what ended the connection abnormally (a protocol violation,
+    /// already answered with its close code; an I/O error; a timeout), after the messages
+    /// received before it; then `None`.
     pub async fn recv(&mut self) -> Option<Result<Message>> {
         poll_fn(|cx| self.shared.lock().poll_next(&self.shared, cx)).await
     }
@@ -137,6 +151,12 @@ impl<S: Transport> WebSocket<S> {
     /// # Cancel safety
     ///
     /// Cancel safe: if cancelled while waiting, the message was not queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the close handshake has started or the connection has ended
+    /// (while this waited, too; `recv` reports why); [`Error::InvalidArgument`] for a
+    /// control frame over 125 bytes or a close code that may not be sent.
     pub async fn send(&mut self, message: Message) -> Result<()> {
         let mut message = Some(message);
         poll_fn(|cx| self.shared.poll_send_message(cx, &mut message)).await
@@ -144,6 +164,15 @@ impl<S: Transport> WebSocket<S> {
 
     /// Starts the close handshake with `code` and `reason`; keep receiving to see it
     /// finish (the stream ends), or drop the socket and let the driver finish it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a code that may not be sent or a reason over 123 bytes;
+    /// [`Error::Closed`] if the close handshake has already started.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`WebSocket::send`].
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
         let frame = CloseFrame::new(code, reason).map_err(Error::InvalidArgument)?;
         self.send(Message::Close(Some(frame))).await

@@ -143,6 +143,10 @@ impl RedisBackplane {
 
     /// Waits until both connections to Redis are up and subscribed to the channels of
     /// every room that has local members now.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
     pub async fn connected(&self) {
         let version = self.wanted().1;
         let mut rx = self.shared.connected.subscribe();
@@ -150,6 +154,10 @@ impl RedisBackplane {
     }
 
     /// Waits until the backplane has lost its connection to Redis (it is reconnecting).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
     pub async fn disconnected(&self) {
         let mut rx = self.shared.connected.subscribe();
         let _ = rx.wait_for(Option::is_none).await;

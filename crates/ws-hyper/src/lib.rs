@@ -158,6 +158,10 @@ impl UpgradeFut {
     /// Spawns the connection's task: it awaits the upgrade and serves the socket with
     /// `handler` ([`wsdriver::serve`](ws_core::serve)). An upgrade that fails goes to
     /// [`UpgradeFut::on_failed`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
     pub fn serve<H: Handler>(self, handler: H) {
         self.spawn(move |socket| ws_core::serve(socket, handler));
     }
@@ -165,6 +169,10 @@ impl UpgradeFut {
     /// Spawns the connection's task: it awaits the upgrade and runs `callback` with the
     /// socket; the callback's output is dropped. An upgrade that fails goes to
     /// [`UpgradeFut::on_failed`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
     pub fn spawn<F, Fut>(mut self, callback: F)
     where
         F: FnOnce(HyperWebSocket) -> Fut + Send + 'static,

@@ -40,6 +40,15 @@ pub type ClientWebSocket = WebSocket<ClientStream>;
 
 /// Connects to `url` (`ws://host[:port]/path?query` or `wss://…`) with the default
 /// options; returns the socket and the server's 101 response.
+///
+/// # Errors
+///
+/// As [`ClientBuilder::connect`].
+///
+/// # Cancel safety
+///
+/// Not cancel safe in the sense of resuming: cancelled, the half-made connection is
+/// dropped; connect again.
 pub async fn connect(url: impl AsRef<str>) -> Result<(ClientWebSocket, Response<()>)> {
     ClientBuilder::new(url).connect().await
 }
@@ -145,6 +154,17 @@ impl ClientBuilder {
     /// server's 101 response. A refusal is a [`HandshakeError`]: a non-101 status with
     /// its headers and the start of its body, a redirect (reported, not followed), or an
     /// answer that fails validation.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`] for a URL that is not `ws://` or `wss://` with a host;
+    /// [`Error::Io`] when TCP fails or the connect timeout passes; [`Error::Tls`] and
+    /// [`Error::Io`] for TLS; [`Error::Handshake`] for a refusal or an answer that fails
+    /// validation (its status, headers and the start of its body), or an invalid config.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancelled, the half-made connection is dropped; nothing is left running.
     pub async fn connect(self) -> Result<(ClientWebSocket, Response<()>)> {
         let started = std::time::Instant::now();
         let (stream, response, negotiated, leftover) = self.establish().await?;
@@ -157,6 +177,10 @@ impl ClientBuilder {
     /// and connects in the background: messages sent meanwhile are queued (up to the
     /// write buffer's high-water mark) and sent on open. If the connection fails, the
     /// socket's stream yields the error, then ends.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (it spawns the connecting task).
     pub fn open(self) -> ClientWebSocket {
         let socket = WebSocket::connecting(Role::Client, &self.config);
         let attacher = socket.attacher();

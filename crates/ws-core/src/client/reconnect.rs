@@ -127,6 +127,10 @@ impl ReconnectingClient {
     /// Connects, and reconnects whenever the connection is lost, serving each connection
     /// with `handler`: `on_open` after every (re)connection, so the application can
     /// resubscribe, `on_close` after every loss, `on_error` for each failed attempt.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (it spawns the client's task).
     pub fn serve<H: Handler>(self, mut handler: H) -> ReconnectHandle {
         let control = Arc::new(Control { stop: AtomicBool::new(false), stopped: Notify::new() });
         let first = WebSocket::connecting(Role::Client, &self.builder.config);
@@ -208,6 +212,15 @@ impl ReconnectHandle {
 
     /// Sends a message on the current connection; if it was just lost, on the next one.
     /// Waits at the write buffer's high-water mark, reconnecting included.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the client was stopped or gave up; [`Error::InvalidArgument`]
+    /// as [`Connection::send`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if cancelled while waiting, the message was not queued.
     pub async fn send(&self, message: Message) -> Result<()> {
         let mut current = self.current.clone();
         loop {
@@ -229,6 +242,15 @@ impl ReconnectHandle {
 
     /// Stops reconnecting, closes the current connection with `code` and `reason`, and
     /// waits for the client to finish.
+    ///
+    /// # Errors
+    ///
+    /// The error the client had given up with, if it had.
+    ///
+    /// # Cancel safety
+    ///
+    /// Reconnecting stops and the Close is sent at the first poll; cancelled after that, the
+    /// client's task still finishes the close in the background.
     pub async fn close(mut self, code: CloseCode, reason: &str) -> Result<()> {
         self.control.stop();
         let _ = self.connection().close(code, reason);
@@ -238,6 +260,14 @@ impl ReconnectHandle {
     /// Waits until the client gives up (`Err` with the last connection error, after
     /// [`Reconnect::max_attempts`] failures or one that no retry can mend) or is closed
     /// (`Ok`).
+    ///
+    /// # Errors
+    ///
+    /// The last connection error, once the client gives up.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes (the client keeps running).
     pub async fn finished(mut self) -> Result<()> {
         self.wait().await
     }

@@ -136,6 +136,11 @@ pub fn write_request(request: &Request<()>, out: &mut BytesMut) {
 /// once holds no buffer for those whose request has not come yet, and the buffers of
 /// those that came are freed before the next is read, instead of all being alive at the
 /// same moment and leaving the heap fragmented once the storm is over.
+///
+/// # Errors
+///
+/// [`HandshakeError`] for a head over `max` bytes (431), one that does not parse (400), or
+/// a stream that ends first; [`Error::Io`](crate::Error::Io) when the stream fails.
 pub async fn read_head<IO, T>(
     io: &mut IO,
     buf: &mut BytesMut,

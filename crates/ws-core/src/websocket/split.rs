@@ -53,6 +53,10 @@ impl<S: Transport> SplitStream<S> {
     /// # Cancel safety
     ///
     /// Cancel safe, as [`WebSocket::recv`].
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::recv`].
     pub async fn recv(&mut self) -> Option<Result<Message>> {
         self.socket.recv().await
     }
