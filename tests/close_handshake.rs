@@ -25,7 +25,7 @@ where
 {
     let server = Server::from_listener(TcpListener::bind("127.0.0.1:0").await.unwrap());
     let addr = server.local_addr().unwrap();
-    tokio::spawn(server.serve_with(move |ws, _| f(ws)));
+    tokio::spawn(server.serve_sockets(move |ws, _| f(ws)));
     addr
 }
 

@@ -268,7 +268,7 @@ impl Server {
         H: Handler,
         F: Fn(&Request<()>) -> H + Send + Sync + 'static,
     {
-        self.serve_with(move |socket, request| {
+        self.serve_sockets(move |socket, request| {
             let handler = make_handler(&request);
             async move {
                 serve(socket, handler).await;
@@ -277,8 +277,9 @@ impl Server {
         .await
     }
 
-    /// Serves each connection with `f`, which receives the socket as a stream and sink
-    /// with its upgrade request.
+    /// Serves each connection's socket with `f`, which receives it as a stream and sink
+    /// with its upgrade request: the form for code that drives the socket itself rather
+    /// than through a [`Handler`] ([`Server::serve`]).
     ///
     /// Fails at once, with [`io::ErrorKind::InvalidInput`], if the config does not pass
     /// [`Config::validate`].
@@ -286,7 +287,7 @@ impl Server {
     /// # Errors
     ///
     /// As [`Server::serve`].
-    pub async fn serve_with<F, Fut>(self, f: F) -> io::Result<()>
+    pub async fn serve_sockets<F, Fut>(self, f: F) -> io::Result<()>
     where
         F: Fn(WebSocket<TcpStream>, Request<()>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
