@@ -30,6 +30,33 @@
 //! # }
 //! ```
 //!
+//! # Authentication before the upgrade
+//!
+//! Check the request in the route, before [`handle`]: a refused one gets 401 and no
+//! handler is made; an accepted one is upgraded, and its handler built from what the check
+//! found and what was negotiated ([`offered_protocols`] lists what the client asked for).
+//!
+//! ```no_run
+//! use actix_web::{HttpRequest, HttpResponse, web};
+//! use wsdriver::{Config, Connection, Handler, Message};
+//!
+//! struct Greeter(String);
+//! impl Handler for Greeter {
+//!     async fn on_open(&mut self, ws: &Connection) { let _ = ws.send_text(format!("hello, {}", self.0)).await; }
+//!     async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; }
+//! }
+//!
+//! async fn chat(req: HttpRequest, body: web::Payload) -> Result<HttpResponse, actix_web::Error> {
+//!     let token = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+//!     if token != Some("Bearer letmein") {
+//!         return Ok(HttpResponse::Unauthorized().insert_header(("www-authenticate", "Bearer")).body("a bearer token is required\n"));
+//!     }
+//!     let (response, socket) = wsdriver::actix::handle(&req, body, &Config::default())?;
+//!     actix_web::rt::spawn(wsdriver::serve(socket, Greeter("alice".into())));
+//!     Ok(response)
+//! }
+//! ```
+//!
 //! # Graceful shutdown
 //!
 //! actix-web's own signal handling stops its workers without closing the WebSockets they

@@ -12,7 +12,7 @@ use crate::shutdown::Shutdown;
 use crate::websocket::WebSocket;
 use bytes::BytesMut;
 use futures_util::FutureExt;
-use http::Request;
+use http::{Request, Response};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -55,16 +55,20 @@ where
 {
     // An invalid config is refused in the handshake (500); its timeout must not overflow
     // before that.
-    accept_until(io, config, tokio::time::Instant::now() + config.handshake_timeout.min(Config::MAX_DURATION))
+    accept_until(io, config, tokio::time::Instant::now() + config.handshake_timeout.min(Config::MAX_DURATION), None)
 }
+
+/// An application's check of an upgrade request: see [`Server::authorize`].
+type Authorize = dyn Fn(&mut Request<()>) -> std::result::Result<(), Box<Response<String>>> + Send + Sync;
 
 /// [`accept`], with the request's head read before `deadline`.
 #[allow(clippy::manual_async_fn)] // as `accept`
-fn accept_until<IO>(
+fn accept_until<'a, IO>(
     mut io: IO,
-    config: &Config,
+    config: &'a Config,
     deadline: tokio::time::Instant,
-) -> impl Future<Output = Result<(WebSocket<IO>, Request<()>)>> + Send + '_
+    authorize: Option<&'a Authorize>,
+) -> impl Future<Output = Result<(WebSocket<IO>, Request<()>)>> + Send + 'a
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -76,8 +80,14 @@ where
         let mut buf = BytesMut::new();
         let read = http1::read_head(&mut io, &mut buf, config.max_header_bytes, |b| http1::parse_request(b, config.max_headers));
         let error = match tokio::time::timeout_at(deadline, read).await {
-            Ok(Ok(request)) => match hs::accept(&request, config) {
+            Ok(Ok(mut request)) => match hs::accept(&request, config) {
                 Ok(accepted) => {
+                    if let Some(Err(response)) = authorize.map(|check| check(&mut request)) {
+                        let status = response.status();
+                        crate::meter::rejected("standalone", status.as_u16());
+                        Box::pin(reject(io, *response, config.close_timeout)).await;
+                        return Err(HandshakeError::Refused(status).into());
+                    }
                     let mut response = BytesMut::new();
                     http1::write_response(&accepted.response, &[], &mut response);
                     // The 101 goes first in the socket's write queue, written at once (a
@@ -101,18 +111,17 @@ where
         };
         if !matches!(error, HandshakeError::ConnectionClosed) {
             crate::meter::rejected("standalone", error.status().as_u16());
-            Box::pin(reject(io, &error, config.close_timeout)).await;
+            Box::pin(reject(io, error.response(), config.close_timeout)).await;
         }
         Err(error.into())
     }
 }
 
-/// Answers a rejected handshake with its status and reason, then closes the stream; best
-/// effort, within `timeout`: the peer may already be gone.
-async fn reject<IO: AsyncWrite + Unpin>(mut io: IO, error: &HandshakeError, timeout: Duration) {
-    tracing::debug!(%error, "rejecting websocket handshake");
+/// Answers a rejected handshake with `response`, then closes the stream; best effort,
+/// within `timeout`: the peer may already be gone.
+async fn reject<IO: AsyncWrite + Unpin>(mut io: IO, response: Response<String>, timeout: Duration) {
+    tracing::debug!(status = %response.status(), "rejecting websocket handshake");
     let mut out = BytesMut::new();
-    let response = error.response();
     http1::write_response(&response, response.body().as_bytes(), &mut out);
     let _ = tokio::time::timeout(timeout, async {
         io.write_all(&out).await?;
@@ -131,6 +140,7 @@ fn accepted_task<F, Fut>(
     stream: TcpStream,
     peer: SocketAddr,
     config: Arc<Config>,
+    authorize: Option<Arc<Authorize>>,
     shutdown: Option<Shutdown>,
     f: Arc<F>,
 ) -> impl Future<Output = ()> + Send
@@ -142,7 +152,7 @@ where
     first_bytes(stream, deadline).then(move |stream| {
         connection_task(async move {
             let error = match stream {
-                Some(stream) => match accept_until(stream, &config, deadline).await {
+                Some(stream) => match accept_until(stream, &config, deadline, authorize.as_deref()).await {
                     Ok((socket, request)) => {
                         if let Some(shutdown) = &shutdown {
                             shutdown.watch(&socket.connection());
@@ -177,6 +187,7 @@ type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub struct Server {
     acceptor: Acceptor,
     config: Arc<Config>,
+    authorize: Option<Arc<Authorize>>,
     graceful: Option<Graceful>,
 }
 
@@ -208,7 +219,52 @@ impl Server {
     /// Serves on a listener bound elsewhere ([`bind`](crate::bind) makes one with a
     /// backlog fit for bursts of clients).
     pub fn from_listener(listener: TcpListener) -> Self {
-        Self { acceptor: Acceptor::new(listener), config: Arc::new(Config::default()), graceful: None }
+        Self { acceptor: Acceptor::new(listener), config: Arc::new(Config::default()), authorize: None, graceful: None }
+    }
+
+    /// Checks each upgrade request before it is answered: `Err(response)` refuses it with
+    /// that (boxed) response (a 401 with `WWW-Authenticate`, a 403), and no handler is made;
+    /// `Ok(())` lets the handshake go on. What the check learns (the user a token names)
+    /// can go into the request's extensions, which the handler's factory sees.
+    ///
+    /// ```no_run
+    /// use wsdriver::http::{Response, StatusCode, header};
+    /// use wsdriver::{Connection, Handler, Message, Server};
+    ///
+    /// #[derive(Clone)]
+    /// struct User(String);
+    ///
+    /// struct Greeter(User);
+    /// impl Handler for Greeter {
+    ///     async fn on_open(&mut self, ws: &Connection) {
+    ///         let _ = ws.send_text(format!("hello, {}", self.0.0)).await;
+    ///     }
+    ///     async fn on_message(&mut self, _: &Connection, _: Message) {}
+    /// }
+    ///
+    /// # #[tokio::main] async fn main() -> std::io::Result<()> {
+    /// Server::bind("127.0.0.1:9001").await?
+    ///     .authorize(|request| {
+    ///         let token = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    ///         if token != Some("Bearer letmein") {
+    ///             let mut refused = Response::new("a bearer token is required\n".to_owned());
+    ///             *refused.status_mut() = StatusCode::UNAUTHORIZED;
+    ///             refused.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap());
+    ///             return Err(Box::new(refused));
+    ///         }
+    ///         request.extensions_mut().insert(User("alice".into()));
+    ///         Ok(())
+    ///     })
+    ///     .serve(|request| Greeter(request.extensions().get::<User>().cloned().unwrap_or(User("?".into()))))
+    ///     .await
+    /// # }
+    /// ```
+    pub fn authorize<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&mut Request<()>) -> std::result::Result<(), Box<Response<String>>> + Send + Sync + 'static,
+    {
+        self.authorize = Some(Arc::new(check));
+        self
     }
 
     /// Sets the options and limits for every connection.
@@ -294,7 +350,7 @@ impl Server {
     {
         self.config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let f = Arc::new(f);
-        let config = self.config;
+        let (config, authorize) = (self.config, self.authorize);
         let (mut signal, shutdown) = match self.graceful {
             Some(Graceful { signal, shutdown, deadline }) => (signal, Some((shutdown, deadline))),
             None => (Box::pin(std::future::pending()) as Signal, None),
@@ -307,7 +363,7 @@ impl Server {
                 () = &mut signal => break,
             };
             let span = crate::meter::span("standalone", Some(peer), None, None);
-            crate::meter::spawn(span, accepted_task(stream, peer, config.clone(), watching.clone(), f.clone()));
+            crate::meter::spawn(span, accepted_task(stream, peer, config.clone(), authorize.clone(), watching.clone(), f.clone()));
         }
         drop(acceptor);
         if let Some((shutdown, deadline)) = shutdown {
@@ -334,7 +390,7 @@ mod tests {
         let f = Arc::new(|socket, _request: Request<()>| async move {
             serve(socket, Echo).await;
         });
-        let task = accepted_task(stream, peer, Arc::new(Config::default()), None, f);
+        let task = accepted_task(stream, peer, Arc::new(Config::default()), None, None, f);
         let (task, serve) = (std::mem::size_of_val(&task), std::mem::size_of_val(&serve_future));
         assert!(task <= serve + 64, "connection task {task} bytes, serve future {serve}");
     }

@@ -24,6 +24,45 @@
 //!     }
 //! }
 //! ```
+//!
+//! # Authentication before the upgrade
+//!
+//! The route sees the request before anything is upgraded: check a token or a cookie
+//! there, answer 401 without calling [`upgrade`], and build the handler from what the
+//! check found.
+//!
+//! ```no_run
+//! use http_body_util::Full;
+//! use hyper::{Request, Response, StatusCode, body::{Bytes, Incoming}, header};
+//! use wsdriver::{Config, Connection, Handler, Message};
+//!
+//! struct Greeter(String);
+//! impl Handler for Greeter {
+//!     async fn on_open(&mut self, ws: &Connection) { let _ = ws.send_text(format!("hello, {}", self.0)).await; }
+//!     async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; }
+//! }
+//!
+//! fn user_of(request: &Request<Incoming>) -> Option<String> {
+//!     let token = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")?;
+//!     (token == "letmein").then(|| "alice".to_owned())
+//! }
+//!
+//! async fn route(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+//!     let Some(user) = user_of(&request) else {
+//!         let mut refused = Response::new(Full::from("a bearer token is required\n"));
+//!         *refused.status_mut() = StatusCode::UNAUTHORIZED;
+//!         refused.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap());
+//!         return Ok(refused);
+//!     };
+//!     match wsdriver::hyper::upgrade(&mut request, &Config::default()) {
+//!         Ok((response, upgrade)) => {
+//!             upgrade.serve(Greeter(user));
+//!             Ok(response.map(|_| Full::default()))
+//!         }
+//!         Err(rejection) => Ok(rejection.response().map(Full::from)),
+//!     }
+//! }
+//! ```
 
 mod layer;
 mod serve;

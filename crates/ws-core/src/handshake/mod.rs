@@ -121,6 +121,10 @@ pub enum HandshakeError {
     /// The connection closed before the handshake completed.
     #[error("connection closed during the handshake")]
     ConnectionClosed,
+    /// Server side: the application refused the request before the upgrade (see
+    /// [`Server::authorize`](crate::Server::authorize)), answering with this status.
+    #[error("refused by the application with {0}")]
+    Refused(StatusCode),
     /// The local [`Config`](crate::Config) does not pass its
     /// [`validate`](crate::Config::validate): a server answers 500, a client does not
     /// connect.
@@ -145,6 +149,7 @@ impl HandshakeError {
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Refused(status) => *status,
             _ => StatusCode::BAD_REQUEST,
         }
     }
