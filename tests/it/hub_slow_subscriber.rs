@@ -4,7 +4,7 @@
 //! closes it with 1013. A subscriber that keeps up gets everything.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::bounded;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! reason from the standalone server, never a panic or a hang.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use common::{bounded, raw_request};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! an upgrade that fails after the 101.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use axum::Router;
 use axum::http::StatusCode;

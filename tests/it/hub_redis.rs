@@ -2,7 +2,7 @@
 //! sharing them after Redis restarts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::bounded;
 use common::redis_server::RedisServer;

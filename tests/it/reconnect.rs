@@ -2,7 +2,7 @@
 //! resumes: `on_open` again, and what was sent while the server was down is delivered.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use common::{EchoProcess, Event, Recorder, bounded, free_addr};
 use std::net::SocketAddr;

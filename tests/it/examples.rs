@@ -2,7 +2,7 @@
 //! upgrade) and `resume` (a reconnecting client that resumes without losing an event).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 /// `examples/auth.rs`: a request without a valid token is refused with 401 before any
 /// upgrade; a token in a bearer header, a cookie or the query string opens a WebSocket

@@ -2,7 +2,7 @@
 //! `on_error` sees a typed error, and `on_close` reports the code, once.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use common::{Event, assert_eof, client_frame, events_until_close, raw_client, read_close, start_recorder};
 use tokio::io::AsyncWriteExt;

@@ -3,7 +3,7 @@
 //! certificates.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use common::{Echo, bounded};
 use rustls::RootCertStore;

@@ -5,7 +5,7 @@
 //! itself on every server: drop counts, waiting for `on_close`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use common::{Echo, bounded, connect};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! code, and sends from another task are delivered while the driver waits to read.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use common::{Event, Recorder, bounded, connect, events_until_close, raw_client, read_close};
 use tokio::io::AsyncWriteExt;
@@ -116,7 +116,10 @@ impl<S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'
 async fn logs_in_the_connection_span(kind: &str) {
     use tracing_subscriber::layer::SubscriberExt;
     static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Capture)).unwrap());
+    // INFO and above: the connection spans and the probe, not every debug event of the
+    // other tests in this binary.
+    let capture = tracing_subscriber::Layer::with_filter(Capture, tracing_subscriber::filter::LevelFilter::INFO);
+    INSTALL.call_once(|| tracing::subscriber::set_global_default(tracing_subscriber::registry().with(capture)).unwrap());
     let addr = common::servers::start_with(kind, Config::default(), || Probe).await;
     let path = format!("/probe/{kind}");
     let mut client = connect(addr, &path, &Config::default()).await;

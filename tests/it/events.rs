@@ -2,7 +2,7 @@
 //! pings that resolve on their pong, and messages queued while connecting.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use common::{Event, bounded, connect, events_until_close, start_recorder};
 use futures_util::FutureExt;

@@ -4,7 +4,7 @@
 //! once. Nothing panics later.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use common::{Echo, bounded, free_addr, raw_request, servers};
 use std::future::IntoFuture;

@@ -2,7 +2,7 @@
 //! buffer's high-water mark; sending waits, and a non-waiting send reports "full".
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use common::bounded;
 use futures_util::FutureExt;

@@ -2,7 +2,7 @@
 //! the peer's Close; and `on_close` fires exactly once however the connection ends.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use common::{Event, assert_eof, bounded, client_frame, events_until_close, raw_client, read_close, start_recorder};
 use std::time::Duration;

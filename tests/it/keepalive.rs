@@ -2,7 +2,7 @@
 //! is pinged and kept. Runs on tokio's paused clock, so the intervals cost no real time.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod common;
+use crate::common;
 
 use common::{Event, Recorder};
 use std::time::Duration;

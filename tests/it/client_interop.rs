@@ -9,9 +9,6 @@
 //! held here, closes.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod battery;
-mod common;
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

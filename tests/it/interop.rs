@@ -8,8 +8,8 @@
 //! The peers are installed by `interop/install.sh`, which `scripts/test-all` runs.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod battery;
-mod common;
+use crate::battery;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -2,9 +2,6 @@
 //! server, hyper, the tower layer, axum and actix-web.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod battery;
-mod common;
-
 macro_rules! on_server {
     ($($kind:ident),*) => {$(
         mod $kind {
