@@ -98,49 +98,79 @@ async fn slowloris_is_cut_off_by_the_handshake_timeout() {
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408 Request Timeout"));
 }
 
-/// `Server::authorize` answers a refused request with the application's own response
-/// before any upgrade or handler, and what it learned reaches the handler's factory.
-#[tokio::test]
-async fn authorize_refuses_before_the_upgrade_and_passes_what_it_learned() {
+/// Admits `Bearer letmein` as alice; refuses anything else with 401.
+fn check_token(request: &mut wsdriver::http::Request<()>) -> Result<(), Box<wsdriver::http::Response<String>>> {
     use wsdriver::http::{Response, StatusCode, header};
-    use wsdriver::{Connection, Handler, Message, Server};
-
-    #[derive(Clone)]
-    struct User(&'static str);
-    struct Greeter(User);
-    impl Handler for Greeter {
-        async fn on_open(&mut self, ws: &Connection) {
-            let _ = ws.send_text(format!("hello, {}", self.0.0)).await;
-        }
-        async fn on_message(&mut self, _: &Connection, _: Message) {}
+    if request.headers().get(header::AUTHORIZATION).is_none_or(|token| token != "Bearer letmein") {
+        let mut refused = Response::new("a bearer token is required\n".to_owned());
+        *refused.status_mut() = StatusCode::UNAUTHORIZED;
+        refused.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap());
+        return Err(Box::new(refused));
     }
+    request.extensions_mut().insert(User("alice"));
+    Ok(())
+}
 
-    let made = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = made.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = Server::from_listener(listener).authorize(|request| {
-        if request.headers().get(header::AUTHORIZATION).is_none_or(|token| token != "Bearer letmein") {
-            let mut refused = Response::new("a bearer token is required\n".to_owned());
-            *refused.status_mut() = StatusCode::UNAUTHORIZED;
-            refused.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap());
-            return Err(Box::new(refused));
-        }
-        request.extensions_mut().insert(User("alice"));
-        Ok(())
-    });
-    tokio::spawn(server.serve(move |request| {
-        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+#[derive(Clone)]
+struct User(&'static str);
+
+/// Greets its user by name.
+struct Greeter(User);
+
+impl wsdriver::Handler for Greeter {
+    async fn on_open(&mut self, ws: &wsdriver::Connection) {
+        let _ = ws.send_text(format!("hello, {}", self.0.0)).await;
+    }
+    async fn on_message(&mut self, _: &wsdriver::Connection, _: wsdriver::Message) {}
+}
+
+/// A greeter for the user the check found, counting the handlers made.
+fn greeter(
+    made: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> impl Fn(&wsdriver::http::Request<()>) -> Greeter + Send + Sync + 'static {
+    let made = made.clone();
+    move |request| {
+        made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Greeter(request.extensions().get::<User>().cloned().unwrap())
-    }));
+    }
+}
 
+/// A refused request gets the application's own 401 and no handler; an admitted one
+/// reaches a handler made from what the check learned.
+async fn refused_then_admitted(addr: std::net::SocketAddr, made: &std::sync::atomic::AtomicUsize) {
+    use wsdriver::http::header;
     let answer = raw_request(addr, format!("GET / HTTP/1.1\r\n{GOOD_HEADERS}Sec-WebSocket-Version: 13\r\n\r\n").as_bytes()).await;
     assert_eq!(status_line(&answer), "HTTP/1.1 401 Unauthorized");
     assert!(answer.contains("www-authenticate: Bearer\r\n") && answer.ends_with("a bearer token is required\n"), "{answer}");
-
     let client = wsdriver::client::ClientBuilder::new(format!("ws://{addr}/"))
         .header(header::AUTHORIZATION, header::HeaderValue::from_static("Bearer letmein"));
     let (mut ws, _) = bounded(client.connect()).await.unwrap();
-    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::text("hello, alice"));
+    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), wsdriver::Message::text("hello, alice"));
     assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 1, "a handler only for the admitted request");
+}
+
+/// `Server::authorize`, on the standalone server.
+#[tokio::test]
+async fn standalone_authorize_refuses_before_the_upgrade() {
+    let made = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(wsdriver::Server::from_listener(listener).authorize(check_token).serve(greeter(&made)));
+    refused_then_admitted(addr, &made).await;
+}
+
+/// `WebSocketLayer::authorize`, in a tower stack on hyper.
+#[tokio::test]
+async fn tower_authorize_refuses_before_the_upgrade() {
+    use http_body_util::Full;
+    let made = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = tower::ServiceBuilder::new()
+        .layer(wsdriver::hyper::WebSocketLayer::new(greeter(&made)).authorize(check_token))
+        .service_fn(|_request: wsdriver::http::Request<hyper::body::Incoming>| async {
+            Ok::<_, std::convert::Infallible>(wsdriver::http::Response::new(Full::<bytes::Bytes>::from("not a websocket\n")))
+        });
+    tokio::spawn(std::future::IntoFuture::into_future(wsdriver::hyper::serve(listener, service)));
+    refused_then_admitted(addr, &made).await;
 }

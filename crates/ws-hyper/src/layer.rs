@@ -34,12 +34,52 @@ use ws_core::{Config, Handler};
 pub struct WebSocketLayer<F> {
     make_handler: Arc<F>,
     config: Arc<Config>,
+    authorize: Option<Arc<Authorize>>,
 }
+
+/// An application's check of an upgrade request: see [`WebSocketLayer::authorize`].
+type Authorize = dyn Fn(&mut Request<()>) -> Result<(), Box<Response<String>>> + Send + Sync;
 
 impl<F> WebSocketLayer<F> {
     /// Serves upgrades with the handler `make_handler` returns for each.
     pub fn new(make_handler: F) -> Self {
-        Self { make_handler: Arc::new(make_handler), config: Arc::new(Config::default()) }
+        Self { make_handler: Arc::new(make_handler), config: Arc::new(Config::default()), authorize: None }
+    }
+
+    /// Checks each upgrade request before it is upgraded, as
+    /// [`Server::authorize`](ws_core::Server::authorize) does: `Err(response)` answers
+    /// with that response (a 401, a 403) and no handler is made; what the check puts in
+    /// the request's extensions, `make_handler` sees.
+    ///
+    /// ```
+    /// use wsdriver::http::{Request, Response, StatusCode};
+    /// use wsdriver::hyper::WebSocketLayer;
+    /// use wsdriver::{Connection, Handler, Message};
+    ///
+    /// struct Greeter(String);
+    /// impl Handler for Greeter {
+    ///     async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; }
+    /// }
+    ///
+    /// let layer = WebSocketLayer::new(|request: &Request<()>| Greeter(request.extensions().get::<String>().cloned().unwrap_or_default()))
+    ///     .authorize(|request| match request.headers().get("authorization").map(|v| v == "Bearer letmein") {
+    ///         Some(true) => {
+    ///             request.extensions_mut().insert("alice".to_owned());
+    ///             Ok(())
+    ///         }
+    ///         _ => {
+    ///             let mut refused = Response::new("a bearer token is required\n".to_owned());
+    ///             *refused.status_mut() = StatusCode::UNAUTHORIZED;
+    ///             Err(Box::new(refused))
+    ///         }
+    ///     });
+    /// ```
+    pub fn authorize<C>(mut self, check: C) -> Self
+    where
+        C: Fn(&mut Request<()>) -> Result<(), Box<Response<String>>> + Send + Sync + 'static,
+    {
+        self.authorize = Some(Arc::new(check));
+        self
     }
 
     /// Sets the options and limits for every connection.
@@ -51,7 +91,7 @@ impl<F> WebSocketLayer<F> {
 
 impl<F> Clone for WebSocketLayer<F> {
     fn clone(&self) -> Self {
-        Self { make_handler: self.make_handler.clone(), config: self.config.clone() }
+        Self { make_handler: self.make_handler.clone(), config: self.config.clone(), authorize: self.authorize.clone() }
     }
 }
 
@@ -59,7 +99,7 @@ impl<S, F> Layer<S> for WebSocketLayer<F> {
     type Service = WebSocketService<S, F>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        WebSocketService { inner, make_handler: self.make_handler.clone(), config: self.config.clone() }
+        WebSocketService { inner, make_handler: self.make_handler.clone(), config: self.config.clone(), authorize: self.authorize.clone() }
     }
 }
 
@@ -68,11 +108,17 @@ pub struct WebSocketService<S, F> {
     inner: S,
     make_handler: Arc<F>,
     config: Arc<Config>,
+    authorize: Option<Arc<Authorize>>,
 }
 
 impl<S: Clone, F> Clone for WebSocketService<S, F> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone(), make_handler: self.make_handler.clone(), config: self.config.clone() }
+        Self {
+            inner: self.inner.clone(),
+            make_handler: self.make_handler.clone(),
+            config: self.config.clone(),
+            authorize: self.authorize.clone(),
+        }
     }
 }
 
@@ -95,9 +141,14 @@ where
         if !is_upgrade_request(request.headers()) {
             return Either::Left(self.inner.call(request));
         }
+        let mut head = head_of(&request);
+        if let Some(Err(refused)) = self.authorize.as_ref().map(|check| check(&mut head)) {
+            ws_core::meter::rejected("tower", refused.status().as_u16());
+            return Either::Right(ready(Ok(refused.map(ResBody::from))));
+        }
         let response = match upgrade_as(&mut request, &self.config, "tower") {
             Ok((response, upgrade)) => {
-                upgrade.serve((self.make_handler)(&head_of(&request)));
+                upgrade.serve((self.make_handler)(&head));
                 response.map(|_| ResBody::from(String::new()))
             }
             Err(rejection) => rejection.response().map(ResBody::from),
