@@ -26,7 +26,7 @@ use serde::Deserialize;
 use shared::{Echo, SHUTDOWN_DEADLINE, config, init_logging, listen_addr, shutdown_signal};
 use std::collections::HashMap;
 use std::sync::Arc;
-use wsdriver::axum::{WebSocketUpgrade, serve};
+use wsdriver::adapter::axum::{WebSocketUpgrade, serve};
 use wsdriver::{Connection, Handler, Message};
 
 /// Who a token belongs to.

@@ -16,7 +16,7 @@ use wsdriver::shutdown::Shutdown;
 static CONFIG: LazyLock<Config> = LazyLock::new(config);
 
 async fn echo(request: HttpRequest, payload: web::Payload) -> Result<HttpResponse, actix_web::Error> {
-    wsdriver::actix::serve(&request, payload, &CONFIG, Echo)
+    wsdriver::adapter::actix::serve(&request, payload, &CONFIG, Echo)
 }
 
 #[actix_web::main]
@@ -37,7 +37,7 @@ async fn main() -> std::io::Result<()> {
     let handle = server.handle();
     actix_web::rt::spawn(async move {
         shutdown_signal().await;
-        wsdriver::actix::stop(&handle, &shutdown, SHUTDOWN_DEADLINE).await;
+        wsdriver::adapter::actix::stop(&handle, &shutdown, SHUTDOWN_DEADLINE).await;
     });
     server.await
 }

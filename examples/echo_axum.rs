@@ -1,5 +1,5 @@
 //! Echo server on axum 0.8, with the `WebSocketUpgrade` extractor on every path, served
-//! by `wsdriver::axum::serve` (axum's own `serve` sets no handshake limits: see its docs),
+//! by `wsdriver::adapter::axum::serve` (axum's own `serve` sets no handshake limits: see its docs),
 //! which on SIGINT or SIGTERM closes every WebSocket with 1001.
 //!
 //! `cargo run --release --example echo_axum -- [ADDR]` (default `127.0.0.1:9001`).
@@ -10,7 +10,7 @@ mod shared;
 use axum::Router;
 use axum::response::Response;
 use shared::{Echo, SHUTDOWN_DEADLINE, config, init_logging, listen_addr, shutdown_signal};
-use wsdriver::axum::{WebSocketUpgrade, serve};
+use wsdriver::adapter::axum::{WebSocketUpgrade, serve};
 
 async fn echo(ws: WebSocketUpgrade) -> Response {
     ws.config(config()).serve(Echo)

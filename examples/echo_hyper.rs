@@ -15,7 +15,7 @@ use shared::{Echo, SHUTDOWN_DEADLINE, config, init_logging, listen_addr, shutdow
 use std::convert::Infallible;
 use std::sync::LazyLock;
 use wsdriver::Config;
-use wsdriver::hyper::{serve as serve_http, upgrade};
+use wsdriver::adapter::hyper::{serve as serve_http, upgrade};
 
 static CONFIG: LazyLock<Config> = LazyLock::new(config);
 

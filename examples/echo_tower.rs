@@ -13,7 +13,7 @@ use hyper::{Request, Response, StatusCode};
 use shared::{Echo, SHUTDOWN_DEADLINE, config, init_logging, listen_addr, shutdown_signal};
 use std::convert::Infallible;
 use tower::ServiceBuilder;
-use wsdriver::hyper::{WebSocketLayer, serve};
+use wsdriver::adapter::hyper::{WebSocketLayer, serve};
 
 async fn not_found(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut response = Response::new(Full::from("not found\n"));

@@ -37,9 +37,9 @@
 //! | --- | --- | --- |
 //! | `client` | [`connect`](client::connect), [`ClientBuilder`](client::ClientBuilder) (ws:// and wss:// with rustls), the reconnecting client | yes |
 //! | `deflate` | permessage-deflate (RFC 7692) on servers and the client | yes |
-//! | `hyper` | [`hyper`](hyper/index.html): `upgrade`, the tower `WebSocketLayer`, `serve` with the handshake's limits | |
-//! | `axum` | [`axum`](axum/index.html): the `WebSocketUpgrade` extractor | |
-//! | `actix` | [`actix`](actix/index.html): `handle`, `serve` and `stop` for actix-web 4 | |
+//! | `hyper` | [`adapter::hyper`](adapter/hyper/index.html): `upgrade`, the tower `WebSocketLayer`, `serve` with the handshake's limits | |
+//! | `axum` | [`adapter::axum`](adapter/axum/index.html): the `WebSocketUpgrade` extractor | |
+//! | `actix` | [`adapter::actix`](adapter/actix/index.html): `handle`, `serve` and `stop` for actix-web 4 | |
 //! | `hub` | [`hub`](hub/index.html): rooms, presence, broadcasts encoded once | |
 //! | `redis` | the hub's Redis backplane | |
 //! | `metrics` | [`meter`]: connections, messages, bytes, errors and handshakes through the `metrics` facade | |
@@ -48,7 +48,7 @@
 //!
 //! - [`Handler`] and [`Connection`]: the event API and the handle to send through.
 //! - [`Config`]: every limit and timer, with defaults safe on the open internet.
-//! - [`Server`]: the standalone server; [`axum`](axum/index.html), [`actix`](actix/index.html), [`hyper`](hyper/index.html): the
+//! - [`Server`]: the standalone server; [`axum`](adapter/axum/index.html), [`actix`](adapter/actix/index.html), [`hyper`](adapter/hyper/index.html): the
 //!   adapters, each page with its own guide.
 //! - [`WebSocket`]: a connection as a `Stream` and `Sink` of [`Message`]s, for code that
 //!   prefers to drive it itself.
@@ -66,8 +66,7 @@ pub use ws_core::*;
 /// status codes (`ClientBuilder::header`, a refused handshake's status).
 pub use http;
 
-/// The names most programs use, for a glob import that cannot clash with the framework
-/// crates (`use wsdriver::*` brings a module named `axum`, and so on):
+/// The names most programs use, for a glob import of just those:
 ///
 /// ```
 /// use wsdriver::prelude::*;
@@ -92,17 +91,30 @@ pub mod prelude {
     pub use ws_core::{CloseCode, Config, Connection, Error, Handler, Message, PreparedMessage, Server, WebSocket};
 }
 
-#[cfg(feature = "hyper")]
-#[doc(inline)]
-pub use ws_hyper as hyper;
+/// The server adapters, one module per framework, each with its crate's guide. They live
+/// here rather than at the root so that `use wsdriver::*` cannot shadow the framework
+/// crates' own names (`axum::Router` stays axum's):
+///
+/// ```
+/// use wsdriver::*;
+///
+/// let _router: axum::Router = axum::Router::new(); // the framework's crate
+/// let _extractor: Option<adapter::axum::WebSocketUpgrade> = None; // the adapter
+/// let _config = Config::default();
+/// ```
+pub mod adapter {
+    #[cfg(feature = "hyper")]
+    #[doc(inline)]
+    pub use ws_hyper as hyper;
 
-#[cfg(feature = "axum")]
-#[doc(inline)]
-pub use ws_axum as axum;
+    #[cfg(feature = "axum")]
+    #[doc(inline)]
+    pub use ws_axum as axum;
 
-#[cfg(feature = "actix")]
-#[doc(inline)]
-pub use ws_actix as actix;
+    #[cfg(feature = "actix")]
+    #[doc(inline)]
+    pub use ws_actix as actix;
+}
 
 #[cfg(feature = "hub")]
 #[doc(inline)]

@@ -15,7 +15,7 @@ struct State {
 }
 
 async fn chat(request: HttpRequest, payload: web::Payload, state: web::Data<State>) -> Result<HttpResponse, actix_web::Error> {
-    wsdriver::actix::serve(&request, payload, &state.config, Chat::new(state.hub.clone(), state.server.clone()))
+    wsdriver::adapter::actix::serve(&request, payload, &state.config, Chat::new(state.hub.clone(), state.server.clone()))
 }
 
 #[actix_web::main]

@@ -16,7 +16,7 @@ use axum::response::{Html, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use room::{Chat, Options, PAGE, config, init_logging};
-use wsdriver::axum::WebSocketUpgrade;
+use wsdriver::adapter::axum::WebSocketUpgrade;
 use wsdriver::hub::Hub;
 
 #[derive(Clone)]
@@ -49,5 +49,8 @@ async fn main() -> std::io::Result<()> {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    wsdriver::axum::serve(listener, router).config(&config()).with_graceful_shutdown(ctrl_c, std::time::Duration::from_secs(5)).await
+    wsdriver::adapter::axum::serve(listener, router)
+        .config(&config())
+        .with_graceful_shutdown(ctrl_c, std::time::Duration::from_secs(5))
+        .await
 }

@@ -40,7 +40,7 @@ where
     }
 }
 
-/// Serves `service` with the hardened hyper server (`wsdriver::hyper::serve`) and the
+/// Serves `service` with the hardened hyper server (`wsdriver::adapter::hyper::serve`) and the
 /// handshake limits of `config`.
 async fn hyper_server<S>(config: &Config, service: S) -> SocketAddr
 where
@@ -49,7 +49,7 @@ where
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(wsdriver::hyper::serve(listener, service).config(&handshake_limits(config)).into_future());
+    tokio::spawn(wsdriver::adapter::hyper::serve(listener, service).config(&handshake_limits(config)).into_future());
     addr
 }
 
@@ -65,7 +65,7 @@ async fn hyper<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config,
     let route = {
         let config = config.clone();
         tower::service_fn(move |mut request: Request<Incoming>| {
-            let response = match wsdriver::hyper::upgrade(&mut request, &config) {
+            let response = match wsdriver::adapter::hyper::upgrade(&mut request, &config) {
                 Ok((response, upgrade)) => {
                     upgrade.serve(make());
                     response.map(|_| Full::default())
@@ -81,7 +81,7 @@ async fn hyper<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config,
 async fn tower<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config, make: Arc<M>) -> SocketAddr {
     let limits = config.clone();
     let service = ServiceBuilder::new()
-        .layer(wsdriver::hyper::WebSocketLayer::new(move |_: &Request<()>| make()).config(config))
+        .layer(wsdriver::adapter::hyper::WebSocketLayer::new(move |_: &Request<()>| make()).config(config))
         .service_fn(|_request: Request<Incoming>| async {
             let mut response = Response::new(Full::from("not a websocket\n"));
             *response.status_mut() = StatusCode::NOT_FOUND;
@@ -94,12 +94,12 @@ async fn axum<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config, 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let limits = config.clone();
-    let app = axum::Router::new().fallback(move |ws: wsdriver::axum::WebSocketUpgrade| {
+    let app = axum::Router::new().fallback(move |ws: wsdriver::adapter::axum::WebSocketUpgrade| {
         let config = config.clone();
         let handler = make();
         async move { ws.config(config).serve(handler) }
     });
-    tokio::spawn(wsdriver::axum::serve(listener, app).config(&handshake_limits(&limits)).into_future());
+    tokio::spawn(wsdriver::adapter::axum::serve(listener, app).config(&handshake_limits(&limits)).into_future());
     addr
 }
 
@@ -116,7 +116,7 @@ async fn actix<H: Handler, M: Fn() -> H + Send + Sync + 'static>(config: Config,
                 App::new().app_data(config.clone()).default_service(web::to(
                     move |request: HttpRequest, payload: web::Payload, config: web::Data<Config>| {
                         let handler = make();
-                        async move { wsdriver::actix::serve(&request, payload, &config, handler) }
+                        async move { wsdriver::adapter::actix::serve(&request, payload, &config, handler) }
                     },
                 ))
             })

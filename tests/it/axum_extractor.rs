@@ -12,14 +12,14 @@ use axum::response::{IntoResponse, Response};
 use common::{Echo, bounded};
 use tokio::net::TcpListener;
 use wsdriver::Config;
-use wsdriver::axum::WebSocketUpgrade;
+use wsdriver::adapter::axum::WebSocketUpgrade;
 use wsdriver::client::ClientBuilder;
 use wsdriver::handshake::HandshakeError;
 
 async fn start(app: Router) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(wsdriver::axum::serve(listener, app).into_future());
+    tokio::spawn(wsdriver::adapter::axum::serve(listener, app).into_future());
     format!("ws://{addr}/")
 }
 

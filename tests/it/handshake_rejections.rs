@@ -167,10 +167,10 @@ async fn tower_authorize_refuses_before_the_upgrade() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let service = tower::ServiceBuilder::new()
-        .layer(wsdriver::hyper::WebSocketLayer::new(greeter(&made)).authorize(check_token))
+        .layer(wsdriver::adapter::hyper::WebSocketLayer::new(greeter(&made)).authorize(check_token))
         .service_fn(|_request: wsdriver::http::Request<hyper::body::Incoming>| async {
             Ok::<_, std::convert::Infallible>(wsdriver::http::Response::new(Full::<bytes::Bytes>::from("not a websocket\n")))
         });
-    tokio::spawn(std::future::IntoFuture::into_future(wsdriver::hyper::serve(listener, service)));
+    tokio::spawn(std::future::IntoFuture::into_future(wsdriver::adapter::hyper::serve(listener, service)));
     refused_then_admitted(addr, &made).await;
 }

@@ -69,7 +69,7 @@ async fn the_hyper_serve_helper_does_not_start() {
         Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
     });
     let config = Config::default().max_request_headers(0, 64);
-    let error = bounded(wsdriver::hyper::serve(listener, service).config(&config).into_future()).await.unwrap_err();
+    let error = bounded(wsdriver::adapter::hyper::serve(listener, service).config(&config).into_future()).await.unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
     assert!(error.to_string().contains("max_header_bytes"), "{error}");
 }

@@ -75,7 +75,7 @@ async fn every_echo_example_closes_with_1001_on_sigint() {
 #[tokio::test]
 async fn axum_serve_with_an_extension_layer() {
     use axum::{Extension, Router};
-    use wsdriver::axum::WebSocketUpgrade;
+    use wsdriver::adapter::axum::WebSocketUpgrade;
     use wsdriver::shutdown::Shutdown;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -17,7 +17,7 @@
 //! }
 //!
 //! async fn echo(req: HttpRequest, body: web::Payload) -> Result<HttpResponse, actix_web::Error> {
-//!     wsdriver::actix::serve(&req, body, &Config::default(), Echo)
+//!     wsdriver::adapter::actix::serve(&req, body, &Config::default(), Echo)
 //! }
 //!
 //! # async fn run() -> std::io::Result<()> {
@@ -51,7 +51,7 @@
 //!     if token != Some("Bearer letmein") {
 //!         return Ok(HttpResponse::Unauthorized().insert_header(("www-authenticate", "Bearer")).body("a bearer token is required\n"));
 //!     }
-//!     let (response, socket) = wsdriver::actix::handle(&req, body, &Config::default())?;
+//!     let (response, socket) = wsdriver::adapter::actix::handle(&req, body, &Config::default())?;
 //!     actix_web::rt::spawn(wsdriver::serve(socket, Greeter("alice".into())));
 //!     Ok(response)
 //! }
@@ -70,7 +70,7 @@
 //! # use wsdriver::{Config, Connection, Handler, Message};
 //! # struct Echo;
 //! # impl Handler for Echo { async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; } }
-//! # async fn echo(req: HttpRequest, body: web::Payload) -> Result<HttpResponse, actix_web::Error> { wsdriver::actix::serve(&req, body, &Config::default(), Echo) }
+//! # async fn echo(req: HttpRequest, body: web::Payload) -> Result<HttpResponse, actix_web::Error> { wsdriver::adapter::actix::serve(&req, body, &Config::default(), Echo) }
 //! use std::time::Duration;
 //! use wsdriver::shutdown::Shutdown;
 //!
@@ -85,7 +85,7 @@
 //! let handle = server.handle();
 //! actix_web::rt::spawn(async move {
 //!     let _ = actix_web::rt::signal::ctrl_c().await;
-//!     wsdriver::actix::stop(&handle, &shutdown, Duration::from_secs(10)).await;
+//!     wsdriver::adapter::actix::stop(&handle, &shutdown, Duration::from_secs(10)).await;
 //! });
 //! server.await
 //! # }
@@ -184,7 +184,7 @@ pub async fn stop(handle: &actix_web::dev::ServerHandle, shutdown: &Shutdown, de
 /// use actix_web::test::TestRequest;
 ///
 /// let request = TestRequest::default().insert_header(("sec-websocket-protocol", "chat.v2, chat.v1")).to_http_request();
-/// assert_eq!(wsdriver::actix::offered_protocols(&request), ["chat.v2", "chat.v1"]);
+/// assert_eq!(wsdriver::adapter::actix::offered_protocols(&request), ["chat.v2", "chat.v1"]);
 /// ```
 pub fn offered_protocols(request: &HttpRequest) -> Vec<String> {
     let headers = headers_of(request);

@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! use axum::{Router, response::Response, routing::any};
-//! use wsdriver::axum::WebSocketUpgrade;
+//! use wsdriver::adapter::axum::WebSocketUpgrade;
 //! use wsdriver::{Connection, Handler, Message};
 //!
 //! struct Echo;
@@ -19,7 +19,7 @@
 //! let app = Router::new().route("/chat", any(chat));
 //! let listener = wsdriver::bind("127.0.0.1:9001").await?;
 //! // axum::serve, with the handshake's time and size limits: see `serve`.
-//! wsdriver::axum::serve(listener, app).config(&wsdriver::Config::default()).await
+//! wsdriver::adapter::axum::serve(listener, app).config(&wsdriver::Config::default()).await
 //! # }
 //! ```
 
@@ -46,12 +46,12 @@ pub use ws_hyper::HyperWebSocket as WebSocket;
 ///
 /// ```no_run
 /// # use axum::{Router, response::Response, routing::any};
-/// # use wsdriver::axum::WebSocketUpgrade;
+/// # use wsdriver::adapter::axum::WebSocketUpgrade;
 /// # async fn chat(ws: WebSocketUpgrade) -> Response { ws.on_upgrade(|_socket| async {}) }
 /// # async fn run() -> std::io::Result<()> {
 /// let app = Router::new().route("/chat", any(chat));
 /// let listener = wsdriver::bind("127.0.0.1:9001").await?;
-/// wsdriver::axum::serve(listener, app).config(&wsdriver::Config::default()).await
+/// wsdriver::adapter::axum::serve(listener, app).config(&wsdriver::Config::default()).await
 /// # }
 /// ```
 pub use ws_hyper::{Serve, serve};
@@ -161,7 +161,7 @@ impl WebSocketUpgrade {
     /// # struct Chat;
     /// # impl Handler for Chat { async fn on_message(&mut self, _: &Connection, _: Message) {} }
     /// use axum::response::Response;
-    /// use wsdriver::axum::WebSocketUpgrade;
+    /// use wsdriver::adapter::axum::WebSocketUpgrade;
     ///
     /// async fn chat(ws: WebSocketUpgrade) -> Response {
     ///     // Both orders select "chat.v2" for a client offering it.

@@ -21,7 +21,7 @@ use ws_core::{Config, Handler};
 ///
 /// ```
 /// use wsdriver::{Connection, Handler, Message};
-/// use wsdriver::hyper::WebSocketLayer;
+/// use wsdriver::adapter::hyper::WebSocketLayer;
 ///
 /// struct Echo;
 /// impl Handler for Echo {
@@ -53,7 +53,7 @@ impl<F> WebSocketLayer<F> {
     ///
     /// ```
     /// use wsdriver::http::{Request, Response, StatusCode};
-    /// use wsdriver::hyper::WebSocketLayer;
+    /// use wsdriver::adapter::hyper::WebSocketLayer;
     /// use wsdriver::{Connection, Handler, Message};
     ///
     /// struct Greeter(String);

@@ -15,7 +15,7 @@
 //! }
 //!
 //! async fn route(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
-//!     match wsdriver::hyper::upgrade(&mut request, &Config::default()) {
+//!     match wsdriver::adapter::hyper::upgrade(&mut request, &Config::default()) {
 //!         Ok((response, upgrade)) => {
 //!             upgrade.serve(Echo); // a task serves the socket once hyper hands it over
 //!             Ok(response.map(|_| Full::default()))
@@ -54,7 +54,7 @@
 //!         refused.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap());
 //!         return Ok(refused);
 //!     };
-//!     match wsdriver::hyper::upgrade(&mut request, &Config::default()) {
+//!     match wsdriver::adapter::hyper::upgrade(&mut request, &Config::default()) {
 //!         Ok((response, upgrade)) => {
 //!             upgrade.serve(Greeter(user));
 //!             Ok(response.map(|_| Full::default()))

@@ -55,7 +55,7 @@ const MIN_BUF_SIZE: usize = 8192;
 /// use http_body_util::Full;
 /// use hyper::body::{Bytes, Incoming};
 /// use wsdriver::{Config, Connection, Handler, Message};
-/// use wsdriver::hyper::{WebSocketLayer, serve};
+/// use wsdriver::adapter::hyper::{WebSocketLayer, serve};
 ///
 /// struct Echo;
 /// impl Handler for Echo {
