@@ -30,6 +30,11 @@
 //! # }
 //! ```
 //!
+//! WebSockets here open with the HTTP/1.1 upgrade only: actix-web's HTTP/2 server has no
+//! extended CONNECT (RFC 8441), so a browser that reaches actix-web over HTTP/2 opens its
+//! WebSocket on a separate HTTP/1.1 connection. For WebSockets over HTTP/2, use the hyper
+//! or axum adapter.
+//!
 //! # Authentication before the upgrade
 //!
 //! Check the request in the route, before [`handle`]: a refused one gets 401 and no

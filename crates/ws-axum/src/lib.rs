@@ -76,6 +76,8 @@ pub struct WebSocketUpgrade {
     /// For the connection's span: the request's URI and the client's address.
     uri: http::Uri,
     peer: Option<SocketAddr>,
+    /// An extended CONNECT on HTTP/2 (RFC 8441), not an HTTP/1.1 upgrade.
+    extended_connect: bool,
 }
 
 impl std::fmt::Debug for WebSocketUpgrade {
@@ -127,8 +129,14 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
             meter::rejected("axum", rejection.status().as_u16());
             rejection
         };
-        server::validate_request(&parts.method, parts.version, &parts.headers)
-            .map_err(|e| rejected(WebSocketUpgradeRejection::Handshake(e)))?;
+        let extended_connect = parts.method == http::Method::CONNECT;
+        if extended_connect {
+            let protocol = ws_hyper::connect_protocol(&parts.extensions);
+            server::validate_extended_connect(&parts.method, parts.version, protocol, &parts.headers)
+        } else {
+            server::validate_request(&parts.method, parts.version, &parts.headers)
+        }
+        .map_err(|e| rejected(WebSocketUpgradeRejection::Handshake(e)))?;
         let on_upgrade =
             parts.extensions.remove::<OnUpgrade>().ok_or_else(|| rejected(WebSocketUpgradeRejection::ConnectionNotUpgradable))?;
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0).or_else(|| ws_hyper::peer_addr(&parts.extensions));
@@ -141,6 +149,7 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
             shutdown: parts.extensions.get::<Shutdown>().cloned(),
             uri: parts.uri.clone(),
             peer,
+            extended_connect,
         })
     }
 }
@@ -240,7 +249,10 @@ impl WebSocketUpgrade {
         if let Some(protocols) = self.protocols {
             config.protocols = protocols;
         }
-        let accepted = server::respond(&self.headers, &config)?;
+        let accepted = match self.extended_connect {
+            true => server::respond_extended_connect(&self.headers, &config)?,
+            false => server::respond(&self.headers, &config)?,
+        };
         let span = meter::span("axum", self.peer, Some(self.uri.path()), accepted.negotiated.protocol.as_deref());
         let mut upgrade = UpgradeFut::new(self.on_upgrade, config, accepted.negotiated).instrument("axum", span);
         if let Some(shutdown) = self.shutdown {

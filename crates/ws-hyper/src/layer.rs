@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
-use ws_core::handshake::server::is_upgrade_request;
 use ws_core::{Config, Handler};
 
 /// Serves WebSocket upgrades with a handler from `make_handler`, which sees the upgrade
@@ -138,7 +137,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        if !is_upgrade_request(request.headers()) {
+        if !crate::is_websocket_request(&request) {
             return Either::Left(self.inner.call(request));
         }
         let mut head = head_of(&request);

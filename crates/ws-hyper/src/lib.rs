@@ -4,6 +4,11 @@
 //! A thin bridge: the handshake and the protocol are ws-core's; this crate only hands
 //! hyper's upgraded connection to the core's driver.
 //!
+//! Both ways of opening a WebSocket are accepted: the HTTP/1.1 upgrade (RFC 6455), and on
+//! HTTP/2 an extended CONNECT (RFC 8441; serve with hyper's `http2::Builder` and
+//! `enable_connect_protocol()`), answered with `200` instead of `101`. The handler cannot
+//! tell them apart.
+//!
 //! ```no_run
 //! use http_body_util::Full;
 //! use hyper::{Request, Response, body::{Bytes, Incoming}};
@@ -107,13 +112,34 @@ pub(crate) fn upgrade_as<B>(
     config: &Config,
     adapter: &'static str,
 ) -> Result<(Response<Empty<Bytes>>, UpgradeFut), HandshakeError> {
-    let accepted = server::accept(request, config).inspect_err(|e| meter::rejected(adapter, e.status().as_u16()))?;
+    let accepted = accept(request, config).inspect_err(|e| meter::rejected(adapter, e.status().as_u16()))?;
     let span = meter::span(adapter, peer_addr(request.extensions()), Some(request.uri().path()), accepted.negotiated.protocol.as_deref());
     let mut upgrade = UpgradeFut::new(hyper::upgrade::on(&mut *request), config.clone(), accepted.negotiated).instrument(adapter, span);
     if let Some(shutdown) = request.extensions().get::<Shutdown>() {
         upgrade = upgrade.watched_by(shutdown.clone());
     }
     Ok((accepted.response.map(|()| Empty::new()), upgrade))
+}
+
+/// Validates an HTTP/1.1 upgrade (RFC 6455) or, on HTTP/2, an extended CONNECT (RFC 8441).
+fn accept<B>(request: &Request<B>, config: &Config) -> Result<server::Accepted, HandshakeError> {
+    if request.method() != http::Method::CONNECT {
+        return server::accept(request, config);
+    }
+    server::validate_extended_connect(request.method(), request.version(), connect_protocol(request.extensions()), request.headers())?;
+    server::respond_extended_connect(request.headers(), config)
+}
+
+/// The `:protocol` pseudo-header of an extended CONNECT, as hyper passes it.
+#[doc(hidden)] // for ws-axum
+pub fn connect_protocol(extensions: &http::Extensions) -> Option<&str> {
+    extensions.get::<hyper::ext::Protocol>().map(hyper::ext::Protocol::as_str)
+}
+
+/// Whether a request opens a WebSocket: an HTTP/1.1 upgrade, or an extended CONNECT on
+/// HTTP/2.
+pub(crate) fn is_websocket_request<B>(request: &Request<B>) -> bool {
+    server::is_upgrade_request(request.headers()) || server::is_extended_connect(request.method(), connect_protocol(request.extensions()))
 }
 
 /// The client's address, if the server put it in the request's extensions ([`serve`]

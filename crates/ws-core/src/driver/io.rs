@@ -23,7 +23,7 @@ use crate::message::Message;
 use crate::meter::Meters;
 use crate::pool;
 use crate::pool::{MessageQueue, ReadBuffer};
-use crate::protocol::{Protocol, Role};
+use crate::protocol::{Protocol, ReadyState, Role};
 use crate::shutdown::Registration;
 use bytes::BytesMut;
 use std::io::{self, IoSlice};
@@ -229,7 +229,17 @@ impl<S: Transport> Driver<S> {
         let result = loop {
             let out = self.proto.out();
             if out.is_empty() {
-                break Pin::new(&mut *io).poll_flush(&mut cx);
+                let closing = matches!(self.proto.ready_state(), ReadyState::Closing | ReadyState::Closed);
+                break match Pin::new(&mut *io).poll_flush(&mut cx) {
+                    // Our Close is out: a stream that can no longer be flushed (an HTTP/2
+                    // stream the peer reset with NO_ERROR after its own Close) still has
+                    // the peer's Close and end to be read.
+                    Poll::Ready(Err(error)) if closing => {
+                        tracing::debug!(%error, "flush failed after the close frame was written");
+                        Poll::Ready(Ok(()))
+                    }
+                    flushed => flushed,
+                };
             }
             let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
             let n = out.io_slices(&mut slices);
@@ -255,7 +265,7 @@ impl<S: Transport> Driver<S> {
     /// Writes what the stream takes now, without waiting; a failure ends the connection.
     pub(crate) fn write_now(&mut self, shared: &Shared<S>) {
         if let Poll::Ready(Err(e)) = self.poll_write(shared) {
-            self.finish(shared, Some(Error::Io(e)));
+            self.io_failed(shared, e);
         }
     }
 
@@ -438,7 +448,7 @@ impl<S: Transport> Driver<S> {
                 }
             }
             if let Poll::Ready(Err(e)) = self.poll_write(shared) {
-                return self.finish(shared, Some(Error::Io(e)));
+                return self.io_failed(shared, e);
             }
             if self.proto.is_ended() {
                 return self.finish(shared, None);
@@ -477,13 +487,13 @@ impl<S: Transport> Driver<S> {
                     self.proto.received(now());
                     self.backlog = if busy { self.backlog + n } else { 0 };
                 }
-                Poll::Ready(Err(e)) => return self.finish(shared, Some(Error::Io(e))),
+                Poll::Ready(Err(e)) => return self.io_failed(shared, e),
             }
         }
         // What parsing queued last (a pong, the reply to a Close) goes out now.
         if !self.proto.out().is_empty() {
             if let Poll::Ready(Err(e)) = self.poll_write(shared) {
-                return self.finish(shared, Some(Error::Io(e)));
+                return self.io_failed(shared, e);
             }
         }
         self.schedule(shared);
@@ -571,6 +581,17 @@ impl<S: Transport> Driver<S> {
     }
 
     // ---- the end ----
+
+    /// The stream failed. Once the close handshake is over, that is only how the transport
+    /// ended (a peer that resets its TCP connection, or an HTTP/2 stream reset with
+    /// NO_ERROR, after both Close frames): the connection closed cleanly all the same.
+    fn io_failed(&mut self, shared: &Shared<S>, error: io::Error) {
+        if self.proto.is_closed() && !self.proto.is_failed() {
+            tracing::debug!(%error, "i/o error after the close handshake");
+            return self.finish(shared, None);
+        }
+        self.finish(shared, Some(Error::Io(error)));
+    }
 
     /// Ends the connection, whatever ended it: the stream closed (releasing the socket)
     /// and every buffer released now, even if the application keeps handles for a while;

@@ -6,10 +6,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version, header};
 
-/// A validated upgrade request: the 101 response to send, and what was negotiated.
+/// A validated upgrade request: the response to send, and what was negotiated.
 #[derive(Debug)]
 pub struct Accepted {
-    /// The `101 Switching Protocols` response, with the config's extra headers.
+    /// The response, with the config's extra headers: `101 Switching Protocols` over
+    /// HTTP/1.1, `200 OK` to an extended CONNECT (RFC 8441).
     pub response: Response<()>,
     /// The subprotocol and extensions agreed; pass it to the socket.
     pub negotiated: Negotiated,
@@ -103,6 +104,56 @@ pub fn validate_request(method: &Method, version: Version, headers: &HeaderMap) 
     Ok(())
 }
 
+/// The checks of an RFC 8441 opening handshake, a WebSocket on an HTTP/2 stream (or an
+/// HTTP/3 one, RFC 9220): an extended CONNECT whose `:protocol` pseudo-header is
+/// `websocket` (`protocol`, which servers expose beside the request: hyper as
+/// `hyper::ext::Protocol`), with `Sec-WebSocket-Version: 13`. There is no key to check:
+/// the stream itself is the proof (RFC 8441 §5). [`respond_extended_connect`] finishes
+/// the handshake.
+///
+/// ```
+/// use http::{HeaderMap, Method, Version};
+/// use wsdriver::handshake::server::validate_extended_connect;
+/// let mut headers = HeaderMap::new();
+/// headers.insert("sec-websocket-version", "13".parse().unwrap());
+/// assert!(validate_extended_connect(&Method::CONNECT, Version::HTTP_2, Some("websocket"), &headers).is_ok());
+/// assert!(validate_extended_connect(&Method::CONNECT, Version::HTTP_2, None, &headers).is_err());
+/// ```
+pub fn validate_extended_connect(
+    method: &Method,
+    version: Version,
+    protocol: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(), HandshakeError> {
+    if method != Method::CONNECT {
+        return Err(HandshakeError::MethodNotAllowed(method.clone()));
+    }
+    if version < Version::HTTP_2 {
+        return Err(HandshakeError::HttpVersion);
+    }
+    if !protocol.is_some_and(|p| p.eq_ignore_ascii_case("websocket")) {
+        return Err(HandshakeError::InvalidUpgrade);
+    }
+    if !header_tokens(headers, &header::SEC_WEBSOCKET_VERSION).any(|v| v == "13") {
+        return Err(HandshakeError::UnsupportedVersion);
+    }
+    Ok(())
+}
+
+/// Whether a request is an extended CONNECT for a WebSocket (RFC 8441): what an adapter
+/// checks, beside [`is_upgrade_request`], before taking a request from other routes.
+pub fn is_extended_connect(method: &Method, protocol: Option<&str>) -> bool {
+    method == Method::CONNECT && protocol.is_some_and(|p| p.eq_ignore_ascii_case("websocket"))
+}
+
+/// The rest of an RFC 8441 handshake [`validate_extended_connect`] accepted: the origin,
+/// the subprotocol and extensions, as over HTTP/1.1, and a `200` response (no
+/// `Sec-WebSocket-Accept`, no `Upgrade`: RFC 8441 §5).
+pub fn respond_extended_connect(headers: &HeaderMap, config: &Config) -> Result<Accepted, HandshakeError> {
+    check_config(config)?;
+    respond_with(headers, config, None)
+}
+
 /// The rest of [`accept_parts`] for a request [`validate_request`] accepted: the config's
 /// checks (the origin), the subprotocol and extensions, and the 101 response.
 pub fn respond(headers: &HeaderMap, config: &Config) -> Result<Accepted, HandshakeError> {
@@ -119,6 +170,13 @@ pub fn select_protocol<'a>(headers: &'a HeaderMap, supported: &[String]) -> Opti
 /// [`respond`] with a config already checked.
 fn respond_checked(headers: &HeaderMap, config: &Config) -> Result<Accepted, HandshakeError> {
     let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(HandshakeError::MissingKey)?;
+    let accept = HeaderValue::from_str(&accept_key(key.as_bytes())).map_err(|_| HandshakeError::InvalidKey)?;
+    respond_with(headers, config, Some(accept))
+}
+
+/// The response to an accepted handshake: a 101 with `accept` (RFC 6455), or a 200
+/// without (RFC 8441).
+fn respond_with(headers: &HeaderMap, config: &Config, accept: Option<HeaderValue>) -> Result<Accepted, HandshakeError> {
     let origin = headers.get(header::ORIGIN).map(|o| o.to_str().unwrap_or(""));
     if !config.origin_check.allows(origin) {
         return Err(HandshakeError::ForbiddenOrigin);
@@ -127,13 +185,16 @@ fn respond_checked(headers: &HeaderMap, config: &Config) -> Result<Accepted, Han
     let protocol = select_protocol(headers, &config.protocols).map(str::to_owned);
 
     let mut response = Response::new(());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();
     h.extend(config.extra_headers.clone());
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    let accept = HeaderValue::from_str(&accept_key(key.as_bytes())).map_err(|_| HandshakeError::InvalidKey)?;
-    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if let Some(accept) = accept {
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = response.headers_mut();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    let h = response.headers_mut();
     if let Some(p) = &protocol {
         // The name came from a header value, so it is a valid one.
         if let Ok(v) = HeaderValue::from_str(p) {
@@ -250,6 +311,36 @@ mod tests {
         assert_eq!(check(request().header("origin", "https://evil.example")), Err(HandshakeError::ForbiddenOrigin));
         assert_eq!(check(request()), Ok(()));
         assert_eq!(HandshakeError::ForbiddenOrigin.status(), 403);
+    }
+
+    /// RFC 8441: a CONNECT with `:protocol` websocket on HTTP/2 is answered 200, with the
+    /// subprotocol, and without the HTTP/1.1 upgrade's key, accept and upgrade headers.
+    #[test]
+    fn extended_connect_on_http2() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("x, a"));
+        let check = |method: &Method, version, protocol| validate_extended_connect(method, version, protocol, &headers);
+        assert_eq!(check(&Method::CONNECT, Version::HTTP_2, Some("websocket")), Ok(()));
+        assert_eq!(check(&Method::GET, Version::HTTP_2, Some("websocket")), Err(HandshakeError::MethodNotAllowed(Method::GET)));
+        assert_eq!(check(&Method::CONNECT, Version::HTTP_11, Some("websocket")), Err(HandshakeError::HttpVersion));
+        assert_eq!(check(&Method::CONNECT, Version::HTTP_2, Some("webtransport")), Err(HandshakeError::InvalidUpgrade));
+        assert_eq!(check(&Method::CONNECT, Version::HTTP_2, None), Err(HandshakeError::InvalidUpgrade));
+        assert_eq!(
+            validate_extended_connect(&Method::CONNECT, Version::HTTP_2, Some("websocket"), &HeaderMap::new()),
+            Err(HandshakeError::UnsupportedVersion)
+        );
+        assert!(is_extended_connect(&Method::CONNECT, Some("websocket")) && !is_extended_connect(&Method::CONNECT, None));
+
+        let accepted = respond_extended_connect(&headers, &Config::default().protocols(["a"])).unwrap();
+        assert_eq!(accepted.response.status(), StatusCode::OK);
+        assert_eq!(accepted.protocol(), Some("a"));
+        for absent in [header::SEC_WEBSOCKET_ACCEPT, header::UPGRADE, header::CONNECTION] {
+            assert!(accepted.response.headers().get(&absent).is_none(), "{absent}");
+        }
+        headers.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        let strict = Config::default().allowed_origins(["https://good.example"]);
+        assert_eq!(respond_extended_connect(&headers, &strict).unwrap_err(), HandshakeError::ForbiddenOrigin);
     }
 
     #[test]

@@ -1,0 +1,163 @@
+//! WebSockets over HTTP/2 (RFC 8441): on hyper, tower and axum, an extended CONNECT on an
+//! HTTP/2 stream opens the same WebSocket an HTTP/1.1 upgrade does, several of them share
+//! one connection, and one stream's failure leaves its siblings open. The client side is
+//! hyper's own HTTP/2 client.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+use crate::common::bounded;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use wsdriver::{CloseCode, Config, Connection, Handler, Message, Role, WebSocket};
+
+struct Echo;
+
+impl Handler for Echo {
+    async fn on_message(&mut self, ws: &Connection, message: Message) {
+        let _ = ws.send(message).await;
+    }
+}
+
+/// Serves `service` over HTTP/2 only (prior knowledge), with extended CONNECT enabled.
+async fn h2_server<S, B>(service: S) -> SocketAddr
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let service = TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                builder.enable_connect_protocol();
+                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn start(kind: &str) -> SocketAddr {
+    match kind {
+        "hyper" => {
+            h2_server(tower::service_fn(|mut request: Request<Incoming>| async move {
+                Ok::<_, Infallible>(match wsdriver::adapter::hyper::upgrade(&mut request, &Config::default().protocols(["chat"])) {
+                    Ok((response, upgrade)) => {
+                        upgrade.serve(Echo);
+                        response.map(|_| Full::<Bytes>::default())
+                    }
+                    Err(rejection) => rejection.response().map(Full::from),
+                })
+            }))
+            .await
+        }
+        "tower" => {
+            let service = tower::ServiceBuilder::new()
+                .layer(wsdriver::adapter::hyper::WebSocketLayer::new(|_: &Request<()>| Echo).config(Config::default().protocols(["chat"])))
+                .service_fn(|_: Request<Incoming>| async { Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("not a websocket\n"))) });
+            h2_server(service).await
+        }
+        "axum" => {
+            let app = axum::Router::new().route(
+                "/",
+                axum::routing::any(|ws: wsdriver::adapter::axum::WebSocketUpgrade| async { ws.protocols(["chat"]).serve(Echo) }),
+            );
+            h2_server(app).await
+        }
+        other => panic!("unknown server {other}"),
+    }
+}
+
+/// An HTTP/2 connection to `addr`, with prior knowledge.
+async fn h2_connect(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (send, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    send
+}
+
+/// Opens a WebSocket on a new stream of `send`'s connection: the response and the stream.
+async fn open(
+    send: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    addr: SocketAddr,
+) -> (Response<Incoming>, TokioIo<hyper::upgrade::Upgraded>) {
+    let request = Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("http://{addr}/"))
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-protocol", "chat")
+        .extension(hyper::ext::Protocol::from_static("websocket"))
+        .body(Empty::new())
+        .unwrap();
+    bounded(send.ready()).await.unwrap();
+    let mut response = bounded(send.send_request(request)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{response:?}");
+    let upgraded = bounded(hyper::upgrade::on(&mut response)).await.unwrap();
+    (response, TokioIo::new(upgraded))
+}
+
+async fn echoes(ws: &mut WebSocket<TokioIo<hyper::upgrade::Upgraded>>, text: &str) {
+    ws.send(Message::text(text)).await.unwrap();
+    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::text(text));
+    let big = Bytes::from(vec![7u8; 200_000]); // past the initial flow-control window
+    ws.send(Message::Binary(big.clone())).await.unwrap();
+    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::Binary(big));
+}
+
+async fn three_streams_one_failing(kind: &str) {
+    let addr = start(kind).await;
+    let mut send = h2_connect(addr).await;
+    let mut sockets = Vec::new();
+    for _ in 0..2 {
+        let (response, stream) = open(&mut send, addr).await;
+        assert_eq!(response.headers()["sec-websocket-protocol"], "chat", "{kind}");
+        assert!(response.headers().get("sec-websocket-accept").is_none(), "{kind}: no accept key over HTTP/2");
+        sockets.push(WebSocket::from_raw(stream, Role::Client, &Config::default()));
+    }
+    // A third stream breaks the protocol (an unmasked frame): the server fails it alone.
+    let (_, mut broken) = open(&mut send, addr).await;
+    broken.write_all(&[0x81, 0x01, b'x']).await.unwrap();
+    let mut failed = WebSocket::from_raw(broken, Role::Client, &Config::default());
+    match bounded(failed.recv()).await {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::PROTOCOL_ERROR, "{kind}"),
+        other => panic!("{kind}: expected a 1002 Close, got {other:?}"),
+    }
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        echoes(ws, &format!("{kind} stream {i}")).await;
+    }
+    for mut ws in sockets {
+        ws.close(CloseCode::NORMAL, "").await.unwrap();
+        while let Some(message) = bounded(ws.recv()).await {
+            message.unwrap();
+        }
+        assert_eq!(ws.close_status().map(|(code, _)| code), Some(CloseCode::NORMAL), "{kind}");
+    }
+}
+
+macro_rules! on_every_http2_server {
+    ($($module:ident: $kind:literal),*) => {$(
+        mod $module {
+            #[tokio::test]
+            async fn websockets_share_an_http2_connection_and_fail_alone() {
+                super::three_streams_one_failing($kind).await;
+            }
+        }
+    )*};
+}
+
+// Not named after the frameworks: a module `axum` here would shadow the crate.
+on_every_http2_server!(on_hyper: "hyper", on_tower: "tower", on_axum: "axum");
