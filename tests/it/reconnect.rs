@@ -152,3 +152,70 @@ async fn close_during_a_backoff_is_not_missed() {
     // Now waiting 30-60 s before the next attempt: close must not wait for it.
     bounded(client.close(CloseCode::NORMAL, "bye")).await.unwrap();
 }
+
+/// `before_attempt` rebuilds the request before every attempt: an expired token is
+/// refused (401) and the next attempt carries a fresh one, and so does every reconnect.
+#[tokio::test]
+async fn each_attempt_carries_a_fresh_token() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use wsdriver::http::{HeaderValue, Response, StatusCode, header};
+    use wsdriver::{Connection, Handler, Server};
+
+    /// Greets with the token it was admitted with, then restarts (1012) the first time.
+    struct Greeter(String);
+    impl Handler for Greeter {
+        async fn on_open(&mut self, ws: &Connection) {
+            let _ = ws.send_text(self.0.clone()).await;
+            if self.0 == "2" {
+                let _ = ws.close(CloseCode::SERVICE_RESTART, "");
+            }
+        }
+        async fn on_message(&mut self, _: &Connection, _: Message) {}
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token_of = |request: &wsdriver::http::Request<()>| {
+        request.headers().get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")?.parse::<usize>().ok()
+    };
+    let server = Server::from_listener(listener)
+        .authorize(move |request| match token_of(request) {
+            Some(token) if token >= 2 => Ok(()), // token 1 has expired
+            _ => {
+                let mut refused = Response::new(String::new());
+                *refused.status_mut() = StatusCode::UNAUTHORIZED;
+                Err(Box::new(refused))
+            }
+        })
+        .serve(move |request| Greeter(token_of(request).unwrap().to_string()));
+    tokio::spawn(server);
+
+    /// Hands each greeting on.
+    struct Client(tokio::sync::mpsc::UnboundedSender<String>, tokio::sync::mpsc::UnboundedSender<String>);
+    impl Handler for Client {
+        async fn on_message(&mut self, _: &Connection, message: Message) {
+            let _ = self.0.send(message.as_text().unwrap_or_default().to_owned());
+        }
+        async fn on_error(&mut self, _: &Connection, error: &Error) {
+            let _ = self.1.send(error.to_string());
+        }
+    }
+    let (greetings_tx, mut greetings) = tokio::sync::mpsc::unbounded_channel();
+    let (errors_tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = attempts.clone();
+    let client = ClientBuilder::new(format!("ws://{addr}/"))
+        .reconnecting(Reconnect::default().delays(Duration::from_millis(10), Duration::from_millis(50)))
+        .before_attempt(move |builder| {
+            let token = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            async move { builder.header(header::AUTHORIZATION, HeaderValue::try_from(format!("Bearer {token}")).unwrap()) }
+        })
+        .serve(Client(greetings_tx, errors_tx));
+    let refused = bounded(errors.recv()).await.unwrap();
+    assert!(refused.contains("401"), "{refused}");
+    assert_eq!(bounded(greetings.recv()).await.unwrap(), "2", "the second attempt, with a fresh token");
+    assert_eq!(bounded(greetings.recv()).await.unwrap(), "3", "the reconnect after 1012, with another");
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    client.close(CloseCode::NORMAL, "").await.unwrap();
+}

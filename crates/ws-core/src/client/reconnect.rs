@@ -76,10 +76,19 @@ impl Reconnect {
 }
 
 /// A client that keeps a connection up: see [`ClientBuilder::reconnecting`].
-#[derive(Debug)]
 pub struct ReconnectingClient {
     builder: ClientBuilder,
     policy: Reconnect,
+    before_attempt: Option<BeforeAttempt>,
+}
+
+/// Rebuilds the builder before each attempt: see [`ReconnectingClient::before_attempt`].
+type BeforeAttempt = Box<dyn FnMut(ClientBuilder) -> std::pin::Pin<Box<dyn Future<Output = ClientBuilder> + Send>> + Send>;
+
+impl std::fmt::Debug for ReconnectingClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReconnectingClient").field("policy", &self.policy).finish_non_exhaustive()
+    }
 }
 
 struct Control {
@@ -121,7 +130,37 @@ impl Control {
 
 impl ReconnectingClient {
     pub(crate) fn new(builder: ClientBuilder, policy: Reconnect) -> Self {
-        Self { builder, policy }
+        Self { builder, policy, before_attempt: None }
+    }
+
+    /// Runs `rebuild` before every attempt, the first included, on a copy of the builder
+    /// this client was made from, and connects with what it returns: a fresh token in a
+    /// header, other subprotocols, another URL. It may wait (to fetch the token).
+    ///
+    /// ```no_run
+    /// use wsdriver::client::{ClientBuilder, Reconnect};
+    /// use wsdriver::http::{HeaderValue, header};
+    /// # use wsdriver::{Connection, Handler, Message};
+    /// # struct Feed;
+    /// # impl Handler for Feed { async fn on_message(&mut self, _: &Connection, _: Message) {} }
+    /// # async fn fresh_token() -> String { "t".into() }
+    /// # #[tokio::main] async fn main() {
+    /// let client = ClientBuilder::new("wss://example.com/feed")
+    ///     .reconnecting(Reconnect::default())
+    ///     .before_attempt(|builder| async move {
+    ///         let token = HeaderValue::try_from(format!("Bearer {}", fresh_token().await)).unwrap();
+    ///         builder.header(header::AUTHORIZATION, token)
+    ///     })
+    ///     .serve(Feed);
+    /// # }
+    /// ```
+    pub fn before_attempt<F, Fut>(mut self, mut rebuild: F) -> Self
+    where
+        F: FnMut(ClientBuilder) -> Fut + Send + 'static,
+        Fut: Future<Output = ClientBuilder> + Send + 'static,
+    {
+        self.before_attempt = Some(Box::new(move |builder| Box::pin(rebuild(builder))));
+        self
     }
 
     /// Connects, and reconnects whenever the connection is lost, serving each connection
@@ -131,7 +170,7 @@ impl ReconnectingClient {
     /// # Panics
     ///
     /// Outside a Tokio runtime (it spawns the client's task).
-    pub fn serve<H: Handler>(self, mut handler: H) -> ReconnectHandle {
+    pub fn serve<H: Handler>(mut self, mut handler: H) -> ReconnectHandle {
         let control = Arc::new(Control { stop: AtomicBool::new(false), stopped: Notify::new() });
         let first = WebSocket::connecting(Role::Client, &self.builder.config);
         let (current_tx, current) = watch::channel(first.connection());
@@ -151,10 +190,15 @@ impl ReconnectingClient {
                     }
                     // A stop from now on leaves a permit: `notified` sees it.
                     let started = std::time::Instant::now();
+                    let rebuilt = match self.before_attempt.as_mut() {
+                        Some(rebuild) => Some(rebuild(self.builder.clone()).await),
+                        None => None,
+                    };
+                    let builder = rebuilt.as_ref().unwrap_or(&self.builder);
                     let attempt = match ctl.is_stopped() {
                         true => None,
                         false => tokio::select! {
-                            attempt = self.builder.establish() => Some(attempt),
+                            attempt = builder.establish() => Some(attempt),
                             () = ctl.stopped.notified() => None,
                         },
                     };
