@@ -46,7 +46,7 @@ async fn hubs_share_rooms_and_survive_a_redis_restart() {
     bounded(plane_b.connected()).await;
 
     // A room spans both hubs; the sender is left out; other rooms are not reached.
-    assert_eq!(alice.broadcast("chat", "hi from A"), 0, "no other local member on A");
+    assert_eq!(alice.broadcast_others("chat", "hi from A"), 0, "no other local member on A");
     assert_eq!(next(&mut b).await, Message::text("hi from A"));
     hub_b.broadcast("chat", vec![1u8, 2, 3]);
     assert_eq!(next(&mut a).await, Message::binary(vec![1u8, 2, 3]));
@@ -71,7 +71,7 @@ async fn hubs_share_rooms_and_survive_a_redis_restart() {
     hub_a.broadcast("chat", "after the restart");
     assert_eq!(next(&mut b).await, Message::text("after the restart"), "nothing published while down is replayed");
     assert_eq!(next(&mut a).await, Message::text("after the restart"));
-    bob.broadcast("chat", "and back");
+    bob.broadcast_others("chat", "and back");
     assert_eq!(next(&mut a).await, Message::text("and back"));
 
     // Leaving unsubscribes: Carol's room no longer reaches hub B once she leaves.

@@ -390,14 +390,25 @@ impl Member {
         self.lock_rooms().keys().map(|r| r.to_string()).collect()
     }
 
-    /// Sends `message` to every other member of `room`, on every hub. Returns how many
-    /// local members it is for.
+    /// Sends `message` to every member of `room`, this one included, on every hub, as
+    /// [`Hub::broadcast`] does. Returns how many local members it is for.
     pub fn broadcast(&self, room: &str, message: impl Into<PreparedMessage>) -> usize {
+        self.hub.broadcast(room, message)
+    }
+
+    /// Sends `message` to every other member of `room`, on every hub: not to this one.
+    /// Returns how many local members it is for.
+    pub fn broadcast_others(&self, room: &str, message: impl Into<PreparedMessage>) -> usize {
         self.hub.inner.publish(Some(room), &message.into(), Some(self.subscriber.id))
     }
 
-    /// Sends `message` to every other member, on every hub.
+    /// Sends `message` to every member, this one included, on every hub.
     pub fn broadcast_all(&self, message: impl Into<PreparedMessage>) -> usize {
+        self.hub.broadcast_all(message)
+    }
+
+    /// Sends `message` to every other member, on every hub: not to this one.
+    pub fn broadcast_all_others(&self, message: impl Into<PreparedMessage>) -> usize {
         self.hub.inner.publish(None, &message.into(), Some(self.subscriber.id))
     }
 

@@ -52,11 +52,12 @@ async fn broadcasts_reach_the_room_all_or_all_but_the_sender() {
     assert_eq!(hub.broadcast("rust", "to rust"), 2);
     assert_eq!(hub.broadcast("lisp", "to lisp"), 1);
     assert_eq!(hub.broadcast("nobody", "to nobody"), 0);
-    assert_eq!(alice.broadcast("rust", "alice to the others in rust"), 1);
-    assert_eq!(bob.broadcast_all("bob to all others"), 2);
+    assert_eq!(alice.broadcast_others("rust", "alice to the others in rust"), 1);
+    assert_eq!(bob.broadcast_all_others("bob to all others"), 2);
+    assert_eq!(alice.broadcast("rust", "alice to all of rust"), 2, "the sender included");
 
-    assert_eq!(received(&hub, &mut a, 2).await, ["bob to all others", "to rust"]);
-    assert_eq!(received(&hub, &mut b, 3).await, ["alice to the others in rust", "to lisp", "to rust"]);
+    assert_eq!(received(&hub, &mut a, 3).await, ["alice to all of rust", "bob to all others", "to rust"]);
+    assert_eq!(received(&hub, &mut b, 4).await, ["alice to all of rust", "alice to the others in rust", "to lisp", "to rust"]);
     assert_eq!(received(&hub, &mut c, 1).await, ["bob to all others"]);
 }
 
