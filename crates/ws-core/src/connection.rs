@@ -42,6 +42,7 @@ pub(crate) trait Link: Send + Sync + 'static {
     fn close(&self, frame: Option<CloseFrame>) -> Result<()>;
     fn ready_state(&self) -> ReadyState;
     fn protocol(&self) -> Option<String>;
+    fn http_version(&self) -> http::Version;
     fn buffered(&self) -> usize;
     fn add_handle(&self);
     fn drop_handle(&self);
@@ -226,6 +227,14 @@ impl Connection {
     /// The subprotocol negotiated in the handshake.
     pub fn protocol(&self) -> Option<String> {
         self.link.protocol()
+    }
+
+    /// The HTTP version the WebSocket was opened over: `HTTP/1.1` for the upgrade of RFC
+    /// 6455, `HTTP/2.0` for an extended CONNECT on an HTTP/2 stream (RFC 8441). Nothing
+    /// else differs for a handler. A socket made with
+    /// [`WebSocket::from_raw`](crate::WebSocket::from_raw) reports `HTTP/1.1`.
+    pub fn http_version(&self) -> http::Version {
+        self.link.http_version()
     }
 
     /// The protocol version, as websocket-driver names it: `"hybi-13"` (RFC 6455).

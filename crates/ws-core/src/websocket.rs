@@ -183,6 +183,12 @@ impl<S: Transport> WebSocket<S> {
         self.shared.lock().proto.ready_state()
     }
 
+    /// The HTTP version the WebSocket was opened over; see
+    /// [`Connection::http_version`].
+    pub fn http_version(&self) -> http::Version {
+        self.shared.lock().http_version()
+    }
+
     /// The subprotocol negotiated in the handshake.
     pub fn protocol(&self) -> Option<String> {
         self.shared.lock().protocol().map(str::to_owned)

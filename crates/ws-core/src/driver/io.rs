@@ -58,6 +58,8 @@ struct Rare {
     error: Option<Error>,
     /// The subprotocol negotiated in the handshake.
     protocol: Option<String>,
+    /// Opened on an HTTP/2 stream (RFC 8441).
+    http2: bool,
     /// Membership of a graceful shutdown, left when the connection ends (or, with a
     /// handler, once its `on_close` ran).
     registration: Option<Registration>,
@@ -143,6 +145,9 @@ impl<S: Transport> Driver<S> {
         if negotiated.protocol.is_some() {
             self.rare().protocol = negotiated.protocol;
         }
+        if negotiated.http2 {
+            self.rare().http2 = true;
+        }
     }
 
     /// Opens a connecting socket on `io`, and sends what was queued.
@@ -170,6 +175,11 @@ impl<S: Transport> Driver<S> {
     /// Whether the stream was ever attached.
     pub(crate) fn opened(&self) -> bool {
         self.opened
+    }
+
+    /// The HTTP version the WebSocket was opened over.
+    pub(crate) fn http_version(&self) -> http::Version {
+        if self.rare.as_ref().is_some_and(|r| r.http2) { http::Version::HTTP_2 } else { http::Version::HTTP_11 }
     }
 
     /// The subprotocol negotiated in the handshake.

@@ -240,6 +240,10 @@ impl<S: Transport> Link for Shared<S> {
         self.lock().protocol().map(str::to_owned)
     }
 
+    fn http_version(&self) -> http::Version {
+        self.lock().http_version()
+    }
+
     fn buffered(&self) -> usize {
         self.lock().proto.buffered()
     }

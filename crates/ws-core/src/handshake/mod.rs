@@ -22,6 +22,9 @@ pub struct Negotiated {
     /// The permessage-deflate agreement, if compression was negotiated.
     #[cfg(feature = "deflate")]
     pub deflate: Option<crate::deflate::params::Agreed>,
+    /// The WebSocket runs on an HTTP/2 stream, opened by an extended CONNECT (RFC 8441),
+    /// rather than on a connection upgraded from HTTP/1.1.
+    pub http2: bool,
 }
 
 impl Negotiated {

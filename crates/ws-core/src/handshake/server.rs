@@ -177,6 +177,7 @@ fn respond_checked(headers: &HeaderMap, config: &Config) -> Result<Accepted, Han
 /// The response to an accepted handshake: a 101 with `accept` (RFC 6455), or a 200
 /// without (RFC 8441).
 fn respond_with(headers: &HeaderMap, config: &Config, accept: Option<HeaderValue>) -> Result<Accepted, HandshakeError> {
+    let http2 = accept.is_none();
     let origin = headers.get(header::ORIGIN).map(|o| o.to_str().unwrap_or(""));
     if !config.origin_check.allows(origin) {
         return Err(HandshakeError::ForbiddenOrigin);
@@ -201,8 +202,8 @@ fn respond_with(headers: &HeaderMap, config: &Config, accept: Option<HeaderValue
             h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
         }
     }
-    #[allow(unused_mut)]
     let mut negotiated = Negotiated::protocol(protocol);
+    negotiated.http2 = http2;
     #[cfg(feature = "deflate")]
     if let Some(deflate) = &config.deflate {
         let values = headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS).iter().filter_map(|v| v.to_str().ok());
