@@ -79,42 +79,54 @@ where
         let started = std::time::Instant::now();
         let mut buf = BytesMut::new();
         let read = http1::read_head(&mut io, &mut buf, config.max_header_bytes, |b| http1::parse_request(b, config.max_headers));
-        let error = match tokio::time::timeout_at(deadline, read).await {
+        // A refusal is the handshake's error, answered with its own response, or with the
+        // application's (`Server::authorize`).
+        let (error, refusal) = match tokio::time::timeout_at(deadline, read).await {
             Ok(Ok(mut request)) => match hs::accept(&request, config) {
-                Ok(accepted) => {
-                    if let Some(Err(response)) = authorize.map(|check| check(&mut request)) {
-                        let status = response.status();
-                        crate::meter::rejected("standalone", status.as_u16());
-                        Box::pin(reject(io, *response, config.close_timeout)).await;
-                        return Err(HandshakeError::Refused(status).into());
-                    }
-                    let mut response = BytesMut::new();
-                    http1::write_response(&accepted.response, &[], &mut response);
-                    // The 101 goes first in the socket's write queue, written at once (a
-                    // fresh connection's send buffer takes it whole), or with the first
-                    // frames.
-                    let socket = WebSocket::from_upgraded(io, Role::Server, config, accepted.negotiated, buf);
-                    socket.write_first(&response)?;
-                    socket.meter("standalone", started);
-                    let span = tracing::Span::current();
-                    if !span.is_disabled() {
-                        span.record("path", request.uri().path());
-                        socket.protocol().map(|protocol| span.record("protocol", protocol));
-                    }
-                    return Ok((socket, request));
-                }
-                Err(e) => e,
+                Ok(accepted) => match authorize.map(|check| check(&mut request)) {
+                    Some(Err(refusal)) => (HandshakeError::Refused(refusal.status()), Some(refusal)),
+                    _ => return Ok((opened(io, config, accepted, buf, &request, started)?, request)),
+                },
+                Err(e) => (e, None),
             },
-            Ok(Err(Error::Handshake(e))) => e,
+            Ok(Err(Error::Handshake(e))) => (e, None),
             Ok(Err(e)) => return Err(e),
-            Err(_) => HandshakeError::Timeout,
+            Err(_) => (HandshakeError::Timeout, None),
         };
         if !matches!(error, HandshakeError::ConnectionClosed) {
             crate::meter::rejected("standalone", error.status().as_u16());
-            Box::pin(reject(io, error.response(), config.close_timeout)).await;
+            let response = refusal.map_or_else(|| error.response(), |refusal| *refusal);
+            Box::pin(reject(io, response, config.close_timeout)).await;
         }
         Err(error.into())
     }
+}
+
+/// The socket of an accepted handshake: the 101 first in its write queue (written at
+/// once, as a fresh connection's send buffer takes it whole, or with the first frames),
+/// its metrics started, and the connection's span told the path and subprotocol.
+fn opened<IO>(
+    io: IO,
+    config: &Config,
+    accepted: hs::Accepted,
+    leftover: BytesMut,
+    request: &Request<()>,
+    started: std::time::Instant,
+) -> Result<WebSocket<IO>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut response = BytesMut::new();
+    http1::write_response(&accepted.response, &[], &mut response);
+    let socket = WebSocket::from_upgraded(io, Role::Server, config, accepted.negotiated, leftover);
+    socket.write_first(&response)?;
+    socket.meter("standalone", started);
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.record("path", request.uri().path());
+        socket.protocol().map(|protocol| span.record("protocol", protocol));
+    }
+    Ok(socket)
 }
 
 /// Answers a rejected handshake with `response`, then closes the stream; best effort,

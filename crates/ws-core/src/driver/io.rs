@@ -239,12 +239,11 @@ impl<S: Transport> Driver<S> {
         let result = loop {
             let out = self.proto.out();
             if out.is_empty() {
-                let closing = matches!(self.proto.ready_state(), ReadyState::Closing | ReadyState::Closed);
                 break match Pin::new(&mut *io).poll_flush(&mut cx) {
                     // Our Close is out: a stream that can no longer be flushed (an HTTP/2
                     // stream the peer reset with NO_ERROR after its own Close) still has
                     // the peer's Close and end to be read.
-                    Poll::Ready(Err(error)) if closing => {
+                    Poll::Ready(Err(error)) if matches!(self.proto.ready_state(), ReadyState::Closing | ReadyState::Closed) => {
                         tracing::debug!(%error, "flush failed after the close frame was written");
                         Poll::Ready(Ok(()))
                     }
