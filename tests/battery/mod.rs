@@ -100,6 +100,55 @@ pub async fn close_with_code_and_reason(addr: SocketAddr) {
     assert_eq!(ws.close_status().unwrap().0, 4001);
 }
 
+/// Messages sent in fragments (continuation frames, a ping between two of them) arrive
+/// whole, text and binary, the fragments' boundaries anywhere (inside a UTF-8 sequence
+/// too).
+pub async fn fragmented_messages(addr: SocketAddr) {
+    use tokio::io::AsyncWriteExt;
+    use wsdriver::frame::OpCode;
+    let text = "fragmenté ✓ ".repeat(5_000);
+    let binary: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    for size in [1usize, 7, 1000, 65_536] {
+        let mut stream = crate::common::raw_stream(addr).await;
+        for (opcode, payload) in [(OpCode::Text, text.as_bytes()), (OpCode::Binary, &binary[..])] {
+            let mut frames = Vec::new();
+            let pieces: Vec<&[u8]> = payload.chunks(size).collect();
+            for (i, piece) in pieces.iter().enumerate() {
+                let opcode = if i == 0 { opcode } else { OpCode::Continuation };
+                frames.extend(crate::common::client_frame(opcode, i + 1 == pieces.len(), piece));
+                if i == 1 {
+                    frames.extend(crate::common::client_frame(OpCode::Ping, true, b"between"));
+                }
+            }
+            stream.write_all(&frames).await.unwrap();
+        }
+        let mut ws = wsdriver::WebSocket::from_raw(stream, wsdriver::Role::Client, &Config::default().max_message_size(1 << 20));
+        assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::text(text.clone()), "text in {size}-byte fragments");
+        assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::binary(binary.clone()), "binary in {size}-byte fragments");
+    }
+}
+
+/// Over HTTP/2: the extra response headers, the origin check (403 on the stream) and the
+/// message size limit (1009) hold as over HTTP/1.1.
+pub async fn config_options_apply_over_http2(addr: SocketAddr) {
+    let (_ws, response) = connect_with_response(addr, "/", &client_config()).await;
+    assert_eq!(response.headers()["server"], "wsdriver-battery");
+    let evil = client_config().extra_header(http::header::ORIGIN, http::HeaderValue::from_static("http://evil.example"));
+    let refused = wsdriver::client::ClientBuilder::new(format!("ws://{addr}/")).config(evil).http2(true).connect().await;
+    match refused {
+        Err(wsdriver::Error::Handshake(wsdriver::handshake::HandshakeError::UnexpectedStatus { status, .. })) => {
+            assert_eq!(status, 403)
+        }
+        other => panic!("expected a 403, got {:?}", other.map(|(_, response)| response)),
+    }
+    let mut ws = connect(addr, "/", &client_config()).await;
+    ws.send(Message::binary(vec![0u8; (32 << 20) + 1])).await.unwrap();
+    match bounded(ws.recv()).await {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::MESSAGE_TOO_BIG),
+        other => panic!("expected a 1009 close, got {other:?}"),
+    }
+}
+
 /// The server answers a Close with the same code (any reason).
 pub async fn close_code_is_echoed(addr: SocketAddr) {
     let mut ws = connect(addr, "/", &client_config()).await;
@@ -522,6 +571,38 @@ pub async fn a_slowloris_handshake_is_closed_in_time(kind: &str) {
     assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
 
+/// Generates one test per battery check that a client runs over HTTP/2 (extended
+/// CONNECT) against the server kind `$kind`: messages of every size, fragmentation,
+/// ping, close codes, subprotocols, permessage-deflate, the config's options, graceful
+/// shutdown, and events while a callback waits.
+#[macro_export]
+macro_rules! echo_battery_http2 {
+    ($kind:expr) => {
+        async fn start(config: wsdriver::Config) -> std::net::SocketAddr {
+            $crate::common::servers::start($kind, config).await
+        }
+
+        $crate::echo_battery!(@tests_http2 start; text_multibyte, binary_all_byte_values, empty_messages,
+            length_boundaries, sixteen_mib, pipelined_in_order, fragmented_messages, subprotocol_selection,
+            close_with_code_and_reason, close_code_is_echoed, ping_is_answered, deflate_round_trips,
+            config_options_apply_over_http2);
+
+        #[tokio::test]
+        async fn graceful_shutdown() {
+            let shutdown = wsdriver::shutdown::Shutdown::new();
+            let watching = shutdown.clone();
+            let make = move || $crate::common::Watching(watching.clone(), $crate::common::Echo);
+            let addr = $crate::common::servers::start_with($kind, $crate::battery::server_config(), make).await;
+            let check = $crate::common::bounded($crate::battery::graceful_shutdown(addr, shutdown));
+            $crate::common::HTTP2.scope(true, check).await;
+        }
+
+        $crate::echo_battery!(@with_kind_http2 $kind; a_pong_is_awaited_inside_on_message,
+            a_close_is_answered_while_a_callback_waits, messages_wait_in_order_while_a_callback_waits,
+            graceful_shutdown_waits_for_on_close);
+    };
+}
+
 /// Generates one test per battery check against the server kind `$kind` (a name
 /// [`servers::start_with`](crate::common::servers::start_with) knows).
 #[macro_export]
@@ -573,6 +654,24 @@ macro_rules! echo_battery {
             async fn $check() {
                 let addr = $start($crate::battery::server_config()).await;
                 $crate::common::bounded($crate::battery::$check(addr)).await;
+            }
+        )*
+    };
+    // The checks a client runs through `connect`, over HTTP/2 (extended CONNECT).
+    (@tests_http2 $start:expr; $($check:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let addr = $start($crate::battery::server_config()).await;
+                $crate::common::HTTP2.scope(true, $crate::common::bounded($crate::battery::$check(addr))).await;
+            }
+        )*
+    };
+    (@with_kind_http2 $kind:expr; $($check:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                $crate::common::HTTP2.scope(true, $crate::common::bounded($crate::battery::$check($kind))).await;
             }
         )*
     };

@@ -34,6 +34,12 @@ where
     addr
 }
 
+tokio::task_local! {
+    /// Set (with `HTTP2.scope(true, ..)`) while a check runs over HTTP/2: [`connect`]
+    /// opens its WebSockets as extended CONNECTs, and asserts they are.
+    pub static HTTP2: bool;
+}
+
 /// Connects a client socket to `ws://addr{path}` with `config` (its protocols are offered).
 pub async fn connect(addr: SocketAddr, path: &str, config: &Config) -> WebSocket<wsdriver::client::ClientStream> {
     connect_with_response(addr, path, config).await.0
@@ -46,12 +52,42 @@ pub async fn connect_with_response(
     config: &Config,
 ) -> (WebSocket<wsdriver::client::ClientStream>, http::Response<()>) {
     let builder = wsdriver::client::ClientBuilder::new(format!("ws://{addr}{path}")).config(config.clone());
-    bounded(builder.connect()).await.unwrap()
+    let http2 = HTTP2.try_with(|http2| *http2).unwrap_or(false);
+    let (ws, response) = bounded(builder.http2(http2).connect()).await.unwrap();
+    let version = if http2 { http::Version::HTTP_2 } else { http::Version::HTTP_11 };
+    assert_eq!(ws.connection().http_version(), version);
+    (ws, response)
 }
 
 /// A TCP stream on which a client handshake completed, for writing raw frames.
 pub async fn raw_client(addr: SocketAddr) -> TcpStream {
     raw_handshake(TcpStream::connect(addr).await.unwrap()).await
+}
+
+/// A byte stream a test writes raw frames on.
+pub trait RawIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RawIo for T {}
+
+/// A WebSocket's raw byte stream, opened over HTTP/2 (an extended CONNECT on hyper's
+/// client, prior knowledge) inside [`HTTP2`]'s scope, over HTTP/1.1 otherwise.
+pub async fn raw_stream(addr: SocketAddr) -> Box<dyn RawIo> {
+    if !HTTP2.try_with(|http2| *http2).unwrap_or(false) {
+        return Box::new(raw_client(addr).await);
+    }
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut send, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{addr}/"))
+        .header("sec-websocket-version", "13")
+        .extension(hyper::ext::Protocol::from_static("websocket"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let mut response = bounded(send.send_request(request)).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    Box::new(TokioIo::new(bounded(hyper::upgrade::on(&mut response)).await.unwrap()))
 }
 
 /// Completes a client handshake on `stream`.

@@ -20,7 +20,7 @@ fn close_payload(code: u16, reason: &str) -> Vec<u8> {
 /// A server whose connections run `f` on the raw socket.
 async fn start_with<F, Fut>(f: F) -> std::net::SocketAddr
 where
-    F: Fn(wsdriver::WebSocket<tokio::net::TcpStream>) -> Fut + Send + Sync + 'static,
+    F: Fn(wsdriver::WebSocket<wsdriver::stream::Stream>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let server = Server::from_listener(TcpListener::bind("127.0.0.1:0").await.unwrap());

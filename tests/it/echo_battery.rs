@@ -11,3 +11,17 @@ macro_rules! on_server {
 }
 
 on_server!(standalone, hyper, tower, axum, actix);
+
+/// The battery's client checks over HTTP/2 (extended CONNECT), on every server that
+/// speaks it.
+mod over_http2 {
+    macro_rules! on_http2_server {
+        ($($kind:ident),*) => {$(
+            mod $kind {
+                crate::echo_battery_http2!(stringify!($kind));
+            }
+        )*};
+    }
+
+    on_http2_server!(standalone, hyper, tower, axum);
+}

@@ -1,7 +1,7 @@
-//! WebSockets over HTTP/2 (RFC 8441): on hyper, tower and axum, an extended CONNECT on an
-//! HTTP/2 stream opens the same WebSocket an HTTP/1.1 upgrade does, several of them share
-//! one connection, and one stream's failure leaves its siblings open. The client side is
-//! hyper's own HTTP/2 client.
+//! WebSockets over HTTP/2 (RFC 8441): on the standalone server, hyper, tower and axum, an
+//! extended CONNECT on an HTTP/2 stream opens the same WebSocket an HTTP/1.1 upgrade
+//! does, several of them share one connection, and one stream's failure leaves its
+//! siblings open. The client side is hyper's own HTTP/2 client.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
@@ -56,35 +56,23 @@ where
     addr
 }
 
+/// Server `kind`: `standalone`, `hyper`, `tower` and `axum` as the other tests start them
+/// (the standalone server and the serve helper, each telling HTTP/2 by its preface), or
+/// `hyper_http2`, an application's own hyper HTTP/2 server upgrading with `upgrade`.
 async fn start(kind: &str) -> SocketAddr {
-    match kind {
-        "hyper" => {
-            h2_server(tower::service_fn(|mut request: Request<Incoming>| async move {
-                Ok::<_, Infallible>(match wsdriver::adapter::hyper::upgrade(&mut request, &Config::default().protocols(["chat"])) {
-                    Ok((response, upgrade)) => {
-                        upgrade.serve(Echo);
-                        response.map(|_| Full::<Bytes>::default())
-                    }
-                    Err(rejection) => rejection.response().map(Full::from),
-                })
-            }))
-            .await
-        }
-        "tower" => {
-            let service = tower::ServiceBuilder::new()
-                .layer(wsdriver::adapter::hyper::WebSocketLayer::new(|_: &Request<()>| Echo).config(Config::default().protocols(["chat"])))
-                .service_fn(|_: Request<Incoming>| async { Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("not a websocket\n"))) });
-            h2_server(service).await
-        }
-        "axum" => {
-            let app = axum::Router::new().route(
-                "/",
-                axum::routing::any(|ws: wsdriver::adapter::axum::WebSocketUpgrade| async { ws.protocols(["chat"]).serve(Echo) }),
-            );
-            h2_server(app).await
-        }
-        other => panic!("unknown server {other}"),
+    if kind != "hyper_http2" {
+        return crate::common::servers::start_with(kind, Config::default().protocols(["chat"]), || Echo).await;
     }
+    h2_server(tower::service_fn(|mut request: Request<Incoming>| async move {
+        Ok::<_, Infallible>(match wsdriver::adapter::hyper::upgrade(&mut request, &Config::default().protocols(["chat"])) {
+            Ok((response, upgrade)) => {
+                upgrade.serve(Echo);
+                response.map(|_| Full::<Bytes>::default())
+            }
+            Err(rejection) => rejection.response().map(Full::from),
+        })
+    }))
+    .await
 }
 
 /// An HTTP/2 connection to `addr`, with prior knowledge.
@@ -131,6 +119,7 @@ async fn three_streams_one_failing(kind: &str) {
         let (response, stream) = open(&mut send, addr).await;
         assert_eq!(response.headers()["sec-websocket-protocol"], "chat", "{kind}");
         assert!(response.headers().get("sec-websocket-accept").is_none(), "{kind}: no accept key over HTTP/2");
+        assert!(response.headers().get("content-length").is_none(), "{kind}: a 200 without Content-Length");
         let mut ws = WebSocket::from_raw(stream, Role::Client, &Config::default());
         assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::text("HTTP/2.0"), "{kind}: the handler can ask");
         sockets.push(ws);
@@ -171,4 +160,10 @@ macro_rules! on_every_http2_server {
 }
 
 // Not named after the frameworks: a module `axum` here would shadow the crate.
-on_every_http2_server!(on_hyper: "hyper", on_tower: "tower", on_axum: "axum");
+on_every_http2_server!(
+    on_standalone: "standalone",
+    on_hyper: "hyper",
+    on_tower: "tower",
+    on_axum: "axum",
+    on_hyper_own_builder: "hyper_http2"
+);

@@ -44,8 +44,11 @@ pub mod meter;
 mod pool;
 mod prepared;
 pub mod protocol;
+#[doc(hidden)] // HTTP/2 prior knowledge, for the servers that serve it
+pub mod rewind;
 mod server;
 pub mod shutdown;
+pub mod stream;
 pub mod utf8;
 mod websocket;
 #[doc(hidden)] // the driver's write buffer; public for the fuzzers
@@ -64,3 +67,7 @@ pub use protocol::{ReadyState, Role};
 pub use server::{Server, accept};
 pub use utf8::Utf8Bytes;
 pub use websocket::{Attacher, SplitSink, SplitStream, WebSocket};
+
+/// rustls, whose configurations the client's and the servers' TLS take.
+#[cfg(feature = "tls")]
+pub use rustls;

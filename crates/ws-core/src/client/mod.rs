@@ -13,11 +13,13 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "http2")]
+mod http2;
 mod reconnect;
-mod stream;
 
 pub use reconnect::{Reconnect, ReconnectHandle, ReconnectingClient};
-pub use stream::ClientStream;
+/// The client's connection: TCP, TLS over TCP, or a stream of an HTTP/2 connection.
+pub type ClientStream = crate::stream::Stream;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -74,6 +76,9 @@ pub struct ClientBuilder {
     config: Config,
     connect_timeout: Duration,
     tls: TlsOptions,
+    /// With HTTP/2 asked for: the connections this builder and its clones share.
+    #[cfg(feature = "http2")]
+    http2: Option<http2::Connections>,
 }
 
 #[derive(Clone, Default)]
@@ -97,7 +102,49 @@ impl ClientBuilder {
             config: Config::default(),
             connect_timeout: Duration::from_secs(10),
             tls: TlsOptions::default(),
+            #[cfg(feature = "http2")]
+            http2: None,
         }
+    }
+
+    /// The same options for another URL. A clone of a builder with
+    /// [`ClientBuilder::http2`] shares its HTTP/2 connections, so WebSockets to several
+    /// paths of one origin can run on one connection:
+    ///
+    /// ```no_run
+    /// use wsdriver::client::ClientBuilder;
+    /// # #[tokio::main] async fn main() -> Result<(), wsdriver::Error> {
+    /// let client = ClientBuilder::new("wss://example.com/prices").http2(true);
+    /// let (prices, _) = client.clone().connect().await?;
+    /// let (news, _) = client.url("wss://example.com/news").connect().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn url(mut self, url: impl AsRef<str>) -> Self {
+        url.as_ref().clone_into(&mut self.url);
+        self
+    }
+
+    /// Opens WebSockets over HTTP/2 (RFC 8441's extended CONNECT) where the server takes
+    /// them: `wss://` offers `h2` by ALPN and uses it if the server picks it, `ws://`
+    /// speaks HTTP/2 from the first byte (prior knowledge). The WebSockets this builder and
+    /// its clones open to one origin share one HTTP/2 connection, each on its own stream.
+    ///
+    /// Falls back to HTTP/1.1, on a new connection, when the server does not take a
+    /// WebSocket over HTTP/2 (it did not enable extended CONNECT, or resets the stream),
+    /// and keeps to HTTP/1.1 for that origin from then on. A refusal with a status (401,
+    /// 404) is a refusal either way. Default off: HTTP/1.1 only.
+    ///
+    /// ```no_run
+    /// use wsdriver::client::ClientBuilder;
+    /// # #[tokio::main] async fn main() -> Result<(), wsdriver::Error> {
+    /// let (ws, _response) = ClientBuilder::new("ws://127.0.0.1:9001/").http2(true).connect().await?;
+    /// println!("over {:?}", ws.connection().http_version());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "http2")]
+    pub fn http2(mut self, enabled: bool) -> Self {
+        self.http2 = enabled.then(|| self.http2.take().unwrap_or_default());
+        self
     }
 
     /// Sets the options and limits (subprotocols offered, extra headers, frame and
@@ -202,8 +249,8 @@ impl ClientBuilder {
         ReconnectingClient::new(self, policy)
     }
 
-    /// TCP, TLS and the opening handshake: the stream, the 101 response, what it
-    /// negotiated, and any frames that arrived with the response.
+    /// TCP, TLS and the opening handshake: the stream, the server's answer (101, or 200
+    /// over HTTP/2), what it negotiated, and any frames that arrived with the answer.
     pub(crate) async fn establish(&self) -> Result<(ClientStream, Response<()>, Negotiated, BytesMut)> {
         self.config.validate().map_err(HandshakeError::from)?;
         let uri: Uri = self.url.parse().map_err(|e| Error::InvalidUrl(format!("{}: {e}", self.url)))?;
@@ -217,20 +264,75 @@ impl ClientBuilder {
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         let port = uri.port_u16().unwrap_or(default_port);
 
-        let stream = tokio::time::timeout(self.connect_timeout, async {
+        #[cfg(feature = "http2")]
+        if let Some(connections) = &self.http2 {
+            let origin = (secure, host.to_owned(), port);
+            match self.establish_http2(connections, origin.clone(), &uri).await? {
+                Ok(established) => return Ok(established),
+                Err(unsupported) => {
+                    tracing::debug!(url = %self.url, reason = %unsupported.0, "no websocket over http/2: falling back to http/1.1");
+                    connections.http1_only(origin);
+                }
+            }
+        }
+        let stream = self.transport(host, port, secure, false).await?;
+        within(self.config.handshake_timeout, self.handshake(stream, &uri)).await
+    }
+
+    /// A WebSocket over HTTP/2: on a connection to the origin already open, or on a new
+    /// one (`h2` by ALPN, or prior knowledge). `Ok(Err(..))` when HTTP/1.1 should be tried.
+    #[cfg(feature = "http2")]
+    async fn establish_http2(
+        &self,
+        connections: &http2::Connections,
+        origin: http2::Origin,
+        uri: &Uri,
+    ) -> Result<std::result::Result<(ClientStream, Response<()>, Negotiated, BytesMut), http2::Unsupported>> {
+        let timeout = self.config.handshake_timeout;
+        match connections.get(&origin) {
+            Ok(Some(mut send)) => match within(timeout, http2::open(&mut send, uri, &self.config)).await? {
+                Ok(established) => return Ok(Ok(established)),
+                // The connection went away: a new one.
+                Err(unsupported) if send.is_closed() => tracing::debug!(reason = %unsupported.0, "http/2 connection lost"),
+                Err(unsupported) => return Ok(Err(unsupported)),
+            },
+            Ok(None) => {}
+            Err(unsupported) => return Ok(Err(unsupported)),
+        }
+        let (secure, host, port) = (origin.0, origin.1.clone(), origin.2);
+        let stream = self.transport(&host, port, secure, true).await?;
+        let mut send = match stream {
+            ClientStream::Tls(tls) if tls.get_ref().1.alpn_protocol() != Some(b"h2") => {
+                // The server chose HTTP/1.1: go on with it on this connection.
+                return within(timeout, self.handshake(ClientStream::Tls(tls), uri)).await.map(Ok);
+            }
+            stream => match within(timeout, async { Ok(connections.handshake(origin, stream, &self.config).await) }).await? {
+                Ok(send) => send,
+                Err(unsupported) => return Ok(Err(unsupported)),
+            },
+        };
+        within(timeout, http2::open(&mut send, uri, &self.config)).await
+    }
+
+    /// TCP to `host:port`, and TLS over it for `wss://` (offering `h2` by ALPN if
+    /// `offer_http2`), within the connect timeout.
+    async fn transport(&self, host: &str, port: u16, secure: bool, offer_http2: bool) -> Result<ClientStream> {
+        tokio::time::timeout(self.connect_timeout, async {
             let tcp = TcpStream::connect((host, port)).await?;
             let _ = tcp.set_nodelay(true);
             if !secure {
                 return Ok(ClientStream::Plain(tcp));
             }
             let name = ServerName::try_from(host.to_owned()).map_err(|e| Error::InvalidUrl(format!("{host}: {e}")))?;
-            let connector = tokio_rustls::TlsConnector::from(self.build_tls_config()?);
-            Ok::<_, Error>(ClientStream::Tls(Box::new(connector.connect(name, tcp).await?)))
+            let mut config = self.build_tls_config()?;
+            if offer_http2 && config.alpn_protocols.is_empty() {
+                Arc::make_mut(&mut config).alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            }
+            let connector = tokio_rustls::TlsConnector::from(config);
+            Ok::<_, Error>(ClientStream::Tls(Box::new(connector.connect(name, tcp).await?.into())))
         })
         .await
-        .map_err(|_| Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")))??;
-
-        tokio::time::timeout(self.config.handshake_timeout, self.handshake(stream, &uri)).await.map_err(|_| HandshakeError::Timeout)?
+        .map_err(|_| Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")))?
     }
 
     async fn handshake(&self, mut stream: ClientStream, uri: &Uri) -> Result<(ClientStream, Response<()>, Negotiated, BytesMut)> {
@@ -266,6 +368,11 @@ impl ClientBuilder {
         };
         Ok(Arc::new(config))
     }
+}
+
+/// `open`, failed with [`HandshakeError::Timeout`] if it takes longer than `timeout`.
+async fn within<T>(timeout: Duration, open: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(timeout, open).await.map_err(|_| HandshakeError::Timeout)?
 }
 
 /// Reads what arrives of a refused answer's body, up to its length and [`BODY_START`].

@@ -60,6 +60,8 @@ struct Rare {
     protocol: Option<String>,
     /// Opened on an HTTP/2 stream (RFC 8441).
     http2: bool,
+    /// Our half of the HTTP/2 stream is ended (END_STREAM sent after our Close).
+    half_closed: bool,
     /// Membership of a graceful shutdown, left when the connection ends (or, with a
     /// handler, once its `on_close` ran).
     registration: Option<Registration>,
@@ -179,7 +181,7 @@ impl<S: Transport> Driver<S> {
 
     /// The HTTP version the WebSocket was opened over.
     pub(crate) fn http_version(&self) -> http::Version {
-        if self.rare.as_ref().is_some_and(|r| r.http2) { http::Version::HTTP_2 } else { http::Version::HTTP_11 }
+        if self.is_http2() { http::Version::HTTP_2 } else { http::Version::HTTP_11 }
     }
 
     /// The subprotocol negotiated in the handshake.
@@ -436,9 +438,15 @@ impl<S: Transport> Driver<S> {
         self.inbox.as_ref().is_none_or(|q| q.is_empty())
     }
 
-    /// Whether more input may be read now: the application is not too far behind.
+    /// Whether the socket runs on an HTTP/2 stream.
+    fn is_http2(&self) -> bool {
+        self.rare.as_ref().is_some_and(|r| r.http2)
+    }
+
+    /// Whether more input may be read now: the application is not too far behind. Once
+    /// closed, a client (and either side over HTTP/2) drains the input to its end.
     fn may_read(&self) -> bool {
-        self.proto.wants_input() && self.inbox.as_ref().map_or(0, |q| q.len()) < MAX_INBOX && self.backlog < MAX_BACKLOG_BYTES
+        (self.proto.wants_input() || (self.proto.is_closed() && self.is_http2())) && self.inbox.as_ref().map_or(0, |q| q.len()) < MAX_INBOX && self.backlog < MAX_BACKLOG_BYTES
     }
 
     /// Moves the connection forward as far as it goes without waiting (timers, writes,
@@ -462,12 +470,22 @@ impl<S: Transport> Driver<S> {
             if self.proto.is_ended() {
                 return self.finish(shared, None);
             }
-            if self.proto.is_closed() && self.proto.role() == Role::Server {
-                // §7.1.1: the server closes the TCP connection first, once its Close is out.
-                if self.proto.out().is_empty() && self.poll_shutdown(shared).is_ready() {
-                    return self.finish(shared, None);
+            if self.proto.is_closed() {
+                if self.is_http2() {
+                    // HTTP/2, either side: end our half of the stream once the Close is
+                    // out, then read to the peer's end (below). A stream dropped while the
+                    // peer still sends is reset, and the peer's writes fail before it has
+                    // read our Close.
+                    if self.proto.out().is_empty() && !self.rare().half_closed && self.poll_shutdown(shared).is_ready() {
+                        self.rare().half_closed = true;
+                    }
+                } else if self.proto.role() == Role::Server {
+                    // §7.1.1: the server closes the TCP connection first, once its Close is out.
+                    if self.proto.out().is_empty() && self.poll_shutdown(shared).is_ready() {
+                        return self.finish(shared, None);
+                    }
+                    break;
                 }
-                break;
             }
             let open_before = !self.proto.is_closed();
             self.parse(shared);

@@ -87,12 +87,7 @@ pub fn validate_response(
     config: &Config,
 ) -> Result<Negotiated, HandshakeError> {
     if status != StatusCode::SWITCHING_PROTOCOLS {
-        if status.is_redirection() {
-            if let Some(location) = headers.get(header::LOCATION).and_then(|l| l.to_str().ok()) {
-                return Err(HandshakeError::Redirect { status, location: location.to_owned() });
-            }
-        }
-        return Err(HandshakeError::UnexpectedStatus { status, headers: Box::new(headers.clone()), body: body_start });
+        return Err(refused(status, headers, body_start));
     }
     if !super::has_token(headers, &header::UPGRADE, "websocket") {
         return Err(HandshakeError::InvalidUpgrade);
@@ -104,6 +99,72 @@ pub fn validate_response(
     if headers.get(header::SEC_WEBSOCKET_ACCEPT).is_none_or(|v| v.as_bytes() != expected.as_bytes()) {
         return Err(HandshakeError::InvalidAccept);
     }
+    agreed(headers, config)
+}
+
+/// The extended CONNECT (RFC 8441 §4) that opens a WebSocket on an HTTP/2 stream, for
+/// `uri` (`ws://` or `wss://`): the headers of [`request`] but those HTTP/2 forbids or
+/// replaces (`Host` becomes `:authority`; `Upgrade`, `Connection` and the key go), with
+/// an absolute `http`/`https` URI for `:scheme`, `:authority` and `:path`. The
+/// `:protocol` pseudo-header is the HTTP/2 library's to add (hyper's
+/// `ext::Protocol::from_static("websocket")`).
+///
+/// ```
+/// use wsdriver::{Config, handshake::client};
+/// let uri: http::Uri = "wss://example.com/chat?room=1".parse().unwrap();
+/// let request = client::extended_connect_request(&uri, &Config::default().protocols(["chat"])).unwrap();
+/// assert_eq!(request.method(), http::Method::CONNECT);
+/// assert_eq!(request.uri(), "https://example.com/chat?room=1");
+/// assert_eq!(request.headers()["sec-websocket-version"], "13");
+/// assert_eq!(request.headers()["sec-websocket-protocol"], "chat");
+/// assert!(request.headers().get("sec-websocket-key").is_none());
+/// assert!(request.headers().get("host").is_none());
+/// ```
+pub fn extended_connect_request(uri: &Uri, config: &Config) -> Result<Request<()>, HandshakeError> {
+    let (request, _key) = request(uri, config)?;
+    let (mut parts, ()) = request.into_parts();
+    for name in [header::HOST, header::UPGRADE, header::CONNECTION, header::SEC_WEBSOCKET_KEY] {
+        parts.headers.remove(name);
+    }
+    let scheme = if uri.scheme_str() == Some("wss") { "https" } else { "http" };
+    let authority = uri.authority().map(|a| a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, host)| host)).unwrap_or_default();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = format!("{scheme}://{authority}{path}").parse().map_err(|e| HandshakeError::Malformed(format!("invalid uri {uri}: {e}")))?;
+    parts.method = http::Method::CONNECT;
+    parts.version = http::Version::HTTP_2;
+    Ok(Request::from_parts(parts, ()))
+}
+
+/// Validates the answer to an [`extended_connect_request`]: a 2xx (RFC 8441 §5), with a
+/// subprotocol and extensions the client offered; no key, no `Upgrade`. Errors as
+/// [`validate_response`]'s.
+pub fn validate_extended_connect_response(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body_start: Bytes,
+    config: &Config,
+) -> Result<Negotiated, HandshakeError> {
+    if !status.is_success() {
+        return Err(refused(status, headers, body_start));
+    }
+    let mut negotiated = agreed(headers, config)?;
+    negotiated.http2 = true;
+    Ok(negotiated)
+}
+
+/// A refusal: a redirect with its location, or the status with its headers and body.
+fn refused(status: StatusCode, headers: &HeaderMap, body_start: Bytes) -> HandshakeError {
+    if status.is_redirection() {
+        if let Some(location) = headers.get(header::LOCATION).and_then(|l| l.to_str().ok()) {
+            return HandshakeError::Redirect { status, location: location.to_owned() };
+        }
+    }
+    HandshakeError::UnexpectedStatus { status, headers: Box::new(headers.clone()), body: body_start }
+}
+
+/// The subprotocol and extensions an accepting answer agreed to, if the client offered
+/// them.
+fn agreed(headers: &HeaderMap, config: &Config) -> Result<Negotiated, HandshakeError> {
     let mut selected = header_tokens(headers, &header::SEC_WEBSOCKET_PROTOCOL);
     let protocol = match (selected.next(), selected.next()) {
         (None, _) => None,

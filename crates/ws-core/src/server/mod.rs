@@ -1,6 +1,10 @@
 //! The standalone server, the embedded default: accepts TCP connections, reads the
 //! HTTP/1.1 upgrade request itself, and runs a [`Handler`] (or a closure) per connection.
-//! No web framework needed.
+//! No web framework needed. With TLS ([`Server::tls`]) and HTTP/2 (feature `http2`: RFC
+//! 8441's extended CONNECT, on hyper's HTTP/2 server, `http2.rs`) as options.
+
+#[cfg(feature = "http2")]
+mod http2;
 
 use crate::acceptor::{Acceptor, first_bytes};
 use crate::config::Config;
@@ -9,6 +13,7 @@ use crate::handler::{Handler, connection_task, serve};
 use crate::handshake::{HandshakeError, http1, server as hs};
 use crate::protocol::Role;
 use crate::shutdown::Shutdown;
+use crate::stream::Stream;
 use crate::websocket::WebSocket;
 use bytes::BytesMut;
 use futures_util::FutureExt;
@@ -142,41 +147,96 @@ async fn reject<IO: AsyncWrite + Unpin>(mut io: IO, response: Response<String>, 
     .await;
 }
 
+/// What every connection of a server shares.
+struct Serving<F> {
+    config: Config,
+    authorize: Option<Box<Authorize>>,
+    shutdown: Option<Shutdown>,
+    #[cfg(feature = "tls")]
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    f: F,
+}
+
+/// How a connection goes on once its first bytes (and its TLS handshake) are in.
+enum Transport {
+    /// The HTTP/1.1 upgrade, read here.
+    Http1(Stream),
+    /// HTTP/2: hyper's server, each extended CONNECT a WebSocket.
+    #[cfg(feature = "http2")]
+    Http2(http2::Io),
+}
+
+impl<F> Serving<F> {
+    /// The TLS handshake if there is one, and which HTTP the client speaks: HTTP/2 if
+    /// ALPN chose `h2`, or without TLS if it opens with HTTP/2's preface; `None` if the
+    /// connection failed or the deadline passed first.
+    async fn transport(&self, stream: TcpStream, peer: SocketAddr, deadline: tokio::time::Instant) -> Option<Transport> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let stream = match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return None;
+                }
+            };
+            #[cfg(feature = "http2")]
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                return Some(Transport::Http2(Box::new(stream)));
+            }
+            return Some(Transport::Http1(Stream::Tls(Box::new(stream.into()))));
+        }
+        #[cfg(feature = "http2")]
+        if http2::may_be_preface(&stream).await {
+            return http2::prior_knowledge(stream, peer, deadline).await.map(Transport::Http2);
+        }
+        let _ = (peer, deadline);
+        Some(Transport::Http1(Stream::Plain(stream)))
+    }
+}
+
 /// One connection's task: its request's first bytes, the handshake, then `f`'s future.
 ///
 /// Until the first bytes arrive the task holds only the stream and its deadline: the
 /// handshake's state (see [`connection_task`]) is allocated once there is a request to
 /// read, and freed before the next task runs, so 10,000 clients connecting at once leave
 /// no 10,000 freed handshakes scattered between the connections that stay.
-fn accepted_task<F, Fut>(
-    stream: TcpStream,
-    peer: SocketAddr,
-    config: Arc<Config>,
-    authorize: Option<Arc<Authorize>>,
-    shutdown: Option<Shutdown>,
-    f: Arc<F>,
-) -> impl Future<Output = ()> + Send
+fn accepted_task<F, Fut>(stream: TcpStream, peer: SocketAddr, serving: Arc<Serving<F>>) -> impl Future<Output = ()> + Send
 where
-    F: Fn(WebSocket<TcpStream>, Request<()>) -> Fut + Send + Sync + 'static,
+    F: Fn(WebSocket<Stream>, Request<()>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let deadline = tokio::time::Instant::now() + config.handshake_timeout;
+    let deadline = tokio::time::Instant::now() + serving.config.handshake_timeout;
     first_bytes(stream, deadline).then(move |stream| {
         connection_task(async move {
-            let error = match stream {
-                Some(stream) => match accept_until(stream, &config, deadline, authorize.as_deref()).await {
-                    Ok((socket, request)) => {
-                        if let Some(shutdown) = &shutdown {
-                            shutdown.watch(&socket.connection());
-                        }
-                        return Some(f(socket, request));
-                    }
-                    Err(error) => error,
-                },
-                None => HandshakeError::Timeout.into(),
+            let Some(stream) = stream else {
+                tracing::debug!(%peer, error = %Error::from(HandshakeError::Timeout), "handshake failed");
+                return None;
             };
-            tracing::debug!(%peer, %error, "handshake failed");
-            None
+            let stream = match serving.transport(stream, peer, deadline).await? {
+                Transport::Http1(stream) => stream,
+                #[cfg(feature = "http2")]
+                Transport::Http2(io) => {
+                    http2::serve(io, peer, deadline, serving).await;
+                    return None;
+                }
+            };
+            match accept_until(stream, &serving.config, deadline, serving.authorize.as_deref()).await {
+                Ok((socket, request)) => {
+                    if let Some(shutdown) = &serving.shutdown {
+                        shutdown.watch(&socket.connection());
+                    }
+                    Some((serving.f)(socket, request))
+                }
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "handshake failed");
+                    None
+                }
+            }
         })
     })
 }
@@ -198,9 +258,11 @@ type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// ```
 pub struct Server {
     acceptor: Acceptor,
-    config: Arc<Config>,
-    authorize: Option<Arc<Authorize>>,
+    config: Config,
+    authorize: Option<Box<Authorize>>,
     graceful: Option<Graceful>,
+    #[cfg(feature = "tls")]
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// What a graceful shutdown needs: the signal that starts it, the connections it closes,
@@ -231,7 +293,14 @@ impl Server {
     /// Serves on a listener bound elsewhere ([`bind`](crate::bind) makes one with a
     /// backlog fit for bursts of clients).
     pub fn from_listener(listener: TcpListener) -> Self {
-        Self { acceptor: Acceptor::new(listener), config: Arc::new(Config::default()), authorize: None, graceful: None }
+        Self {
+            acceptor: Acceptor::new(listener),
+            config: Config::default(),
+            authorize: None,
+            graceful: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
     }
 
     /// Checks each upgrade request before it is answered: `Err(response)` refuses it with
@@ -275,13 +344,50 @@ impl Server {
     where
         F: Fn(&mut Request<()>) -> std::result::Result<(), Box<Response<String>>> + Send + Sync + 'static,
     {
-        self.authorize = Some(Arc::new(check));
+        self.authorize = Some(Box::new(check));
         self
     }
 
     /// Sets the options and limits for every connection.
     pub fn config(mut self, config: Config) -> Self {
-        self.config = Arc::new(config);
+        self.config = config;
+        self
+    }
+
+    /// Serves `wss://`: every connection starts with a TLS handshake (rustls), which must
+    /// complete within [`Config::handshake_timeout`] as the request must. With the
+    /// `http2` feature, a client that chooses `h2` by ALPN (browsers do, once they have an
+    /// HTTP/2 connection to the origin) opens its WebSockets as extended CONNECTs on
+    /// HTTP/2 streams. A `config` whose `alpn_protocols` is empty offers `h2` (with the
+    /// `http2` feature) and `http/1.1`.
+    ///
+    /// ```no_run
+    /// # use wsdriver::{Connection, Handler, Message, Server};
+    /// # struct Echo;
+    /// # impl Handler for Echo { async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; } }
+    /// use wsdriver::rustls::{self, pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject}};
+    ///
+    /// # #[tokio::main] async fn main() -> std::io::Result<()> {
+    /// let chain = CertificateDer::pem_file_iter("cert.pem").and_then(|certs| certs.collect::<Result<Vec<_>, _>>());
+    /// let key = PrivateKeyDer::from_pem_file("key.pem");
+    /// let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    /// let tls = chain.and_then(|chain| Ok((chain, key?))).map_err(std::io::Error::other).and_then(|(chain, key)| {
+    ///     rustls::ServerConfig::builder_with_provider(provider)
+    ///         .with_safe_default_protocol_versions()
+    ///         .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
+    ///         .map_err(std::io::Error::other)
+    /// })?;
+    /// Server::bind("127.0.0.1:9443").await?.tls(tls).serve(|_| Echo).await
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, mut config: rustls::ServerConfig) -> Self {
+        if config.alpn_protocols.is_empty() {
+            #[cfg(feature = "http2")]
+            config.alpn_protocols.push(b"h2".to_vec());
+            config.alpn_protocols.push(b"http/1.1".to_vec());
+        }
+        self.tls = Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)));
         self
     }
 
@@ -346,7 +452,7 @@ impl Server {
     }
 
     /// Serves each connection's socket with `f`, which receives it as a stream and sink
-    /// with its upgrade request: the form for code that drives the socket itself rather
+    /// with its upgrade request (over TCP, TLS or an HTTP/2 stream: see [`Stream`]): the form for code that drives the socket itself rather
     /// than through a [`Handler`] ([`Server::serve`]).
     ///
     /// Fails at once, with [`io::ErrorKind::InvalidInput`], if the config does not pass
@@ -357,17 +463,22 @@ impl Server {
     /// As [`Server::serve`].
     pub async fn serve_sockets<F, Fut>(self, f: F) -> io::Result<()>
     where
-        F: Fn(WebSocket<TcpStream>, Request<()>) -> Fut + Send + Sync + 'static,
+        F: Fn(WebSocket<Stream>, Request<()>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let f = Arc::new(f);
-        let (config, authorize) = (self.config, self.authorize);
         let (mut signal, shutdown) = match self.graceful {
             Some(Graceful { signal, shutdown, deadline }) => (signal, Some((shutdown, deadline))),
             None => (Box::pin(std::future::pending()) as Signal, None),
         };
-        let watching = shutdown.as_ref().map(|(shutdown, _)| shutdown.clone());
+        let serving = Arc::new(Serving {
+            config: self.config,
+            authorize: self.authorize,
+            shutdown: shutdown.as_ref().map(|(shutdown, _)| shutdown.clone()),
+            #[cfg(feature = "tls")]
+            tls: self.tls,
+            f,
+        });
         let mut acceptor = self.acceptor;
         loop {
             let (stream, peer) = tokio::select! {
@@ -375,7 +486,7 @@ impl Server {
                 () = &mut signal => break,
             };
             let span = crate::meter::span("standalone", Some(peer), None, None);
-            crate::meter::spawn(span, accepted_task(stream, peer, config.clone(), authorize.clone(), watching.clone(), f.clone()));
+            crate::meter::spawn(span, accepted_task(stream, peer, serving.clone()));
         }
         drop(acceptor);
         if let Some((shutdown, deadline)) = shutdown {
@@ -398,11 +509,19 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
-        let serve_future = serve(WebSocket::from_raw(client, Role::Server, &Config::default()), Echo);
-        let f = Arc::new(|socket, _request: Request<()>| async move {
+        let serve_future = serve(WebSocket::from_raw(Stream::Plain(client), Role::Server, &Config::default()), Echo);
+        let f = |socket, _request: Request<()>| async move {
             serve(socket, Echo).await;
-        });
-        let task = accepted_task(stream, peer, Arc::new(Config::default()), None, None, f);
+        };
+        let serving = Serving {
+            config: Config::default(),
+            authorize: None,
+            shutdown: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+            f,
+        };
+        let task = accepted_task(stream, peer, Arc::new(serving));
         let (task, serve) = (std::mem::size_of_val(&task), std::mem::size_of_val(&serve_future));
         assert!(task <= serve + 64, "connection task {task} bytes, serve future {serve}");
     }
