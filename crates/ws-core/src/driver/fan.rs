@@ -5,8 +5,8 @@
 //! keeps one waker per direction, so it is always polled with a waker that wakes the whole
 //! fan: none can steal another's wake-up.
 
-use std::sync::Mutex;
-use std::task::Waker;
+use std::sync::{Arc, Mutex};
+use std::task::{Wake, Waker};
 
 /// The wakers of every task waiting on a connection. One waiter (the usual case) is kept
 /// inline, so an idle connection's fan allocates nothing.
@@ -50,12 +50,21 @@ impl Fan {
     }
 }
 
+/// The stream's waker: wakes the fan.
+impl Wake for Fan {
+    fn wake(self: Arc<Self>) {
+        self.wake_all();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wake_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
 
     struct Count(AtomicUsize);
 

@@ -446,7 +446,9 @@ impl<S: Transport> Driver<S> {
     /// Whether more input may be read now: the application is not too far behind. Once
     /// closed, a client (and either side over HTTP/2) drains the input to its end.
     fn may_read(&self) -> bool {
-        (self.proto.wants_input() || (self.proto.is_closed() && self.is_http2())) && self.inbox.as_ref().map_or(0, |q| q.len()) < MAX_INBOX && self.backlog < MAX_BACKLOG_BYTES
+        (self.proto.wants_input() || (self.proto.is_closed() && self.is_http2()))
+            && self.inbox.as_ref().map_or(0, |q| q.len()) < MAX_INBOX
+            && self.backlog < MAX_BACKLOG_BYTES
     }
 
     /// Moves the connection forward as far as it goes without waiting (timers, writes,

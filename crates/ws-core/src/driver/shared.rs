@@ -19,19 +19,18 @@ use bytes::{Bytes, BytesMut};
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
 /// The state one connection's handles share.
 ///
-/// The stream is polled with a waker of this very value ([`Shared::io_waker`]), which
-/// wakes the whole fan. The stream keeps that waker while it waits, a reference back to
-/// the value that owns it: the cycle ends when the connection finishes and drops the
-/// stream, which every end of a connection does (and, at the latest, when the runtime's
-/// I/O driver shuts down and drops every waker).
+/// The stream is polled with a waker of the fan alone ([`Shared::io_waker`]), never of
+/// this value: a stream may wake (and drop) its waker under a lock of its own, as h2 does
+/// for an HTTP/2 stream, and a waker that held the last reference to the connection would
+/// drop the stream inside that lock.
 pub(crate) struct Shared<S> {
     driver: Mutex<Driver<S>>,
     /// Every task waiting on the connection.
-    pub(crate) fan: Fan,
+    pub(crate) fan: Arc<Fan>,
     /// Application handles alive: the socket, its halves, and every `Connection`.
     handles: AtomicUsize,
     /// The connection's timer fired; the next drive acts on the time.
@@ -45,7 +44,7 @@ impl<S: Transport> Shared<S> {
         let driver = Driver::new(io, role, config, negotiated, leftover);
         Arc::new_cyclic(|this| Self {
             driver: Mutex::new(driver),
-            fan: Fan::default(),
+            fan: Arc::default(),
             handles: AtomicUsize::new(0),
             timer_fired: AtomicBool::new(false),
             this: this.clone(),
@@ -63,8 +62,7 @@ impl<S: Transport> Shared<S> {
 
     /// The waker the stream is polled with: wakes every task waiting on the connection.
     pub(crate) fn io_waker(&self) -> Waker {
-        // The upgrade fails only while the last handle is being dropped: nobody waits.
-        self.this.upgrade().map_or_else(|| Waker::noop().clone(), Waker::from)
+        Waker::from(self.fan.clone())
     }
 
     pub(crate) fn add_handle(&self) {
@@ -163,16 +161,6 @@ impl<S: Transport> Shared<S> {
 
 fn normal_closure() -> CloseFrame {
     CloseFrame { code: CloseCode::NORMAL, reason: Utf8Bytes::new() }
-}
-
-impl<S: Transport> Wake for Shared<S> {
-    fn wake(self: Arc<Self>) {
-        self.fan.wake_all();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.fan.wake_all();
-    }
 }
 
 impl<S: Transport> Expire for Shared<S> {

@@ -129,7 +129,8 @@ pub fn extended_connect_request(uri: &Uri, config: &Config) -> Result<Request<()
     let scheme = if uri.scheme_str() == Some("wss") { "https" } else { "http" };
     let authority = uri.authority().map(|a| a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, host)| host)).unwrap_or_default();
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    parts.uri = format!("{scheme}://{authority}{path}").parse().map_err(|e| HandshakeError::Malformed(format!("invalid uri {uri}: {e}")))?;
+    parts.uri =
+        format!("{scheme}://{authority}{path}").parse().map_err(|e| HandshakeError::Malformed(format!("invalid uri {uri}: {e}")))?;
     parts.method = http::Method::CONNECT;
     parts.version = http::Version::HTTP_2;
     Ok(Request::from_parts(parts, ()))
