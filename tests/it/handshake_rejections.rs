@@ -174,3 +174,34 @@ async fn tower_authorize_refuses_before_the_upgrade() {
     tokio::spawn(std::future::IntoFuture::into_future(wsdriver::adapter::hyper::serve(listener, service)));
     refused_then_admitted(addr, &made).await;
 }
+
+/// `Server::fallback`: a plain request (a health check) gets the application's answer,
+/// with the client's address, and the WebSocket upgrade on the same server goes on; a
+/// server without a fallback answers 426.
+#[tokio::test]
+async fn standalone_fallback_answers_plain_requests() {
+    use wsdriver::http::Response;
+    use wsdriver::meter::PeerAddr;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let standalone = wsdriver::Server::from_listener(listener).fallback(|request| {
+        let peer = request.extensions().get::<PeerAddr>().map(|p| p.0.ip().to_string()).unwrap_or_default();
+        match request.uri().path() {
+            "/healthz" => Response::new(format!("ok from {peer}\n")),
+            _ => Response::builder().status(404).body("not here\n".to_owned()).unwrap(),
+        }
+    });
+    tokio::spawn(standalone.serve(|_| common::Echo));
+    let answer = raw_request(addr, b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n").await;
+    assert_eq!(status_line(&answer), "HTTP/1.1 200 OK");
+    assert!(answer.ends_with("\r\n\r\nok from 127.0.0.1\n"), "{answer}");
+    let answer = raw_request(addr, b"GET /elsewhere HTTP/1.1\r\nHost: test\r\n\r\n").await;
+    assert_eq!(status_line(&answer), "HTTP/1.1 404 Not Found");
+    let mut ws = common::connect(addr, "/", &Config::default()).await;
+    ws.send(wsdriver::Message::text("still a websocket")).await.unwrap();
+    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), wsdriver::Message::text("still a websocket"));
+
+    let plain = server(Config::default()).await;
+    let answer = raw_request(plain, b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n").await;
+    assert_eq!(status_line(&answer), "HTTP/1.1 426 Upgrade Required");
+}

@@ -11,6 +11,7 @@ mod common;
 mod axum_extractor;
 mod backpressure;
 mod bad_frames;
+mod browser_http2;
 mod chat;
 mod client;
 mod client_interop;

@@ -43,7 +43,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 /// The client address a server puts in a request's extensions, for the connection's
-/// span. `ws_hyper::serve` inserts it; axum's `ConnectInfo<SocketAddr>` is read too.
+/// span. `ws_hyper::serve` and the standalone [`Server`](crate::Server) insert it (an
+/// application's hooks and handlers may read it); axum's `ConnectInfo<SocketAddr>` is
+/// read too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 

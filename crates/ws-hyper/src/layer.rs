@@ -156,12 +156,15 @@ where
     }
 }
 
-/// The request's head, without its body, for the handler factory.
+/// The request's head, without its body, for the handler factory: its extensions too
+/// (the client's [`PeerAddr`](ws_core::meter::PeerAddr) from [`serve`](crate::serve),
+/// what earlier layers added).
 fn head_of<B>(request: &Request<B>) -> Request<()> {
     let mut head = Request::new(());
     *head.method_mut() = request.method().clone();
     *head.uri_mut() = request.uri().clone();
     *head.version_mut() = request.version();
     *head.headers_mut() = request.headers().clone();
+    *head.extensions_mut() = request.extensions().clone();
     head
 }

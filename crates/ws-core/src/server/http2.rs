@@ -5,7 +5,7 @@
 
 use super::{Authorize, Serving};
 use crate::handshake::{HandshakeError, server as hs};
-use crate::meter;
+use crate::meter::{self, PeerAddr};
 use crate::protocol::Role;
 use crate::rewind::{HTTP2_PREFACE, sniff_http2};
 use crate::stream::Stream;
@@ -129,6 +129,10 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let started = std::time::Instant::now();
+    request.extensions_mut().insert(PeerAddr(peer));
+    if let Some(answer) = serving.fallback.as_deref().filter(|_| request.method() != http::Method::CONNECT) {
+        return answer(&request.map(|_| ()));
+    }
     let protocol = request.extensions().get::<hyper::ext::Protocol>().map(hyper::ext::Protocol::as_str);
     let accepted = hs::validate_extended_connect(request.method(), request.version(), protocol, request.headers())
         .and_then(|()| hs::respond_extended_connect(request.headers(), &serving.config));

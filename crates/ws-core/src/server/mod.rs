@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::handler::{Handler, connection_task, serve};
 use crate::handshake::{HandshakeError, http1, server as hs};
+use crate::meter::PeerAddr;
 use crate::protocol::Role;
 use crate::shutdown::Shutdown;
 use crate::stream::Stream;
@@ -60,11 +61,24 @@ where
 {
     // An invalid config is refused in the handshake (500); its timeout must not overflow
     // before that.
-    accept_until(io, config, tokio::time::Instant::now() + config.handshake_timeout.min(Config::MAX_DURATION), None)
+    accept_until(io, config, tokio::time::Instant::now() + config.handshake_timeout.min(Config::MAX_DURATION), Hooks::default())
 }
 
 /// An application's check of an upgrade request: see [`Server::authorize`].
 type Authorize = dyn Fn(&mut Request<()>) -> std::result::Result<(), Box<Response<String>>> + Send + Sync;
+
+/// An application's answer to a request that is not a WebSocket handshake: see
+/// [`Server::fallback`].
+type Fallback = dyn Fn(&Request<()>) -> Response<String> + Send + Sync;
+
+/// What a server adds to the handshake [`accept`] does alone.
+#[derive(Default, Clone, Copy)]
+struct Hooks<'a> {
+    authorize: Option<&'a Authorize>,
+    fallback: Option<&'a Fallback>,
+    /// The client's address, put in the request's extensions as a [`PeerAddr`].
+    peer: Option<SocketAddr>,
+}
 
 /// [`accept`], with the request's head read before `deadline`.
 #[allow(clippy::manual_async_fn)] // as `accept`
@@ -72,7 +86,7 @@ fn accept_until<'a, IO>(
     mut io: IO,
     config: &'a Config,
     deadline: tokio::time::Instant,
-    authorize: Option<&'a Authorize>,
+    hooks: Hooks<'a>,
 ) -> impl Future<Output = Result<(WebSocket<IO>, Request<()>)>> + Send + 'a
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -87,13 +101,23 @@ where
         // A refusal is the handshake's error, answered with its own response, or with the
         // application's (`Server::authorize`).
         let (error, refusal) = match tokio::time::timeout_at(deadline, read).await {
-            Ok(Ok(mut request)) => match hs::accept(&request, config) {
-                Ok(accepted) => match authorize.map(|check| check(&mut request)) {
-                    Some(Err(refusal)) => (HandshakeError::Refused(refusal.status()), Some(refusal)),
-                    _ => return Ok((opened(io, config, accepted, buf, &request, started)?, request)),
-                },
-                Err(e) => (e, None),
-            },
+            Ok(Ok(mut request)) => {
+                if let Some(peer) = hooks.peer {
+                    request.extensions_mut().insert(PeerAddr(peer));
+                }
+                match hs::accept(&request, config) {
+                    Err(HandshakeError::NotUpgrade) if hooks.fallback.is_some() => {
+                        let response = hooks.fallback.map(|answer| answer(&request)).unwrap_or_default();
+                        Box::pin(reject(io, response, config.close_timeout)).await;
+                        return Err(HandshakeError::NotUpgrade.into());
+                    }
+                    Ok(accepted) => match hooks.authorize.map(|check| check(&mut request)) {
+                        Some(Err(refusal)) => (HandshakeError::Refused(refusal.status()), Some(refusal)),
+                        _ => return Ok((opened(io, config, accepted, buf, &request, started)?, request)),
+                    },
+                    Err(e) => (e, None),
+                }
+            }
             Ok(Err(Error::Handshake(e))) => (e, None),
             Ok(Err(e)) => return Err(e),
             Err(_) => (HandshakeError::Timeout, None),
@@ -151,6 +175,7 @@ async fn reject<IO: AsyncWrite + Unpin>(mut io: IO, response: Response<String>, 
 struct Serving<F> {
     config: Config,
     authorize: Option<Box<Authorize>>,
+    fallback: Option<Box<Fallback>>,
     shutdown: Option<Shutdown>,
     #[cfg(feature = "tls")]
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -225,7 +250,8 @@ where
                     return None;
                 }
             };
-            match accept_until(stream, &serving.config, deadline, serving.authorize.as_deref()).await {
+            let hooks = Hooks { authorize: serving.authorize.as_deref(), fallback: serving.fallback.as_deref(), peer: Some(peer) };
+            match accept_until(stream, &serving.config, deadline, hooks).await {
                 Ok((socket, request)) => {
                     if let Some(shutdown) = &serving.shutdown {
                         shutdown.watch(&socket.connection());
@@ -260,6 +286,7 @@ pub struct Server {
     acceptor: Acceptor,
     config: Config,
     authorize: Option<Box<Authorize>>,
+    fallback: Option<Box<Fallback>>,
     graceful: Option<Graceful>,
     #[cfg(feature = "tls")]
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -297,6 +324,7 @@ impl Server {
             acceptor: Acceptor::new(listener),
             config: Config::default(),
             authorize: None,
+            fallback: None,
             graceful: None,
             #[cfg(feature = "tls")]
             tls: None,
@@ -345,6 +373,39 @@ impl Server {
         F: Fn(&mut Request<()>) -> std::result::Result<(), Box<Response<String>>> + Send + Sync + 'static,
     {
         self.authorize = Some(Box::new(check));
+        self
+    }
+
+    /// Answers the requests that are not WebSocket handshakes (an HTTP/1.1 request without
+    /// `Upgrade`, an HTTP/2 request other than CONNECT) with `answer`'s response instead of
+    /// 426 Upgrade Required: a load balancer's health check, or a small page (a browser
+    /// that loaded it over HTTP/2 opens its WebSockets on the same connection). The
+    /// request has the client's address as a [`PeerAddr`] extension; its body is not read.
+    /// Over HTTP/1.1 the connection closes after the response.
+    ///
+    /// ```no_run
+    /// use http::Response;
+    /// use wsdriver::{Connection, Handler, Message, Server};
+    /// struct Echo;
+    /// impl Handler for Echo {
+    ///     async fn on_message(&mut self, ws: &Connection, m: Message) { let _ = ws.send(m).await; }
+    /// }
+    /// # #[tokio::main] async fn main() -> std::io::Result<()> {
+    /// Server::bind("127.0.0.1:9001")
+    ///     .await?
+    ///     .fallback(|request| match request.uri().path() {
+    ///         "/healthz" => Response::new("ok\n".to_owned()),
+    ///         _ => Response::builder().status(404).body("not found\n".to_owned()).unwrap_or_default(),
+    ///     })
+    ///     .serve(|_request| Echo)
+    ///     .await
+    /// # }
+    /// ```
+    pub fn fallback<F>(mut self, answer: F) -> Self
+    where
+        F: Fn(&Request<()>) -> Response<String> + Send + Sync + 'static,
+    {
+        self.fallback = Some(Box::new(answer));
         self
     }
 
@@ -474,6 +535,7 @@ impl Server {
         let serving = Arc::new(Serving {
             config: self.config,
             authorize: self.authorize,
+            fallback: self.fallback,
             shutdown: shutdown.as_ref().map(|(shutdown, _)| shutdown.clone()),
             #[cfg(feature = "tls")]
             tls: self.tls,
@@ -516,6 +578,7 @@ mod tests {
         let serving = Serving {
             config: Config::default(),
             authorize: None,
+            fallback: None,
             shutdown: None,
             #[cfg(feature = "tls")]
             tls: None,
