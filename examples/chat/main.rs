@@ -13,7 +13,7 @@ mod room;
 use axum::Router;
 use axum::extract::State;
 use axum::response::{Html, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use room::{Chat, Options, PAGE, config, init_logging};
 use wsdriver::adapter::axum::WebSocketUpgrade;
@@ -41,7 +41,7 @@ async fn main() -> std::io::Result<()> {
     wsdriver::meter::enable();
     let router = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
-        .route("/ws", get(chat))
+        .route("/ws", any(chat))
         .route("/metrics", get(move || std::future::ready(prometheus.render())))
         .with_state(app);
     // axum::serve with the handshake's time and size limits; on Ctrl-C every member is
