@@ -1,7 +1,7 @@
 //! WebSockets over HTTP/2 (RFC 8441): on the standalone server, hyper, tower and axum, an
 //! extended CONNECT on an HTTP/2 stream opens the same WebSocket an HTTP/1.1 upgrade
 //! does, several of them share one connection, and one stream's failure leaves its
-//! siblings open. The client side is hyper's own HTTP/2 client.
+//! siblings open. The client side is hyper's own HTTP/2 client, and Node's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
@@ -148,12 +148,37 @@ async fn three_streams_one_failing(kind: &str) {
     }
 }
 
+/// Node's built-in HTTP/2 client (nghttp2) opens three WebSockets on one session
+/// (`interop/node_http2_client.js`).
+async fn node_http2_client(kind: &str) {
+    let addr = start(kind).await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/node_http2_client.js");
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg(script)
+        .arg(format!("http://{addr}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let output =
+        tokio::time::timeout(std::time::Duration::from_secs(60), command.output()).await.expect("node timed out").expect("node runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "node against {kind} failed:\n{stdout}\n{stderr}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 4, "{stdout}");
+}
+
 macro_rules! on_every_http2_server {
     ($($module:ident: $kind:literal),*) => {$(
         mod $module {
             #[tokio::test]
             async fn websockets_share_an_http2_connection_and_fail_alone() {
                 super::three_streams_one_failing($kind).await;
+            }
+
+            #[tokio::test]
+            #[ignore = "needs Node (interop/install.sh)"]
+            async fn node_http2_client() {
+                super::node_http2_client($kind).await;
             }
         }
     )*};
