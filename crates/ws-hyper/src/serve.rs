@@ -272,6 +272,7 @@ where
                     shutdown: graceful.as_ref().map(|(shutdown, ..)| shutdown.clone()),
                     stop: graceful.as_ref().map(|(.., http)| http.subscribe()),
                 };
+                #[allow(clippy::clone_on_copy)] // `Copy` only without the `tls` feature
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let mut stop = served.stop.clone();

@@ -242,6 +242,8 @@ where
                 tracing::debug!(%peer, error = %Error::from(HandshakeError::Timeout), "handshake failed");
                 return None;
             };
+            // Without the `http2` feature the match has one arm.
+            #[allow(clippy::infallible_destructuring_match)]
             let stream = match serving.transport(stream, peer, deadline).await? {
                 Transport::Http1(stream) => stream,
                 #[cfg(feature = "http2")]
