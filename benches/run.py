@@ -2,7 +2,7 @@
 """The side-by-side benchmark: wsdriver on every server against its peers and a raw-TCP
 ceiling, one command, under ten minutes on two cores.
 
-    benches/run.py [--rounds 3] [--secs 0.5] [--targets] [--no-memory] [--only NAMES] [--json PATH]
+    benches/run.py [--rounds 3] [--secs 0.5] [--targets] [--no-memory] [--http2] [--only NAMES] [--json PATH]
 
 Each echo server runs pinned to core 0 and ws-loadgen to core 1; servers are interleaved
 round by round (in each round every server is started once and runs every cell, in
@@ -13,7 +13,9 @@ and idle memory per connection (RSS growth over 10,000 idle connections).
 
 It runs the whole matrix (16 B, 1 KiB, 64 KiB, 1 MiB payloads; 1, 64 and 512
 connections; 1 and 16 messages in flight); `--targets` runs only the five cells the
-performance targets are set on.
+performance targets are set on. `--http2` adds our servers over HTTP/2 (`... h2c`: each
+connection an h2c connection, prior knowledge, carrying one WebSocket opened by an
+extended CONNECT), beside their HTTP/1.1 figures.
 """
 import argparse
 import json
@@ -45,6 +47,13 @@ SERVERS = [
     ("tokio-tungstenite", os.path.join(PEERS, "peer_tungstenite")),
     ("axum ws", os.path.join(PEERS, "peer_axum")),
 ]
+# Our servers again, loaded over HTTP/2 (RFC 8441, h2c) with `--http2`.
+H2C_SERVERS = [
+    ("wsdriver standalone h2c", os.path.join(EX, "echo")),
+    ("wsdriver hyper h2c", os.path.join(EX, "echo_hyper")),
+    ("wsdriver tower h2c", os.path.join(EX, "echo_tower")),
+    ("wsdriver axum h2c", os.path.join(EX, "echo_axum")),
+]
 # (payload bytes, connections, in flight, unit)
 TARGET_CELLS = [(16, 64, 16, "msg"), (1024, 16, 16, "msg"), (16, 512, 1, "msg"), (64 << 10, 64, 1, "GB"), (1 << 20, 8, 1, "GB")]
 
@@ -73,13 +82,14 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def load(server, port, cell, secs):
-    """Runs ws-loadgen on core 1 against a running server; returns (msg/s, bytes/s, the
-    server's CPU use while loaded)."""
+def load(server, port, cell, secs, http2=False):
+    """Runs ws-loadgen on core 1 against a running server (over HTTP/2 with `http2`);
+    returns (msg/s, bytes/s, the server's CPU use while loaded)."""
     size, conns, inflight, _ = cell
     cpu0, t0 = cpu_seconds(server.pid), time.time()
     out = subprocess.check_output(["taskset", "-c", "1", LOADGEN, "--url", "ws://127.0.0.1:%d/" % port, "--conns", str(conns),
-                                   "--inflight", str(inflight), "--size", str(size), "--secs", str(secs), "--binary"],
+                                   "--inflight", str(inflight), "--size", str(size), "--secs", str(secs), "--binary"]
+                                  + (["--http2"] if http2 else []),
                                   timeout=secs + 60, preexec_fn=lambda: raise_fd_limit(4096))
     cpu = (cpu_seconds(server.pid) - cpu0) / (time.time() - t0)
     words = out.split()
@@ -121,14 +131,15 @@ def main():
     parser.add_argument("--secs", type=float, default=0.5)
     parser.add_argument("--targets", action="store_true", help="only the five target cells")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--http2", action="store_true", help="also our servers over HTTP/2 (h2c)")
     parser.add_argument("--only", help="comma-separated server names to run (the raw ceiling always runs)")
     parser.add_argument("--json", metavar="PATH", help="also write every sample to PATH (benches/charts.py draws from it)")
     args = parser.parse_args()
     build()
-    servers = SERVERS
+    servers = SERVERS + (H2C_SERVERS if args.http2 else [])
     if args.only:
         keep = set(args.only.split(","))
-        servers = [s for s in SERVERS if s[0] in keep or s[0] == "raw TCP ceiling"]
+        servers = [s for s in servers if s[0] in keep or s[0] == "raw TCP ceiling"]
     cells = TARGET_CELLS if args.targets else full_cells()
     print(machine())
     report = {"machine": machine().strip(), "rounds": args.rounds, "secs": args.secs, "servers": [n for n, _ in servers],
@@ -141,7 +152,7 @@ def main():
                 for cell in cells:
                     if in_flight(cell) > MAX_IN_FLIGHT:
                         continue
-                    msgs, bytes_, cpu = load(server, port, cell, args.secs)
+                    msgs, bytes_, cpu = load(server, port, cell, args.secs, http2=name.endswith(" h2c"))
                     value = bytes_ if cell[3] == "GB" else msgs
                     results.setdefault((cell, name), []).append((value, cpu))
                     print("round %d | %s | %s | %s | cpu %.0f%%" % (r + 1, label(cell), name, fmt(value, cell[3]), cpu * 100), file=sys.stderr, flush=True)
@@ -173,6 +184,8 @@ def main():
         print("| server | opened 256 at a time | opened all at once |")
         print("| --- | --- | --- |")
         for name, binary in servers:
+            if name.endswith(" h2c"):
+                continue  # the idle connections are HTTP/1.1 upgrades
             cells, entry = [], {"server": name}
             for parallel, key in ((256, "bytes_256_at_a_time"), (0, "bytes_all_at_once")):
                 before, after = idle_memory.measure(binary, 10000, parallel)

@@ -200,11 +200,12 @@ pub async fn rejects_bad_handshakes(addr: SocketAddr) {
 }
 
 /// A client that sends without ever reading: the server's echoes back up, its sends wait
-/// at the write buffer's high-water mark, it stops reading, and TCP pushes back on the
-/// client. Unbounded buffering would let the client write all 256 MiB.
+/// at the write buffer's high-water mark, it stops reading, and TCP (or HTTP/2's flow
+/// control) pushes back on the client. Unbounded buffering would let the client write all
+/// 256 MiB.
 pub async fn a_client_that_never_reads_is_backpressured(addr: SocketAddr) {
     use tokio::io::AsyncWriteExt;
-    let mut stream = crate::common::raw_client(addr).await;
+    let mut stream = crate::common::raw_stream(addr).await;
     let frame = crate::common::client_frame(wsdriver::frame::OpCode::Binary, true, &vec![0x5a; 64 << 10]);
     let mut written = 0usize;
     while written < 256 << 20 {
@@ -600,7 +601,7 @@ macro_rules! echo_battery_http2 {
         $crate::echo_battery!(@tests_http2 start; text_multibyte, binary_all_byte_values, empty_messages,
             length_boundaries, sixteen_mib, pipelined_in_order, fragmented_messages, subprotocol_selection,
             close_with_code_and_reason, close_code_is_echoed, ping_is_answered, deflate_round_trips,
-            config_options_apply_over_http2);
+            a_client_that_never_reads_is_backpressured, config_options_apply_over_http2);
 
         #[tokio::test]
         async fn graceful_shutdown() {

@@ -129,8 +129,8 @@ async fn three_streams_one_failing(kind: &str) {
     broken.write_all(&[0x81, 0x01, b'x']).await.unwrap();
     let mut failed = WebSocket::from_raw(broken, Role::Client, &Config::default());
     assert_eq!(bounded(failed.recv()).await.unwrap().unwrap(), Message::text("HTTP/2.0"));
-    // The server fails that stream: its 1002 Close, or the stream's reset when the reset
-    // overtakes the Close (the server drops the stream right after writing it).
+    // The server fails that stream: its 1002 Close (then it ends its half of the stream),
+    // or the stream's reset should the peer's reset overtake it.
     match bounded(failed.recv()).await {
         Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::PROTOCOL_ERROR, "{kind}"),
         Some(Err(wsdriver::Error::Io(_))) | None => {}
@@ -146,6 +146,30 @@ async fn three_streams_one_failing(kind: &str) {
         }
         assert_eq!(ws.close_status().map(|(code, _)| code), Some(CloseCode::NORMAL), "{kind}");
     }
+}
+
+/// A socket whose client never reads stalls alone: the server stops reading it once its
+/// echoes back up, and the input it leaves unread cannot take the connection's
+/// flow-control window from the sockets beside it.
+async fn a_stalled_stream_leaves_its_siblings_flowing(kind: &str) {
+    let addr = start(kind).await;
+    let mut send = h2_connect(addr).await;
+    let (_, mut stalled) = open(&mut send, addr).await;
+    let frame = crate::common::client_frame(wsdriver::frame::OpCode::Binary, true, &vec![0x5a; 64 << 10]);
+    let mut written = 0usize;
+    while written < 16 << 20 {
+        match tokio::time::timeout(std::time::Duration::from_millis(500), stalled.write_all(&frame)).await {
+            Ok(result) => result.unwrap(),
+            Err(_) => break, // stalled: the server stopped reading this stream
+        }
+        written += frame.len();
+    }
+    assert!(written < 16 << 20, "{kind}: the server took {} MiB from a stream that never reads", written >> 20);
+    let (_, stream) = open(&mut send, addr).await;
+    let mut sibling = WebSocket::from_raw(stream, Role::Client, &Config::default());
+    assert_eq!(bounded(sibling.recv()).await.unwrap().unwrap(), Message::text("HTTP/2.0"), "{kind}");
+    echoes(&mut sibling, &format!("{kind}: beside a stalled stream")).await;
+    drop(stalled);
 }
 
 /// Node's built-in HTTP/2 client (nghttp2) opens three WebSockets on one session
@@ -173,6 +197,11 @@ macro_rules! on_every_http2_server {
             #[tokio::test]
             async fn websockets_share_an_http2_connection_and_fail_alone() {
                 super::three_streams_one_failing($kind).await;
+            }
+
+            #[tokio::test]
+            async fn a_stalled_stream_leaves_its_siblings_flowing() {
+                super::a_stalled_stream_leaves_its_siblings_flowing($kind).await;
             }
 
             #[tokio::test]

@@ -1,5 +1,6 @@
 //! Telling HTTP/2 with prior knowledge from HTTP/1.1 by a connection's first bytes, and
-//! handing the bytes read to tell them apart back to the server that parses them.
+//! handing the bytes read to tell them apart back to the server that parses them; the
+//! HTTP/2 limits every server and the client share.
 //!
 //! An HTTP/2 client without TLS (h2c, RFC 9113 §3.3) opens with a fixed 24-byte preface;
 //! no HTTP/1.1 request starts with it (the `PRI` method is reserved for it).
@@ -12,6 +13,18 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4).
 pub const HTTP2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The streams (WebSockets, and a server's other requests) one HTTP/2 connection may have
+/// open at once.
+pub const HTTP2_MAX_STREAMS: u32 = 100;
+
+/// What one HTTP/2 stream may receive before its reader takes it: a WebSocket that stops
+/// reading (its peer does not read the answers) holds at most this much unread.
+pub const HTTP2_STREAM_WINDOW: u32 = 256 << 10;
+
+/// What one HTTP/2 connection may receive before its readers take it: every stream's
+/// window, so streams that stop reading never take the window of the ones beside them.
+pub const HTTP2_CONNECTION_WINDOW: u32 = HTTP2_STREAM_WINDOW * HTTP2_MAX_STREAMS;
 
 /// Reads from `io` until its first bytes are HTTP/2's preface, or cannot be: whether
 /// they are, and the stream with every byte read put back in front.

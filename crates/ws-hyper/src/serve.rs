@@ -36,6 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use ws_core::meter::PeerAddr;
+use ws_core::rewind::{HTTP2_CONNECTION_WINDOW, HTTP2_MAX_STREAMS, HTTP2_STREAM_WINDOW};
 use ws_core::shutdown::Shutdown;
 use ws_core::{Acceptor, Config};
 
@@ -44,9 +45,6 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// hyper's smallest read buffer limit.
 const MIN_BUF_SIZE: usize = 8192;
-
-/// The streams (requests and WebSockets) one HTTP/2 connection may have open at once.
-const MAX_STREAMS: u32 = 100;
 
 /// Serves `service` on `listener`: HTTP/1.1 with upgrades, the handshake limits of
 /// [`Serve::config`] (by default [`Config::default`]'s), and an accept loop that survives
@@ -129,14 +127,17 @@ fn http1_builder(limits: Limits, deadline: Instant) -> http1::Builder {
 }
 
 /// hyper's HTTP/2 server with RFC 8441's extended CONNECT, the handshake's header limit,
-/// and a stream's send buffer bounded by the WebSockets' high-water mark.
+/// a stream's send buffer bounded by the WebSockets' high-water mark, and receive windows
+/// that let no stream starve the others.
 fn http2_builder(limits: Limits) -> http2::Builder<TokioExecutor> {
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
         .enable_connect_protocol()
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(MAX_STREAMS)
+        .max_concurrent_streams(HTTP2_MAX_STREAMS)
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
         .max_send_buf_size(limits.write_buffer_high_water);
     builder
 }

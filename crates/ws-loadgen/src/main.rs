@@ -6,9 +6,13 @@
 //!
 //! ```text
 //! ws-loadgen --url ws://127.0.0.1:9001 [--conns 64] [--inflight 16] [--size 1024]
-//!            [--secs 5] [--binary] [--deflate]
+//!            [--secs 5] [--binary] [--deflate] [--http2]
 //! ```
 //! Prints one line: `messages/s <rate> bytes/s <rate>` (payload bytes echoed).
+//!
+//! With `--http2`, each connection is an HTTP/2 connection (h2c, prior knowledge, hyper's
+//! client) carrying one WebSocket opened by an extended CONNECT (RFC 8441); the frames
+//! are the same.
 
 use bytes::{Buf, BytesMut};
 use flate2::{Compress, Compression, FlushCompress};
@@ -25,10 +29,20 @@ struct Args {
     secs: f64,
     binary: bool,
     deflate: bool,
+    http2: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { url: "ws://127.0.0.1:9001".into(), conns: 64, inflight: 16, size: 1024, secs: 5.0, binary: false, deflate: false };
+    let mut a = Args {
+        url: "ws://127.0.0.1:9001".into(),
+        conns: 64,
+        inflight: 16,
+        size: 1024,
+        secs: 5.0,
+        binary: false,
+        deflate: false,
+        http2: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -40,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
             "--secs" => a.secs = value()?.parse().map_err(|e| format!("--secs: {e}"))?,
             "--binary" => a.binary = true,
             "--deflate" => a.deflate = true,
+            "--http2" => a.http2 = true,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -114,6 +129,55 @@ async fn handshake(host: &str, path: &str, deflate: bool) -> std::io::Result<(Tc
     }
 }
 
+/// An HTTP/2 connection to `host` (prior knowledge) and one WebSocket on it, opened by an
+/// extended CONNECT.
+async fn handshake_http2(host: &str, path: &str, deflate: bool) -> std::io::Result<hyper::upgrade::Upgraded> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let stream = TcpStream::connect(host).await?;
+    stream.set_nodelay(true)?;
+    let (mut send, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
+    tokio::spawn(connection);
+    let mut request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{host}{path}"))
+        .header("sec-websocket-version", "13")
+        .extension(hyper::ext::Protocol::from_static("websocket"));
+    if deflate {
+        request = request.header("sec-websocket-extensions", "permessage-deflate; client_no_context_takeover");
+    }
+    let request = request.body(http_body_util::Empty::<bytes::Bytes>::new()).map_err(std::io::Error::other)?;
+    let mut response = send.send_request(request).await.map_err(std::io::Error::other)?;
+    if response.status() != http::StatusCode::OK {
+        return Err(std::io::Error::other(format!("refused: {}", response.status())));
+    }
+    if deflate && !response.headers().contains_key("sec-websocket-extensions") {
+        return Err(std::io::Error::other("permessage-deflate not negotiated"));
+    }
+    hyper::upgrade::on(&mut response).await.map_err(std::io::Error::other)
+}
+
+/// Counts every whole reply in `buf` (a partial header stays for the next read), and
+/// queues one send per message echoed.
+fn count_replies(buf: &mut BytesMut, skip: &mut usize, pending: &mut Pending, counts: &mut (u64, u64)) {
+    loop {
+        let n = (*skip).min(buf.len());
+        buf.advance(n);
+        *skip -= n;
+        if *skip > 0 {
+            break;
+        }
+        let Ok(Some((h, n))) = FrameHeader::decode(buf) else { break };
+        buf.advance(n);
+        *skip = h.payload_len as usize;
+        if matches!(h.opcode, OpCode::Text | OpCode::Binary) && h.fin {
+            counts.0 += 1;
+            counts.1 += h.payload_len;
+            pending.add(1);
+        }
+    }
+}
+
 /// Copies of the frame back to back, about 64 KiB of them (at least one).
 #[derive(Clone)]
 struct Burst {
@@ -176,11 +240,21 @@ async fn connection(
     host: String,
     path: String,
     frame: Burst,
-    args: (usize, bool),
+    args: (usize, bool, bool),
     ready: tokio::sync::mpsc::Sender<()>,
     mut start: tokio::sync::watch::Receiver<Option<Instant>>,
 ) -> std::io::Result<(u64, u64)> {
-    let (inflight, deflate) = args;
+    let (inflight, deflate, http2) = args;
+    if http2 {
+        let stream = handshake_http2(&host, &path, deflate).await?;
+        let _ = ready.send(()).await;
+        drop(ready);
+        let deadline = match start.wait_for(Option::is_some).await {
+            Ok(deadline) => deadline.unwrap_or_else(Instant::now),
+            Err(_) => return Ok((0, 0)),
+        };
+        return echo_stream(hyper_util::rt::TokioIo::new(stream), frame, inflight, deadline).await;
+    }
     let (stream, mut buf) = handshake(&host, &path, deflate).await?;
     let _ = ready.send(()).await;
     drop(ready);
@@ -192,7 +266,7 @@ async fn connection(
     // arriving (the raw ceiling does) must find us reading. Replies to send wait in
     // `pending`, written as far as the socket takes them whenever it is writable.
     let mut pending = Pending::new(&frame, inflight);
-    let (mut messages, mut bytes) = (0u64, 0u64);
+    let mut counts = (0u64, 0u64); // messages, payload bytes
     let mut skip = 0usize; // payload bytes of a frame still to skip
     loop {
         while !pending.is_empty() {
@@ -202,26 +276,9 @@ async fn connection(
                 Err(e) => return Err(e),
             }
         }
-        // Count every whole reply in what has arrived; a partial header stays for the
-        // next read.
-        loop {
-            let n = skip.min(buf.len());
-            buf.advance(n);
-            skip -= n;
-            if skip > 0 {
-                break;
-            }
-            let Ok(Some((h, n))) = FrameHeader::decode(&buf) else { break };
-            buf.advance(n);
-            skip = h.payload_len as usize;
-            if matches!(h.opcode, OpCode::Text | OpCode::Binary) && h.fin {
-                messages += 1;
-                bytes += h.payload_len;
-                pending.add(1);
-            }
-        }
+        count_replies(&mut buf, &mut skip, &mut pending, &mut counts);
         if Instant::now() >= deadline {
-            return Ok((messages, bytes));
+            return Ok(counts);
         }
         buf.reserve(256 << 10);
         match stream.try_read_buf(&mut buf) {
@@ -239,11 +296,39 @@ async fn connection(
                     }
                 };
                 match tokio::time::timeout_at(deadline.into(), ready).await {
-                    Err(_) => return Ok((messages, bytes)),
+                    Err(_) => return Ok(counts),
                     Ok(r) => r?,
                 }
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The echo loop of [`connection`] over any stream (an HTTP/2 stream here): writes
+/// never block reads, as there.
+async fn echo_stream<S>(stream: S, frame: Burst, inflight: usize, deadline: Instant) -> std::io::Result<(u64, u64)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut pending = Pending::new(&frame, inflight);
+    let mut buf = BytesMut::with_capacity(256 << 10);
+    let mut counts = (0u64, 0u64);
+    let mut skip = 0usize;
+    let deadline = tokio::time::Instant::from_std(deadline);
+    loop {
+        count_replies(&mut buf, &mut skip, &mut pending, &mut counts);
+        buf.reserve(256 << 10);
+        let writing = !pending.is_empty();
+        tokio::select! {
+            read = reader.read_buf(&mut buf) => {
+                if read? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            written = writer.write(pending.next_bytes()), if writing => pending.advance(written?),
+            () = tokio::time::sleep_until(deadline) => return Ok(counts),
         }
     }
 }
@@ -275,8 +360,14 @@ fn main() {
         let (go, start_rx) = tokio::sync::watch::channel(None);
         let tasks: Vec<_> = (0..args.conns)
             .map(|_| {
-                let conn =
-                    connection(host.clone(), path.clone(), frame.clone(), (args.inflight, args.deflate), ready.clone(), start_rx.clone());
+                let conn = connection(
+                    host.clone(),
+                    path.clone(),
+                    frame.clone(),
+                    (args.inflight, args.deflate, args.http2),
+                    ready.clone(),
+                    start_rx.clone(),
+                );
                 tokio::spawn(conn)
             })
             .collect();

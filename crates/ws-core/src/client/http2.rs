@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::handshake::{Negotiated, client as hs};
+use crate::rewind::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW};
 use crate::stream::Stream;
 use bytes::{Bytes, BytesMut};
 use http::{Response, Uri};
@@ -55,6 +56,8 @@ impl Connections {
         builder
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+            .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+            .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
             .max_send_buf_size(config.write_buffer_high_water);
         let (send, connection) = builder.handshake(TokioIo::new(io)).await.map_err(|e| Unsupported(e.to_string()))?;
         tokio::spawn(async move {

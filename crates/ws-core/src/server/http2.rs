@@ -7,7 +7,7 @@ use super::{Authorize, Serving};
 use crate::handshake::{HandshakeError, server as hs};
 use crate::meter::{self, PeerAddr};
 use crate::protocol::Role;
-use crate::rewind::{HTTP2_PREFACE, sniff_http2};
+use crate::rewind::{HTTP2_CONNECTION_WINDOW, HTTP2_MAX_STREAMS, HTTP2_PREFACE, HTTP2_STREAM_WINDOW, sniff_http2};
 use crate::stream::Stream;
 use crate::websocket::WebSocket;
 use bytes::BytesMut;
@@ -31,9 +31,6 @@ pub(super) type Io = Box<dyn IoStream>;
 /// What an HTTP/2 connection runs over.
 pub(super) trait IoStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> IoStream for T {}
-
-/// The streams (WebSockets, refused requests) one connection may have open at once.
-const MAX_STREAMS: u32 = 100;
 
 /// Whether the connection's first bytes, already arrived, could be HTTP/2's preface (no
 /// HTTP/1.1 request starts like it).
@@ -79,7 +76,9 @@ where
         .timer(TokioTimer::new())
         .enable_connect_protocol()
         .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(MAX_STREAMS)
+        .max_concurrent_streams(HTTP2_MAX_STREAMS)
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
         .max_send_buf_size(config.write_buffer_high_water);
     let requested = Arc::new(AtomicBool::new(false));
     let service = {
