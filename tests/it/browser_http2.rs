@@ -47,7 +47,7 @@ impl Handler for Report {
 
 /// A self-signed certificate for 127.0.0.1: the server's TLS config (ALPN left to the
 /// server, which offers `h2` and `http/1.1`) and the certificate's PEM for Chromium.
-fn tls() -> (rustls::ServerConfig, String) {
+pub(crate) fn tls() -> (rustls::ServerConfig, String) {
     let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -66,7 +66,7 @@ fn is_page<B>(request: &Request<B>) -> bool {
 }
 
 /// The client addresses of the page's requests, as the server saw them.
-type Pages = Arc<Mutex<Vec<SocketAddr>>>;
+pub(crate) type Pages = Arc<Mutex<Vec<SocketAddr>>>;
 
 /// Records the page request's client address and answers with the page.
 fn page<B>(request: &Request<B>, pages: &Pages) -> Response<String> {
@@ -76,23 +76,23 @@ fn page<B>(request: &Request<B>, pages: &Pages) -> Response<String> {
     Response::builder().header(http::header::CONTENT_TYPE, "text/html; charset=utf-8").body(PAGE.to_owned()).unwrap()
 }
 
-/// Starts server `kind` over TLS on a free loopback port, serving the page at `/` and
-/// WebSockets at `/ws`.
-async fn start(kind: &str, tls: rustls::ServerConfig, pages: Pages) -> SocketAddr {
+/// Starts server `kind` over TLS on a free loopback port with `config`, serving the page
+/// at `/` and WebSockets at `/ws`.
+pub(crate) async fn start(kind: &str, tls: rustls::ServerConfig, pages: Pages, config: Config) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = Config::default();
     match kind {
         "standalone" => {
-            let server = Server::from_listener(listener).tls(tls).fallback(move |request| page(request, &pages));
+            let server = Server::from_listener(listener).config(config).tls(tls).fallback(move |request| page(request, &pages));
             tokio::spawn(server.serve(Report::of));
         }
         "hyper" => {
+            let upgrade_config = Arc::new(config.clone());
             let service = tower::service_fn(move |mut request: Request<Incoming>| {
                 let response = if is_page(&request) {
                     page(&request, &pages).map(Full::<Bytes>::from)
                 } else {
-                    match wsdriver::adapter::hyper::upgrade(&mut request, &Config::default()) {
+                    match wsdriver::adapter::hyper::upgrade(&mut request, &upgrade_config) {
                         Ok((response, upgrade)) => {
                             upgrade.serve(Report::of(&request));
                             response.map(|_| Full::default())
@@ -142,7 +142,7 @@ async fn chromium_over_http2(kind: &str) {
     }
     let (config, pem) = tls();
     let pages = Pages::default();
-    let addr = start(kind, config, pages.clone()).await;
+    let addr = start(kind, config, pages.clone(), Config::default()).await;
     let cert = std::env::temp_dir().join(format!("wsdriver-h2-{}-{}.pem", std::process::id(), addr.port()));
     std::fs::write(&cert, pem).unwrap();
     let mut command = tokio::process::Command::new("node");
