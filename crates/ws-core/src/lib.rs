@@ -38,14 +38,14 @@ pub mod extensions;
 pub mod frame;
 mod handler;
 pub mod handshake;
+#[doc(hidden)] // what the servers (ws-hyper's too) and the client share of HTTP/2
+pub mod http2;
 pub mod mask;
 mod message;
 pub mod meter;
 mod pool;
 mod prepared;
 pub mod protocol;
-#[doc(hidden)] // HTTP/2 prior knowledge, for the servers that serve it
-pub mod rewind;
 mod server;
 pub mod shutdown;
 pub mod stream;

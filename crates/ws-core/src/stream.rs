@@ -7,6 +7,20 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// A server's TLS acceptor for `config`; a config without ALPN protocols offers `h2`
+/// (when the server speaks HTTP/2) and `http/1.1`.
+#[cfg(feature = "tls")]
+#[doc(hidden)] // the standalone server's and ws-hyper's
+pub fn tls_acceptor(mut config: rustls::ServerConfig, http2: bool) -> tokio_rustls::TlsAcceptor {
+    if config.alpn_protocols.is_empty() {
+        if http2 {
+            config.alpn_protocols.push(b"h2".to_vec());
+        }
+        config.alpn_protocols.push(b"http/1.1".to_vec());
+    }
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}
+
 /// A stream of an HTTP/2 connection, opened by an extended CONNECT.
 #[cfg(feature = "http2")]
 pub type Http2Stream = hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>;

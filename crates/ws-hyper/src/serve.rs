@@ -21,7 +21,7 @@
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http1;
 use hyper::service::{Service as _, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -36,7 +36,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use ws_core::meter::PeerAddr;
-use ws_core::rewind::{HTTP2_CONNECTION_WINDOW, HTTP2_MAX_STREAMS, HTTP2_STREAM_WINDOW};
 use ws_core::shutdown::Shutdown;
 use ws_core::{Acceptor, Config};
 
@@ -126,22 +125,6 @@ fn http1_builder(limits: Limits, deadline: Instant) -> http1::Builder {
     builder
 }
 
-/// hyper's HTTP/2 server with RFC 8441's extended CONNECT, the handshake's header limit,
-/// a stream's send buffer bounded by the WebSockets' high-water mark, and receive windows
-/// that let no stream starve the others.
-fn http2_builder(limits: Limits) -> http2::Builder<TokioExecutor> {
-    let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .enable_connect_protocol()
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(HTTP2_MAX_STREAMS)
-        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
-        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
-        .max_send_buf_size(limits.write_buffer_high_water);
-    builder
-}
-
 /// What hyper must enforce while it reads a handshake.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
@@ -207,11 +190,8 @@ impl<S> Serve<S> {
     /// # }
     /// ```
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, mut config: rustls::ServerConfig) -> Self {
-        if config.alpn_protocols.is_empty() {
-            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        }
-        self.tls = Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)));
+    pub fn tls(mut self, config: rustls::ServerConfig) -> Self {
+        self.tls = Some(ws_core::stream::tls_acceptor(config, true));
         self
     }
 
@@ -354,7 +334,7 @@ where
     async fn sniffed(self, stream: TcpStream) {
         let mut stop = self.stop.clone();
         let sniffed = tokio::select! {
-            sniffed = tokio::time::timeout_at(self.deadline, ws_core::rewind::sniff_http2(stream)) => sniffed,
+            sniffed = tokio::time::timeout_at(self.deadline, ws_core::http2::sniff_http2(stream)) => sniffed,
             () = stopped(&mut stop) => return,
         };
         match sniffed {
@@ -388,7 +368,8 @@ where
         };
         let io = TokioIo::new(io);
         let served = if http2 {
-            let connection = http2_builder(limits).serve_connection(io, service);
+            let connection =
+                ws_core::http2::server_builder(limits.max_header_bytes, limits.write_buffer_high_water).serve_connection(io, service);
             drive(connection, deadline, &requested, stop).await
         } else {
             let connection = http1_builder(limits, deadline).serve_connection(io, service).with_upgrades();

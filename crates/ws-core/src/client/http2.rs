@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::handshake::{Negotiated, client as hs};
-use crate::rewind::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW};
+use crate::http2::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW};
 use crate::stream::Stream;
 use bytes::{Bytes, BytesMut};
 use http::{Response, Uri};

@@ -5,17 +5,16 @@
 
 use super::{Authorize, Serving};
 use crate::handshake::{HandshakeError, server as hs};
+use crate::http2::{HTTP2_PREFACE, sniff_http2};
 use crate::meter::{self, PeerAddr};
 use crate::protocol::Role;
-use crate::rewind::{HTTP2_CONNECTION_WINDOW, HTTP2_MAX_STREAMS, HTTP2_PREFACE, HTTP2_STREAM_WINDOW, sniff_http2};
 use crate::stream::Stream;
 use crate::websocket::WebSocket;
 use bytes::BytesMut;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::server::conn::http2;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -71,15 +70,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let config = &serving.config;
-    let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .enable_connect_protocol()
-        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(HTTP2_MAX_STREAMS)
-        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
-        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
-        .max_send_buf_size(config.write_buffer_high_water);
+    let builder = crate::http2::server_builder(config.max_header_bytes, config.write_buffer_high_water);
     let requested = Arc::new(AtomicBool::new(false));
     let service = {
         let (serving, requested) = (Arc::clone(&serving), Arc::clone(&requested));

@@ -444,13 +444,8 @@ impl Server {
     /// # }
     /// ```
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, mut config: rustls::ServerConfig) -> Self {
-        if config.alpn_protocols.is_empty() {
-            #[cfg(feature = "http2")]
-            config.alpn_protocols.push(b"h2".to_vec());
-            config.alpn_protocols.push(b"http/1.1".to_vec());
-        }
-        self.tls = Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)));
+    pub fn tls(mut self, config: rustls::ServerConfig) -> Self {
+        self.tls = Some(crate::stream::tls_acceptor(config, cfg!(feature = "http2")));
         self
     }
 

@@ -1,6 +1,6 @@
-//! Telling HTTP/2 with prior knowledge from HTTP/1.1 by a connection's first bytes, and
-//! handing the bytes read to tell them apart back to the server that parses them; the
-//! HTTP/2 limits every server and the client share.
+//! What the servers and the client share of HTTP/2: telling HTTP/2 with prior knowledge
+//! from HTTP/1.1 by a connection's first bytes (and handing the bytes read back to the
+//! server that parses them), its limits, and hyper's HTTP/2 server set up with them.
 //!
 //! An HTTP/2 client without TLS (h2c, RFC 9113 §3.3) opens with a fixed 24-byte preface;
 //! no HTTP/1.1 request starts with it (the `PRI` method is reserved for it).
@@ -25,6 +25,27 @@ pub const HTTP2_STREAM_WINDOW: u32 = 256 << 10;
 /// What one HTTP/2 connection may receive before its readers take it: every stream's
 /// window, so streams that stop reading never take the window of the ones beside them.
 pub const HTTP2_CONNECTION_WINDOW: u32 = HTTP2_STREAM_WINDOW * HTTP2_MAX_STREAMS;
+
+/// hyper's HTTP/2 server as every server here runs it: RFC 8441's extended CONNECT, the
+/// header list bounded by `max_header_bytes` (the config's), [`HTTP2_MAX_STREAMS`],
+/// receive windows that let no stream starve the others, and a stream's send buffer
+/// bounded by `write_buffer_high_water` (the config's).
+#[cfg(feature = "http2")]
+pub fn server_builder(
+    max_header_bytes: usize,
+    write_buffer_high_water: usize,
+) -> hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor> {
+    let mut builder = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .enable_connect_protocol()
+        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(HTTP2_MAX_STREAMS)
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
+        .max_send_buf_size(write_buffer_high_water);
+    builder
+}
 
 /// Reads from `io` until its first bytes are HTTP/2's preface, or cannot be: whether
 /// they are, and the stream with every byte read put back in front.
