@@ -258,6 +258,15 @@ pub async fn deflate_round_trips(addr: SocketAddr) {
     }
 }
 
+/// [`graceful_shutdown`] on server `kind`, its connections watched by a new `Shutdown`.
+pub async fn graceful_shutdown_of(kind: &str) {
+    let shutdown = wsdriver::shutdown::Shutdown::new();
+    let watching = shutdown.clone();
+    let make = move || crate::common::Watching(watching.clone(), crate::common::Echo);
+    let addr = crate::common::servers::start_with(kind, server_config(), make).await;
+    bounded(graceful_shutdown(addr, shutdown)).await;
+}
+
 /// Graceful shutdown: every open connection gets 1001 Going Away; those that answer
 /// close cleanly, one that never answers is dropped at the deadline, one that hangs up
 /// instead of answering counts as dropped too, and the count says so.
@@ -605,12 +614,7 @@ macro_rules! echo_battery_http2 {
 
         #[tokio::test]
         async fn graceful_shutdown() {
-            let shutdown = wsdriver::shutdown::Shutdown::new();
-            let watching = shutdown.clone();
-            let make = move || $crate::common::Watching(watching.clone(), $crate::common::Echo);
-            let addr = $crate::common::servers::start_with($kind, $crate::battery::server_config(), make).await;
-            let check = $crate::common::bounded($crate::battery::graceful_shutdown(addr, shutdown));
-            $crate::common::HTTP2.scope(true, check).await;
+            $crate::common::HTTP2.scope(true, $crate::battery::graceful_shutdown_of($kind)).await;
         }
 
         $crate::echo_battery!(@with_kind_http2 $kind; a_pong_is_awaited_inside_on_message,
@@ -636,11 +640,7 @@ macro_rules! echo_battery {
 
         #[tokio::test]
         async fn graceful_shutdown() {
-            let shutdown = wsdriver::shutdown::Shutdown::new();
-            let watching = shutdown.clone();
-            let make = move || $crate::common::Watching(watching.clone(), $crate::common::Echo);
-            let addr = $crate::common::servers::start_with($kind, $crate::battery::server_config(), make).await;
-            $crate::common::bounded($crate::battery::graceful_shutdown(addr, shutdown)).await;
+            $crate::battery::graceful_shutdown_of($kind).await;
         }
 
         $crate::echo_battery!(@with_kind $kind; a_pong_is_awaited_inside_on_message,
