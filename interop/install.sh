@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs the third-party peers the interop tests drive, once: Node `ws` and
 # playwright-core (interop/node_modules), Python `websockets` (a virtualenv in
-# ~/.cache/wsdriver-interop), Debian's Chromium, and Debian's redis-server (the hub's
-# backplane tests start their own on a loopback port). Safe to run again.
+# ~/.cache/wsdriver-interop), Debian's Chromium, Debian's redis-server (the hub's
+# backplane tests start their own on a loopback port), and Debian's tinyproxy and
+# microsocks (the client's proxy tests start their own). Safe to run again.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+[ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
+[ -x /usr/bin/microsocks ] || missing+=(microsocks)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "interop: installing Debian's ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -2,6 +2,7 @@
 //! handshake pieces, raw frame I/O for feeding bad input, and server starters.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod proxy_servers;
 pub mod redis_server;
 pub mod servers;
 

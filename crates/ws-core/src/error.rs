@@ -128,6 +128,10 @@ pub enum Error {
     /// a control payload over 125 bytes).
     #[error("invalid argument: {0}")]
     InvalidArgument(ProtocolError),
+    /// The client's proxy did not open the way to the server.
+    #[cfg(feature = "client")]
+    #[error("proxy: {0}")]
+    Proxy(#[from] crate::client::ProxyError),
 }
 
 impl Error {

@@ -15,8 +15,10 @@
 
 #[cfg(feature = "http2")]
 mod http2;
+mod proxy;
 mod reconnect;
 
+pub use proxy::ProxyError;
 pub use reconnect::{Reconnect, ReconnectHandle, ReconnectingClient};
 /// The client's connection: TCP, TLS over TCP, or a stream of an HTTP/2 connection.
 pub type ClientStream = crate::stream::Stream;
@@ -32,7 +34,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// The start of a refused answer's body kept for [`HandshakeError::UnexpectedStatus`].
 const BODY_START: usize = 4096;
@@ -76,6 +77,7 @@ pub struct ClientBuilder {
     config: Config,
     connect_timeout: Duration,
     tls: TlsOptions,
+    proxies: proxy::Proxies,
     /// With HTTP/2 asked for: the connections this builder and its clones share.
     #[cfg(feature = "http2")]
     http2: Option<http2::Connections>,
@@ -102,6 +104,7 @@ impl ClientBuilder {
             config: Config::default(),
             connect_timeout: Duration::from_secs(10),
             tls: TlsOptions::default(),
+            proxies: proxy::Proxies::default(),
             #[cfg(feature = "http2")]
             http2: None,
         }
@@ -170,6 +173,40 @@ impl ClientBuilder {
         self
     }
 
+    /// Connects through this proxy, whatever the environment says:
+    /// `http://[user:password@]host[:port]` (a `CONNECT` tunnel, for `ws://` as for
+    /// `wss://`; the credentials go in `Proxy-Authorization: Basic`), `socks5://…` (the
+    /// server's name resolved here) or `socks5h://…` (resolved by the proxy), with
+    /// username and password authentication from the URL.
+    ///
+    /// Without this call, the client takes its proxy from the environment, as curl does:
+    /// `HTTPS_PROXY` for `wss://`, `HTTP_PROXY` for `ws://` (not when running as a CGI
+    /// script, where it could come from a request header), `ALL_PROXY` for both,
+    /// lower-case names too, and none for the hosts `NO_PROXY` lists (names, `.suffix`es,
+    /// addresses and CIDR ranges). [`ClientBuilder::no_proxy`] connects straight.
+    ///
+    /// A proxy's refusal is an [`Error::Proxy`], with the status it answered.
+    ///
+    /// ```no_run
+    /// use wsdriver::client::ClientBuilder;
+    /// # #[tokio::main] async fn main() -> Result<(), wsdriver::Error> {
+    /// let (ws, _) = ClientBuilder::new("wss://example.com/feed")
+    ///     .proxy("http://alice:secret@proxy.internal:3128")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn proxy(mut self, url: impl AsRef<str>) -> Self {
+        self.proxies = proxy::Proxies::fixed(url.as_ref());
+        self
+    }
+
+    /// Connects straight to the server, whatever the proxy environment variables say.
+    pub fn no_proxy(mut self) -> Self {
+        self.proxies = proxy::Proxies::Direct;
+        self
+    }
+
     /// How long the TCP connection and the TLS handshake may take. Default 10 s. The
     /// WebSocket handshake that follows is bounded by [`Config::handshake_timeout`].
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
@@ -205,9 +242,10 @@ impl ClientBuilder {
     /// # Errors
     ///
     /// [`Error::InvalidUrl`] for a URL that is not `ws://` or `wss://` with a host;
-    /// [`Error::Io`] when TCP fails or the connect timeout passes; [`Error::Tls`] and
-    /// [`Error::Io`] for TLS; [`Error::Handshake`] for a refusal or an answer that fails
-    /// validation (its status, headers and the start of its body), or an invalid config.
+    /// [`Error::Io`] when TCP fails or the connect timeout passes; [`Error::Proxy`] when
+    /// the proxy refuses (its status) or fails; [`Error::Tls`] and [`Error::Io`] for TLS;
+    /// [`Error::Handshake`] for a refusal or an answer that fails validation (its status,
+    /// headers and the start of its body), or an invalid config.
     ///
     /// # Cancel safety
     ///
@@ -318,7 +356,7 @@ impl ClientBuilder {
     /// `offer_http2`), within the connect timeout.
     async fn transport(&self, host: &str, port: u16, secure: bool, offer_http2: bool) -> Result<ClientStream> {
         tokio::time::timeout(self.connect_timeout, async {
-            let tcp = TcpStream::connect((host, port)).await?;
+            let tcp = self.proxies.connect(host, port, secure).await?;
             let _ = tcp.set_nodelay(true);
             if !secure {
                 return Ok(ClientStream::Plain(tcp));
