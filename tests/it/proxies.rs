@@ -197,3 +197,34 @@ async fn the_environment_chooses_the_proxy() {
     assert!(!echoed && printed.contains("UnknownIssuer"), "{printed}");
     assert!(http.logged(&tunnelled(secure.port())), "{}", http.log());
 }
+
+#[tokio::test]
+#[ignore = "needs tinyproxy (interop/install.sh)"]
+async fn the_reconnecting_client_comes_back_through_the_same_proxy() {
+    use common::{EchoProcess, Event, Recorder, free_addr};
+    use wsdriver::client::Reconnect;
+    let proxy = Proxy::tinyproxy(Some(AUTH));
+    let addr = free_addr();
+    let mut server = EchoProcess::start(addr);
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let client = ClientBuilder::new(format!("ws://{addr}/"))
+        .proxy(proxy.url("http", Some(AUTH)))
+        .reconnecting(Reconnect::default().delays(std::time::Duration::from_millis(20), std::time::Duration::from_millis(200)))
+        .serve(Recorder { events: tx, echo: false });
+    let mut next = async || loop {
+        match bounded(events.recv()).await.unwrap() {
+            Event::Error(_) | Event::Close(1006, _) => continue,
+            other => return other,
+        }
+    };
+    assert_eq!(next().await, Event::Open);
+    client.send(Message::text("first")).await.unwrap();
+    assert_eq!(next().await, Event::Message(Message::text("first")));
+    server.kill();
+    let _server = EchoProcess::start(addr);
+    assert_eq!(next().await, Event::Open);
+    client.send(Message::text("second")).await.unwrap();
+    assert_eq!(next().await, Event::Message(Message::text("second")));
+    let tunnels = proxy.log().matches(&tunnelled(addr.port())).count();
+    assert!(tunnels >= 2, "{tunnels} tunnels to the server in the proxy's log:\n{}", proxy.log());
+}

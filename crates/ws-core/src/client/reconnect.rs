@@ -242,10 +242,16 @@ impl ReconnectingClient {
     }
 }
 
-/// Whether another attempt could succeed where this one failed: not when the URL, the TLS
-/// settings or the config are what is wrong.
+/// Whether another attempt could succeed where this one failed: not when the URL, the
+/// proxy's URL, the TLS settings or the config are what is wrong.
 fn worth_retrying(error: &Error) -> bool {
-    !matches!(error, Error::InvalidUrl(_) | Error::Tls(_) | Error::Handshake(crate::handshake::HandshakeError::Config(_)))
+    !matches!(
+        error,
+        Error::InvalidUrl(_)
+            | Error::Proxy(super::ProxyError::InvalidUrl(_))
+            | Error::Tls(_)
+            | Error::Handshake(crate::handshake::HandshakeError::Config(_))
+    )
 }
 
 impl ReconnectHandle {
