@@ -228,3 +228,16 @@ async fn the_reconnecting_client_comes_back_through_the_same_proxy() {
     let tunnels = proxy.log().matches(&tunnelled(addr.port())).count();
     assert!(tunnels >= 2, "{tunnels} tunnels to the server in the proxy's log:\n{}", proxy.log());
 }
+
+/// A proxy URL the client cannot use fails every connection, rather than letting it go
+/// straight to the server; the error leaves the credentials out.
+#[tokio::test]
+async fn an_unusable_proxy_url_fails_the_connection() {
+    let (plain, _, _) = servers().await;
+    for url in ["ftp://alice:s3cret@127.0.0.1:21", "not a url", "https://127.0.0.1:3128", "http://"] {
+        match ClientBuilder::new(format!("ws://{plain}/")).proxy(url).connect().await {
+            Err(Error::Proxy(ProxyError::InvalidUrl(shown))) => assert!(!shown.contains("s3cret"), "{shown}"),
+            other => panic!("{url}: expected an unusable proxy URL, got {:?}", other.map(|(_, response)| response)),
+        }
+    }
+}

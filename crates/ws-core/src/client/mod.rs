@@ -185,7 +185,9 @@ impl ClientBuilder {
     /// lower-case names too, and none for the hosts `NO_PROXY` lists (names, `.suffix`es,
     /// addresses and CIDR ranges). [`ClientBuilder::no_proxy`] connects straight.
     ///
-    /// A proxy's refusal is an [`Error::Proxy`], with the status it answered.
+    /// A proxy's refusal is an [`Error::Proxy`], with the status it answered; so is a URL
+    /// given here that cannot be used (another scheme, no host), for every connection,
+    /// rather than connecting straight. `host:port` alone means `http://host:port`.
     ///
     /// ```no_run
     /// use wsdriver::client::ClientBuilder;

@@ -33,7 +33,7 @@ pub enum ProxyError {
     #[error("socks5 proxy: {0}")]
     Socks(String),
     /// A proxy URL this client cannot use (its scheme is not `http`, `socks5` or
-    /// `socks5h`, or it has no host).
+    /// `socks5h`, or it has no host), without its credentials.
     #[error("unusable proxy url {0}")]
     InvalidUrl(String),
     /// The proxy's answer to `CONNECT` was not HTTP, or it sent data before the tunnel
@@ -53,6 +53,9 @@ pub(super) enum Proxies {
     Fixed(Arc<Matcher>),
     /// Straight to the server.
     Direct,
+    /// A proxy URL given to the builder that no connection can use (credentials left
+    /// out): every connection fails with it, rather than going straight.
+    Invalid(Arc<str>),
 }
 
 impl Proxies {
@@ -60,7 +63,13 @@ impl Proxies {
     /// `socks5://…` (the proxy's DNS is not used) or `socks5h://…` (the proxy resolves
     /// the server's name).
     pub(super) fn fixed(url: &str) -> Self {
-        Proxies::Fixed(Arc::new(Matcher::builder().all(url.to_owned()).build()))
+        let usable = url.parse::<Uri>().ok().filter(|uri| {
+            uri.host().is_some_and(|h| !h.is_empty()) && matches!(uri.scheme_str(), None | Some("http" | "socks5" | "socks5h"))
+        });
+        match usable {
+            Some(_) => Proxies::Fixed(Arc::new(Matcher::builder().all(url.to_owned()).build())),
+            None => Proxies::Invalid(without_credentials(url).into()),
+        }
     }
 
     /// The proxy a connection to `host:port` takes; `secure` for `wss://`.
@@ -74,12 +83,15 @@ impl Proxies {
         match self {
             Proxies::Environment => Matcher::from_env().intercept(&target),
             Proxies::Fixed(matcher) => matcher.intercept(&target),
-            Proxies::Direct => None,
+            Proxies::Direct | Proxies::Invalid(_) => None,
         }
     }
 
     /// A TCP connection to `host:port`: straight, or tunnelled through the proxy.
     pub(super) async fn connect(&self, host: &str, port: u16, secure: bool) -> Result<TcpStream> {
+        if let Proxies::Invalid(url) = self {
+            return Err(ProxyError::InvalidUrl(url.to_string()).into());
+        }
         let Some(proxy) = self.intercept(host, port, secure) else {
             return Ok(TcpStream::connect((host, port)).await?);
         };
@@ -96,6 +108,14 @@ impl Proxies {
 /// `host:port`, with an IPv6 literal in brackets.
 fn authority(host: &str, port: u16) -> String {
     if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+}
+
+/// A URL as given, without what stands between `://` and `@` (credentials).
+fn without_credentials(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(start), Some(at)) if at > start => format!("{}://…@{}", &url[..start], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
 }
 
 /// The proxy's URL without its credentials, for messages and logs.
