@@ -1,7 +1,8 @@
 //! The standalone server's HTTP/2 (RFC 8441): hyper's HTTP/2 server with extended CONNECT
 //! enabled, each `CONNECT` with `:protocol = websocket` a WebSocket on its own stream,
-//! served by the same function as an HTTP/1.1 upgrade. Any other request is refused with
-//! the status the HTTP/1.1 path would give it.
+//! served by the same function as an HTTP/1.1 upgrade. Any other request gets the
+//! server's fallback answer ([`Server::fallback`](super::Server::fallback)) if it has one,
+//! or the status the HTTP/1.1 path would refuse it with.
 
 use super::{Authorize, Serving};
 use crate::handshake::{HandshakeError, server as hs};

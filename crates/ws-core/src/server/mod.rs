@@ -105,12 +105,13 @@ where
                 if let Some(peer) = hooks.peer {
                     request.extensions_mut().insert(PeerAddr(peer));
                 }
-                match hs::accept(&request, config) {
-                    Err(HandshakeError::NotUpgrade) if hooks.fallback.is_some() => {
-                        let response = hooks.fallback.map(|answer| answer(&request)).unwrap_or_default();
-                        Box::pin(reject(io, response, config.close_timeout)).await;
-                        return Err(HandshakeError::NotUpgrade.into());
-                    }
+                let accepted = hs::accept(&request, config);
+                if let (Err(HandshakeError::NotUpgrade), Some(answer)) = (&accepted, hooks.fallback) {
+                    // Not a WebSocket handshake: the application's answer, not a refusal.
+                    Box::pin(reject(io, answer(&request), config.close_timeout)).await;
+                    return Err(HandshakeError::NotUpgrade.into());
+                }
+                match accepted {
                     Ok(accepted) => match hooks.authorize.map(|check| check(&mut request)) {
                         Some(Err(refusal)) => (HandshakeError::Refused(refusal.status()), Some(refusal)),
                         _ => return Ok((opened(io, config, accepted, buf, &request, started)?, request)),
