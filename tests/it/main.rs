@@ -28,6 +28,7 @@ mod hub_slow_subscriber;
 mod interop;
 mod invalid_config;
 mod keepalive;
+mod pool;
 mod proxies;
 mod reconnect;
 mod shutdown;

@@ -53,6 +53,22 @@ impl Message {
         }
     }
 
+    /// The data of a text, binary, ping or pong message (a text's UTF-8 bytes); empty
+    /// for a Close.
+    ///
+    /// ```
+    /// use wsdriver::Message;
+    /// assert_eq!(Message::text("hi").as_bytes(), b"hi");
+    /// assert_eq!(Message::binary(vec![1, 2]).as_bytes(), [1, 2]);
+    /// ```
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Text(t) => t.as_bytes(),
+            Self::Binary(b) | Self::Ping(b) | Self::Pong(b) => b,
+            Self::Close(_) => &[],
+        }
+    }
+
     /// The payload length in bytes.
     pub fn len(&self) -> usize {
         match self {

@@ -15,9 +15,11 @@
 
 #[cfg(feature = "http2")]
 mod http2;
+mod pool;
 mod proxy;
 mod reconnect;
 
+pub use pool::{Balance, ClientPool, PoolBuilder, PoolSender, Received};
 pub use proxy::ProxyError;
 pub use reconnect::{Reconnect, ReconnectHandle, ReconnectingClient};
 /// The client's connection: TCP, TLS over TCP, or a stream of an HTTP/2 connection.
@@ -287,6 +289,11 @@ impl ClientBuilder {
     /// A client that reconnects whenever the connection is lost; see [`Reconnect`].
     pub fn reconnecting(self, policy: Reconnect) -> ReconnectingClient {
         ReconnectingClient::new(self, policy)
+    }
+
+    /// A pool of `members` reconnecting connections to this URL; see [`PoolBuilder`].
+    pub fn pool(self, members: usize) -> PoolBuilder {
+        PoolBuilder::new([self]).size(members)
     }
 
     /// TCP, TLS and the opening handshake: the stream, the server's answer (101, or 200
