@@ -137,3 +137,35 @@ async fn close_ends_sends_waiting_for_a_member() {
     let result = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("the send ended").expect("the task");
     assert!(matches!(result, Err(wsdriver::Error::Closed)), "{result:?}");
 }
+
+/// The pool's `before_attempt` rebuilds each member's builder before every attempt: here
+/// it points members made for an address where nothing listens at the echo server.
+#[tokio::test]
+async fn before_attempt_rebuilds_each_members_request() {
+    let (dead, live) = (free_addr(), free_addr());
+    let _server = EchoProcess::start(live);
+    let members_seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let mut pool = ClientBuilder::new(format!("ws://{dead}/"))
+        .pool(2)
+        .before_attempt({
+            let members_seen = members_seen.clone();
+            move |member, builder| {
+                members_seen.lock().unwrap().insert(member);
+                async move { builder.url(format!("ws://{live}/")) }
+            }
+        })
+        .build();
+    pool.send(message(7)).await.unwrap();
+    let received = tokio::time::timeout(Duration::from_secs(10), pool.recv()).await.expect("an echo in time").unwrap();
+    assert_eq!(id(&received.message), Some(7));
+    // Both members attempted through the hook, each with its own index.
+    let both_open = async {
+        while pool.open_members() < 2 {
+            pool.send(message(8)).await.unwrap();
+            pool.recv().await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), both_open).await.expect("both members open in time");
+    assert_eq!(*members_seen.lock().unwrap(), std::collections::BTreeSet::from([0, 1]));
+    pool.close(CloseCode::NORMAL, "").await.unwrap();
+}
