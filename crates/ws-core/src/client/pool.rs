@@ -232,20 +232,27 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Member `member`'s connection if it is open. One whose close has begun (a send just
+    /// failed on it) does not count, though its member's `on_close` has not taken it out.
+    fn open(&self, member: usize) -> Option<Connection> {
+        self.current.get(member).and_then(|c| lock(c).clone()).filter(|c| c.ready_state() == ReadyState::Open)
+    }
+
     /// An open member for the next send.
     fn pick(&self) -> Option<(usize, Connection)> {
         let n = self.current.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        // A connection whose close has begun (a send just failed on it) is skipped before
-        // its member's `on_close` takes it out.
-        let open = (0..n)
-            .map(|k| (start + k) % n)
-            .filter_map(|i| lock(&self.current[i]).clone().map(|c| (i, c)))
-            .filter(|(_, c)| c.ready_state() == ReadyState::Open);
+        let mut open = (0..n).map(|k| (start + k) % n).filter_map(|i| self.open(i).map(|c| (i, c)));
         match self.balance {
-            Balance::RoundRobin => open.into_iter().next(),
+            Balance::RoundRobin => open.next(),
             Balance::LeastBuffered => open.min_by_key(|(_, c)| c.buffered_amount()),
         }
+    }
+
+    /// Ends the pool: sends fail with [`Error::Closed`], those waiting for a member too.
+    fn shut(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.opened.notify_waiters();
     }
 
     async fn send(&self, message: Message) -> Result<()> {
@@ -264,23 +271,21 @@ impl Shared {
             if let Some(key) = key {
                 lock(&self.unconfirmed).insert(key, (member, message.clone()));
             }
-            match connection.send(message.clone()).await {
+            let error = match connection.send(message.clone()).await {
                 Ok(()) => return Ok(()),
-                // Lost meanwhile: another member (the message was not queued).
-                Err(Error::Closed) => {
-                    if let Some(key) = key {
-                        let mut unconfirmed = lock(&self.unconfirmed);
-                        if unconfirmed.get(&key).is_some_and(|(m, _)| *m == member) {
-                            unconfirmed.remove(&key);
-                        }
-                    }
+                Err(error) => error,
+            };
+            // Not queued: no longer this member's to answer (unless `on_close` already
+            // handed it on).
+            if let Some(key) = key {
+                let mut unconfirmed = lock(&self.unconfirmed);
+                if unconfirmed.get(&key).is_some_and(|(m, _)| *m == member) {
+                    unconfirmed.remove(&key);
                 }
-                Err(error) => {
-                    if let Some(key) = key {
-                        lock(&self.unconfirmed).remove(&key);
-                    }
-                    return Err(error);
-                }
+            }
+            // Lost meanwhile: another member.
+            if !matches!(error, Error::Closed) {
+                return Err(error);
             }
         }
     }
@@ -311,11 +316,14 @@ impl Handler for Member {
     async fn on_close(&mut self, _ws: &Connection, code: CloseCode, reason: &str) {
         lock(&self.shared.current[self.member]).take();
         tracing::debug!(member = self.member, %code, reason, "pool member lost");
-        let orphans: Vec<Message> = {
-            let mut unconfirmed = lock(&self.shared.unconfirmed);
-            let keys: Vec<u64> = unconfirmed.iter().filter(|(_, (m, _))| *m == self.member).map(|(k, _)| *k).collect();
-            keys.into_iter().filter_map(|k| unconfirmed.remove(&k)).map(|(_, message)| message).collect()
-        };
+        let mut orphans = Vec::new();
+        lock(&self.shared.unconfirmed).retain(|_, (member, message)| {
+            let mine = *member == self.member;
+            if mine {
+                orphans.push(message.clone());
+            }
+            !mine
+        });
         if !orphans.is_empty() && !self.shared.closed.load(Ordering::Acquire) {
             tracing::debug!(member = self.member, messages = orphans.len(), "sending a lost member's unanswered messages again");
             let shared = self.shared.clone();
@@ -397,12 +405,12 @@ impl ClientPool {
 
     /// How many members are open now.
     pub fn open_members(&self) -> usize {
-        self.shared.current.iter().filter(|c| lock(c).is_some()).count()
+        (0..self.size()).filter(|&member| self.shared.open(member).is_some()).count()
     }
 
     /// Member `member`'s connection, if it is open now.
     pub fn member(&self, member: usize) -> Option<Connection> {
-        self.shared.current.get(member).and_then(|c| lock(c).clone())
+        self.shared.open(member)
     }
 
     /// Tracked messages (see [`PoolBuilder::track`]) sent and not answered yet.
@@ -422,8 +430,7 @@ impl ClientPool {
     /// Every member's Close is sent at the first poll; cancelled after that, the members
     /// still finish closing in the background.
     pub async fn close(mut self, code: CloseCode, reason: &str) -> Result<()> {
-        self.shared.closed.store(true, Ordering::Release);
-        self.shared.opened.notify_waiters();
+        self.shared.shut();
         let members = std::mem::take(&mut self.members);
         let results = futures_util::future::join_all(members.into_iter().map(|m| m.close(code, reason))).await;
         results.into_iter().collect()
@@ -432,7 +439,6 @@ impl ClientPool {
 
 impl Drop for ClientPool {
     fn drop(&mut self) {
-        self.shared.closed.store(true, Ordering::Release);
-        self.shared.opened.notify_waiters();
+        self.shared.shut();
     }
 }
