@@ -11,8 +11,9 @@ use crate::meter::{self, PeerAddr};
 use crate::protocol::Role;
 use crate::stream::Stream;
 use crate::websocket::WebSocket;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -114,7 +115,7 @@ where
 
 /// Answers one request: `200` and a task that serves the WebSocket once hyper hands the
 /// stream over, or the refusal.
-fn respond<F, Fut>(mut request: Request<Incoming>, peer: SocketAddr, serving: &Arc<Serving<F>>) -> Response<String>
+fn respond<F, Fut>(mut request: Request<Incoming>, peer: SocketAddr, serving: &Arc<Serving<F>>) -> Response<Full<Bytes>>
 where
     F: Fn(WebSocket<Stream>, Request<()>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
@@ -122,7 +123,7 @@ where
     let started = std::time::Instant::now();
     request.extensions_mut().insert(PeerAddr(peer));
     if let Some(answer) = serving.fallback.as_deref().filter(|_| request.method() != http::Method::CONNECT) {
-        return answer(&request.map(|_| ()));
+        return answer(&request.map(|_| ())).map(Full::new);
     }
     let protocol = request.extensions().get::<hyper::ext::Protocol>().map(hyper::ext::Protocol::as_str);
     let accepted = hs::validate_extended_connect(request.method(), request.version(), protocol, request.headers())
@@ -158,12 +159,12 @@ where
             Some((serving.f)(socket, request))
         }),
     );
-    accepted.response.map(|()| String::new())
+    accepted.response.map(|()| Full::default())
 }
 
 /// A refused request's response, counted.
-fn refuse(error: HandshakeError, refusal: Option<Response<String>>) -> Response<String> {
+fn refuse(error: HandshakeError, refusal: Option<Response<String>>) -> Response<Full<Bytes>> {
     tracing::debug!(%error, "rejecting websocket handshake");
     meter::rejected("standalone", error.status().as_u16());
-    refusal.unwrap_or_else(|| error.response())
+    refusal.unwrap_or_else(|| error.response()).map(|body| Full::new(Bytes::from(body)))
 }

@@ -16,7 +16,7 @@ use crate::protocol::Role;
 use crate::shutdown::Shutdown;
 use crate::stream::Stream;
 use crate::websocket::WebSocket;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::{Request, Response};
 use std::future::Future;
@@ -69,7 +69,7 @@ type Authorize = dyn Fn(&mut Request<()>) -> std::result::Result<(), Box<Respons
 
 /// An application's answer to a request that is not a WebSocket handshake: see
 /// [`Server::fallback`].
-type Fallback = dyn Fn(&Request<()>) -> Response<String> + Send + Sync;
+type Fallback = dyn Fn(&Request<()>) -> Response<Bytes> + Send + Sync;
 
 /// What a server adds to the handshake [`accept`] does alone.
 #[derive(Default, Clone, Copy)]
@@ -161,10 +161,10 @@ where
 
 /// Answers a rejected handshake with `response`, then closes the stream; best effort,
 /// within `timeout`: the peer may already be gone.
-async fn reject<IO: AsyncWrite + Unpin>(mut io: IO, response: Response<String>, timeout: Duration) {
+async fn reject<IO: AsyncWrite + Unpin, B: AsRef<[u8]>>(mut io: IO, response: Response<B>, timeout: Duration) {
     tracing::debug!(status = %response.status(), "rejecting websocket handshake");
     let mut out = BytesMut::new();
-    http1::write_response(&response, response.body().as_bytes(), &mut out);
+    http1::write_response(&response, response.body().as_ref(), &mut out);
     let _ = tokio::time::timeout(timeout, async {
         io.write_all(&out).await?;
         io.shutdown().await
@@ -380,7 +380,8 @@ impl Server {
     }
 
     /// Answers the requests that are not WebSocket handshakes (an HTTP/1.1 request without
-    /// `Upgrade`, an HTTP/2 request other than CONNECT) with `answer`'s response instead of
+    /// `Upgrade`, an HTTP/2 request other than CONNECT) with `answer`'s response (any body
+    /// that converts into [`Bytes`]: a `String`, a `Vec<u8>`, a static slice) instead of
     /// 426 Upgrade Required: a load balancer's health check, or a small page (a browser
     /// that loaded it over HTTP/2 opens its WebSockets on the same connection). The
     /// request has the client's address as a [`PeerAddr`] extension; its body is not read.
@@ -404,11 +405,12 @@ impl Server {
     ///     .await
     /// # }
     /// ```
-    pub fn fallback<F>(mut self, answer: F) -> Self
+    pub fn fallback<F, B>(mut self, answer: F) -> Self
     where
-        F: Fn(&Request<()>) -> Response<String> + Send + Sync + 'static,
+        F: Fn(&Request<()>) -> Response<B> + Send + Sync + 'static,
+        B: Into<Bytes>,
     {
-        self.fallback = Some(Box::new(answer));
+        self.fallback = Some(Box::new(move |request| answer(request).map(Into::into)));
         self
     }
 
