@@ -3,7 +3,8 @@
 # playwright-core (interop/node_modules), Python `websockets` (a virtualenv in
 # ~/.cache/wsdriver-interop), Debian's Chromium, Debian's redis-server (the hub's
 # backplane tests start their own on a loopback port), and Debian's tinyproxy and
-# microsocks (the client's proxy tests start their own). Safe to run again.
+# microsocks (the client's proxy tests start their own), and tmux (the terminal test of
+# `wsdriver connect`). Safe to run again.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -12,6 +13,7 @@ missing=()
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
 [ -x /usr/bin/microsocks ] || missing+=(microsocks)
+[ -x /usr/bin/tmux ] || missing+=(tmux)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "interop: installing Debian's ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

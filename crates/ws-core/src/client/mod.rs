@@ -298,7 +298,9 @@ impl ClientBuilder {
 
     /// TCP, TLS and the opening handshake: the stream, the server's answer (101, or 200
     /// over HTTP/2), what it negotiated, and any frames that arrived with the answer.
-    pub(crate) async fn establish(&self) -> Result<(ClientStream, Response<()>, Negotiated, BytesMut)> {
+    /// Public for `wsdriver bench`, which writes its frames itself.
+    #[doc(hidden)]
+    pub async fn establish(&self) -> Result<(ClientStream, Response<()>, Negotiated, BytesMut)> {
         self.config.validate().map_err(HandshakeError::from)?;
         let uri: Uri = self.url.parse().map_err(|e| Error::InvalidUrl(format!("{}: {e}", self.url)))?;
         let (secure, default_port) = match uri.scheme_str() {
