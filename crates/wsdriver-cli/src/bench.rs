@@ -217,20 +217,22 @@ async fn bench(args: &Args) -> Result<Outcome, String> {
     go.send_replace(Some(started + args.duration));
     let progress = (!args.quiet && !args.json && args.duration >= Duration::from_secs(2) && std::io::stderr().is_terminal())
         .then(|| tokio::spawn(show_progress(args.duration, Arc::clone(&echoed))));
-    let mut outcome = Outcome { messages: 0, bytes: 0, seconds: 0.0, latency: histogram() };
+    let mut finished = Vec::with_capacity(tasks.len());
     let mut failure = None;
     for task in tasks {
         match task.await {
-            Ok(Ok(counts)) => {
-                outcome.messages += counts.messages;
-                outcome.bytes += counts.bytes;
-                let _ = outcome.latency.add(&counts.latency);
-            }
+            Ok(Ok(counts)) => finished.push(counts),
             Ok(Err(e)) => failure = failure.or(Some(e)),
             Err(e) => failure = failure.or(Some(e.to_string())),
         }
     }
-    outcome.seconds = started.elapsed().as_secs_f64();
+    // Every connection stopped at the deadline: the clock stops here, before the merging.
+    let mut outcome = Outcome { messages: 0, bytes: 0, seconds: started.elapsed().as_secs_f64(), latency: histogram() };
+    for counts in &finished {
+        outcome.messages += counts.messages;
+        outcome.bytes += counts.bytes;
+        let _ = outcome.latency.add(&counts.latency);
+    }
     if let Some(progress) = progress {
         progress.abort();
         let _ = progress.await;
@@ -242,9 +244,10 @@ async fn bench(args: &Args) -> Result<Outcome, String> {
 }
 
 fn histogram() -> Histogram<u64> {
-    // 3 significant digits from 1 µs to an hour: constant bounds, which are valid.
+    // 3 significant digits, growing with the largest value recorded (a few KiB for
+    // latencies of milliseconds): constant arguments, which are valid.
     #[allow(clippy::expect_used)]
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+    Histogram::new(3).expect("a valid precision")
 }
 
 async fn show_progress(duration: Duration, echoed: Arc<AtomicU64>) {
