@@ -4,7 +4,7 @@ permessage-deflate negotiated, on text-like (JSON) payloads.
 
     benches/compressed_echo.py [--rounds 3] [--secs 5]
 
-Each server runs pinned to core 0 and ws-loadgen to core 1; servers are interleaved round
+Each server runs pinned to core 0 and `wsdriver bench` to core 1; servers are interleaved round
 by round; the table gives the median messages/s of each cell and the ratio. Builds what it
 runs (the peers in benches/peers, outside the workspace).
 """
@@ -27,19 +27,20 @@ SERVERS = [
     ("wsdriver", os.path.join(ROOT, "target/release/examples/echo")),
     ("yawc", os.path.join(ROOT, "benches/peers/target/release/peer_yawc")),
 ]
-LOADGEN = os.path.join(ROOT, "target/release/ws-loadgen")
+WSDRIVER = os.path.join(ROOT, "target/release/wsdriver")
 
 
 def build():
-    subprocess.check_call(["cargo", "build", "--quiet", "--release", "--example", "echo", "-p", "ws-loadgen", "-p", "wsdriver"], cwd=ROOT)
+    subprocess.check_call(["cargo", "build", "--quiet", "--release", "--example", "echo", "--bin", "wsdriver", "-p", "wsdriver-cli", "-p", "wsdriver"], cwd=ROOT)
     subprocess.check_call(["cargo", "build", "--quiet", "--release", "--bin", "peer_yawc"], cwd=os.path.join(ROOT, "benches/peers"))
 
 
 def run_cell(binary, cell, secs):
     size, conns, inflight = cell
     with running_server(binary, cpu=0) as (_, port):
-        out = subprocess.check_output(["taskset", "-c", "1", LOADGEN, "--url", "ws://127.0.0.1:%d/" % port, "--conns", str(conns),
-                                       "--inflight", str(inflight), "--size", str(size), "--secs", str(secs), "--deflate"], timeout=secs + 60)
+        out = subprocess.check_output(["taskset", "-c", "1", WSDRIVER, "bench", "ws://127.0.0.1:%d/" % port, "--conns", str(conns),
+                                       "--inflight", str(inflight), "--size", str(size), "--duration", "%gs" % secs, "--deflate",
+                                       "--quiet"], timeout=secs + 60)
         return float(out.split()[1])
 
 

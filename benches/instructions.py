@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Instructions per echoed message: each echo server under valgrind's callgrind while
-ws-loadgen drives it, the count divided by the messages echoed.
+`wsdriver bench` drives it, the count divided by the messages echoed.
 
     benches/instructions.py [--secs 3] [SERVER_BINARY ...]
 
@@ -26,7 +26,7 @@ sys.path.insert(0, HERE)
 from bench_common import free_port, wait_listening  # noqa: E402
 
 EX = os.path.join(ROOT, "target/release/examples")
-LOADGEN = os.path.join(ROOT, "target/release/ws-loadgen")
+WSDRIVER = os.path.join(ROOT, "target/release/wsdriver")
 CELLS = [(16, 64, 16), (1024, 16, 16)]
 
 
@@ -43,8 +43,8 @@ def count(binary, size, conns, inflight, secs):
             wait_listening(port, server, deadline=60)
             subprocess.check_call(["callgrind_control", "-i", "on", str(server.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             out = subprocess.check_output(
-                [LOADGEN, "--url", "ws://127.0.0.1:%d" % port, "--conns", str(conns), "--inflight", str(inflight),
-                 "--size", str(size), "--secs", str(secs), "--binary"], text=True)
+                [WSDRIVER, "bench", "ws://127.0.0.1:%d" % port, "--conns", str(conns), "--inflight", str(inflight),
+                 "--size", str(size), "--duration", "%gs" % secs, "--binary", "--quiet"], text=True)
             subprocess.check_call(["callgrind_control", "-i", "off", str(server.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         finally:
             server.terminate()
@@ -67,7 +67,7 @@ def main():
     servers = args.servers
     if not servers:
         subprocess.check_call(["cargo", "build", "--quiet", "--release", "--example", "echo", "--example", "echo_hyper",
-                               "--example", "echo_axum", "-p", "wsdriver", "-p", "ws-loadgen"], cwd=ROOT)
+                               "--example", "echo_axum", "--bin", "wsdriver", "-p", "wsdriver", "-p", "wsdriver-cli"], cwd=ROOT)
         servers = [os.path.join(EX, name) for name in ("echo", "echo_hyper", "echo_axum")]
     print("| server | %s |" % " | ".join("%s x %d x %d" % ("16 B" if s == 16 else "1 KiB", c, i) for s, c, i in CELLS))
     print("| --- |%s" % (" --- |" * len(CELLS)))

@@ -4,9 +4,9 @@ ceiling, one command, under ten minutes on two cores.
 
     benches/run.py [--rounds 3] [--secs 0.5] [--targets] [--no-memory] [--http2] [--only NAMES] [--json PATH]
 
-Each echo server runs pinned to core 0 and ws-loadgen to core 1; servers are interleaved
+Each echo server runs pinned to core 0 and `wsdriver bench` to core 1; servers are interleaved
 round by round (in each round every server is started once and runs every cell, in
-turn); ws-loadgen starts its clock once all its connections are open; the tables give
+turn); the loader starts its clock once all its connections are open; the tables give
 medians, ratios to the raw ceiling measured in the same run, the server's CPU use during
 the run (it should sit near 100% of its core: otherwise the loader is the bottleneck),
 and idle memory per connection (RSS growth over 10,000 idle connections).
@@ -33,7 +33,7 @@ from bench_common import raise_fd_limit, running_server  # noqa: E402
 
 EX = os.path.join(ROOT, "target/release/examples")
 PEERS = os.path.join(HERE, "peers/target/release")
-LOADGEN = os.path.join(ROOT, "target/release/ws-loadgen")
+WSDRIVER = os.path.join(ROOT, "target/release/wsdriver")
 SERVERS = [
     ("raw TCP ceiling", os.path.join(PEERS, "peer_raw")),
     ("wsdriver standalone", os.path.join(EX, "echo")),
@@ -72,7 +72,7 @@ def full_cells():
 
 
 def build():
-    subprocess.check_call(["cargo", "build", "--quiet", "--release", "--examples", "-p", "wsdriver", "-p", "ws-loadgen"], cwd=ROOT)
+    subprocess.check_call(["cargo", "build", "--quiet", "--release", "--examples", "--bins", "-p", "wsdriver", "-p", "wsdriver-cli"], cwd=ROOT)
     subprocess.check_call(["cargo", "build", "--quiet", "--release"], cwd=os.path.join(HERE, "peers"))
 
 
@@ -83,12 +83,12 @@ def cpu_seconds(pid):
 
 
 def load(server, port, cell, secs, http2=False):
-    """Runs ws-loadgen on core 1 against a running server (over HTTP/2 with `http2`);
+    """Runs `wsdriver bench` on core 1 against a running server (over HTTP/2 with `http2`);
     returns (msg/s, bytes/s, the server's CPU use while loaded)."""
     size, conns, inflight, _ = cell
     cpu0, t0 = cpu_seconds(server.pid), time.time()
-    out = subprocess.check_output(["taskset", "-c", "1", LOADGEN, "--url", "ws://127.0.0.1:%d/" % port, "--conns", str(conns),
-                                   "--inflight", str(inflight), "--size", str(size), "--secs", str(secs), "--binary"]
+    out = subprocess.check_output(["taskset", "-c", "1", WSDRIVER, "bench", "ws://127.0.0.1:%d/" % port, "--conns", str(conns),
+                                   "--inflight", str(inflight), "--size", str(size), "--duration", "%gs" % secs, "--binary", "--quiet"]
                                   + (["--http2"] if http2 else []),
                                   timeout=secs + 60, preexec_fn=lambda: raise_fd_limit(4096))
     cpu = (cpu_seconds(server.pid) - cpu0) / (time.time() - t0)
@@ -157,7 +157,7 @@ def main():
                     results.setdefault((cell, name), []).append((value, cpu))
                     print("round %d | %s | %s | %s | cpu %.0f%%" % (r + 1, label(cell), name, fmt(value, cell[3]), cpu * 100), file=sys.stderr, flush=True)
 
-    print("## Throughput (medians of %d interleaved rounds, %.1f s each; server on core 0, ws-loadgen on core 1)\n" % (args.rounds, args.secs))
+    print("## Throughput (medians of %d interleaved rounds, %.1f s each; server on core 0, `wsdriver bench` on core 1)\n" % (args.rounds, args.secs))
     print("| cell | " + " | ".join(n for n, _ in servers) + " |")
     print("| --- |" + " --- |" * len(servers))
     for cell in cells:
