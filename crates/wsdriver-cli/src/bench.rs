@@ -209,12 +209,9 @@ async fn bench(args: &Args) -> Result<Outcome, String> {
     while opened < args.conns && ready_rx.recv().await.is_some() {
         opened += 1;
     }
-    if opened < args.conns {
-        // A connection failed: its task has the error.
-        go.send_replace(Some(Instant::now()));
-    }
     let started = Instant::now();
-    go.send_replace(Some(started + args.duration));
+    // If a connection failed (its task has the error), the others stop at once.
+    go.send_replace(Some(if opened < args.conns { started } else { started + args.duration }));
     let progress = (!args.quiet && !args.json && args.duration >= Duration::from_secs(2) && std::io::stderr().is_terminal())
         .then(|| tokio::spawn(show_progress(args.duration, Arc::clone(&echoed))));
     let mut finished = Vec::with_capacity(tasks.len());

@@ -120,6 +120,25 @@ fn connect_pipes_lines_through_serve() {
     assert!(stderr(&output).is_empty(), "--quiet: {}", stderr(&output));
 }
 
+/// Reads a WebSocket handshake request from `socket` and accepts it.
+fn answer_101(socket: &mut std::net::TcpStream) {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.ends_with(b"\r\n\r\n") {
+        let n = std::io::Read::read(socket, &mut buf).unwrap();
+        assert!(n > 0, "the client went away mid-request");
+        request.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&request).into_owned();
+    let key = text.lines().find_map(|l| l.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-key"))).unwrap().1;
+    let accept = ws_core::handshake::accept_key(key.trim().as_bytes());
+    write!(
+        socket,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+    .unwrap();
+}
+
 #[test]
 fn connect_exit_status_says_how_it_ended() {
     // Nothing listening: could not connect.
@@ -143,22 +162,7 @@ fn connect_exit_status_says_how_it_ended() {
     let addr = listener.local_addr().unwrap();
     let rude = std::thread::spawn(move || {
         let (mut socket, _) = listener.accept().unwrap();
-        let mut request = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !request.ends_with(b"\r\n\r\n") {
-            let n = std::io::Read::read(&mut socket, &mut buf).unwrap();
-            assert!(n > 0);
-            request.extend_from_slice(&buf[..n]);
-        }
-        let text = String::from_utf8_lossy(&request).into_owned();
-        let key =
-            text.lines().find_map(|l| l.strip_prefix("sec-websocket-key: ").or_else(|| l.strip_prefix("Sec-WebSocket-Key: "))).unwrap();
-        let accept = ws_core::handshake::accept_key(key.trim().as_bytes());
-        write!(
-            socket,
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-        )
-        .unwrap();
+        answer_101(&mut socket);
         // A text frame, then the connection is dropped.
         socket.write_all(b"\x81\x02hi").unwrap();
     });
@@ -350,10 +354,27 @@ fn bench_measures_the_echo_example() {
     }
     let _ = echo.kill();
     let _ = echo.wait();
-    // Nothing there any more: the bench fails, saying why.
-    let output = run(&["bench", &url, "--duration", "100ms", "--quiet"], b"");
+    // Nothing there any more: the bench fails at once (not after its hour), saying why.
+    let output = run(&["bench", &url, "--duration", "1h", "--quiet"], b"");
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("handshake"), "{}", stderr(&output));
+
+    // One connection of two refused: the other stops at once too.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut accepted, _) = listener.accept().unwrap();
+        answer_101(&mut accepted);
+        let (mut refused, _) = listener.accept().unwrap();
+        refused.write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n").unwrap();
+        // Read (never echoed) until the bench closes it.
+        let mut buf = [0u8; 4096];
+        while std::io::Read::read(&mut accepted, &mut buf).is_ok_and(|n| n > 0) {}
+    });
+    let output = run(&["bench", &format!("ws://{addr}/"), "--conns", "2", "--duration", "1h", "--quiet"], b"");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("403"), "{}", stderr(&output));
+    server.join().unwrap();
 }
 
 /// A terminal session: `tmux` runs `wsdriver connect` in a pseudo-terminal, types into
