@@ -57,13 +57,29 @@ pub struct Args {
     /// Accept handshakes only from this Origin (repeatable; default: any origin).
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     allowed_origins: Vec<String>,
-    /// Do not offer permessage-deflate compression.
+    /// An extra header on every handshake's answer, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Do not accept permessage-deflate compression.
     #[arg(long)]
     no_compression: bool,
+    /// zlib level for compressed messages, 0-9 [default: 1].
+    #[arg(long, value_name = "LEVEL", conflicts_with = "no_compression")]
+    compression_level: Option<u32>,
+    /// Messages shorter than this are sent uncompressed [default: 64].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, conflicts_with = "no_compression")]
+    compression_threshold: Option<usize>,
+    /// The largest window the server compresses with, 9-15 [default: 15].
+    #[arg(long, value_name = "BITS", conflicts_with = "no_compression")]
+    compression_window_bits: Option<u8>,
+    /// Reset the server's compression context after every message (less memory per
+    /// connection, a lower ratio).
+    #[arg(long, conflicts_with = "no_compression")]
+    no_context_takeover: bool,
     /// The largest message accepted [default: 64MiB].
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     max_message_size: Option<usize>,
-    /// The largest frame accepted [default: 16MiB].
+    /// The largest frame accepted [default: 64MiB].
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     max_frame_size: Option<usize>,
     /// Bytes queued for a client before senders wait [default: 1MiB].
@@ -87,7 +103,7 @@ pub struct Args {
     /// Never ping clients.
     #[arg(long)]
     no_ping: bool,
-    /// Close a client that does not answer a ping within this time [default: 10s].
+    /// Close a client that does not answer a ping within this time [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pong_timeout: Option<Duration>,
     /// How long a graceful shutdown waits for close handshakes.
@@ -96,13 +112,29 @@ pub struct Args {
 }
 
 impl Args {
-    fn config(&self) -> Config {
+    fn config(&self) -> Result<Config, String> {
         let mut config = Config::default().protocols(self.protocols.iter().cloned());
         if !self.allowed_origins.is_empty() {
             config = config.allowed_origins(self.allowed_origins.iter().cloned());
         }
+        for header in &self.headers {
+            let (name, value) = header.split_once(':').ok_or_else(|| format!("--header `{header}`: expected `Name: value`"))?;
+            let name = header::HeaderName::try_from(name.trim()).map_err(|e| format!("--header `{header}`: {e}"))?;
+            let value = header::HeaderValue::try_from(value.trim()).map_err(|e| format!("--header `{header}`: {e}"))?;
+            config = config.extra_header(name, value);
+        }
         if !self.no_compression {
-            config = config.deflate(DeflateConfig::default());
+            let mut deflate = DeflateConfig::default();
+            if let Some(level) = self.compression_level {
+                deflate = deflate.level(level);
+            }
+            if let Some(bytes) = self.compression_threshold {
+                deflate = deflate.threshold(bytes);
+            }
+            if let Some(bits) = self.compression_window_bits {
+                deflate = deflate.max_window_bits(bits, deflate.client_max_window_bits);
+            }
+            config = config.deflate(deflate.no_context_takeover(self.no_context_takeover, false));
         }
         if let Some(bytes) = self.max_message_size {
             config = config.max_message_size(bytes);
@@ -126,7 +158,7 @@ impl Args {
         }
         let interval = if self.no_ping { None } else { self.ping_interval.or(config.ping_interval) };
         let pong_timeout = self.pong_timeout.unwrap_or(config.pong_timeout);
-        config.keepalive(interval, pong_timeout)
+        Ok(config.keepalive(interval, pong_timeout))
     }
 
     fn tls(&self) -> Result<Option<rustls::ServerConfig>, String> {
@@ -162,7 +194,7 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 async fn serve(args: Args) -> Result<(), String> {
-    let config = args.config();
+    let config = args.config()?;
     config.validate().map_err(|e| e.to_string())?;
     let tls = args.tls()?;
     if let Some(dir) = &args.static_dir {
@@ -399,6 +431,39 @@ fn resolve(dir: &Path, url_path: &str) -> Option<PathBuf> {
 mod tests {
     #![allow(clippy::unwrap_used)] // tests fail loudly
     use super::*;
+
+    #[test]
+    fn documented_defaults_are_the_config_defaults() {
+        use clap::CommandFactory;
+        let command = crate::Cli::command();
+        let serve = command.find_subcommand("serve").unwrap();
+        let help = |id: &str| serve.get_arguments().find(|a| a.get_id() == id).unwrap().get_help().unwrap().to_string();
+        let size = |bytes: usize| match bytes {
+            _ if bytes % (1 << 20) == 0 => format!("[default: {}MiB]", bytes >> 20),
+            _ if bytes % (1 << 10) == 0 => format!("[default: {}k]", bytes >> 10),
+            _ => format!("[default: {bytes}]"),
+        };
+        let secs = |d: Duration| format!("[default: {}s]", d.as_secs());
+        let config = Config::default();
+        let deflate = DeflateConfig::default();
+        for (id, default) in [
+            ("max_message_size", size(config.max_message_size)),
+            ("max_frame_size", size(config.max_frame_size)),
+            ("write_buffer_high_water", size(config.write_buffer_high_water)),
+            ("max_header_bytes", size(config.max_header_bytes)),
+            ("max_headers", format!("[default: {}]", config.max_headers)),
+            ("handshake_timeout", secs(config.handshake_timeout)),
+            ("close_timeout", secs(config.close_timeout)),
+            ("ping_interval", secs(config.ping_interval.unwrap())),
+            ("pong_timeout", secs(config.pong_timeout)),
+            ("compression_level", format!("0-9 [default: {}]", deflate.level)),
+            ("compression_threshold", format!("[default: {}]", deflate.threshold)),
+            ("compression_window_bits", format!("[default: {}]", deflate.server_max_window_bits)),
+        ] {
+            let text = help(id);
+            assert!(text.ends_with(&default), "--{id}: {text:?} should end with {default:?}");
+        }
+    }
 
     #[test]
     fn paths_stay_inside_the_directory() {

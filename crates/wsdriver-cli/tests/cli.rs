@@ -269,6 +269,26 @@ async fn serve_static_serves_a_page_beside_the_websockets() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[tokio::test]
+async fn serve_flags_reach_the_config() {
+    let server = Serve::start(&["-H", "x-served-by: wsdriver", "--protocol", "chat.v2", "--max-message-size", "1k", "--no-compression"]);
+    let config = ws_core::Config::default().protocols(["chat.v1", "chat.v2"]).deflate(ws_core::deflate::DeflateConfig::default());
+    let (mut ws, response) = ClientBuilder::new(server.url("/")).config(config).connect().await.unwrap();
+    assert_eq!(response.headers()["x-served-by"], "wsdriver");
+    assert_eq!(ws.protocol().as_deref(), Some("chat.v2"));
+    assert!(!response.headers().contains_key("sec-websocket-extensions"), "--no-compression");
+    ws.send(Message::text("x".repeat(2000))).await.unwrap();
+    let closed = tokio::time::timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(&closed, Message::Close(Some(frame)) if frame.code == CloseCode::MESSAGE_TOO_BIG), "{closed:?}");
+
+    // Values the config refuses stop the server before it listens, saying which.
+    let refused = run(&["serve", "127.0.0.1:0", "--compression-level", "12"], b"");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("deflate.level"), "{}", stderr(&refused));
+    let refused = run(&["serve", "127.0.0.1:0", "-H", "bad header"], b"");
+    assert!(stderr(&refused).contains("--header"), "{}", stderr(&refused));
+}
+
 #[test]
 fn serve_tls_and_connect_insecure() {
     let dir = std::env::temp_dir().join(format!("wsdriver-cli-tls-{}", std::process::id()));
