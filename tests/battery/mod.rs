@@ -446,6 +446,25 @@ pub async fn a_close_is_answered_while_a_callback_waits(kind: &str) {
     assert_eq!(next_event(&mut events).await, Event::Close(4001, String::new()));
 }
 
+/// A message that arrives in the same read as the peer's Close still reaches
+/// `on_message`, before `on_close`; the Close is answered.
+pub async fn a_message_arriving_with_the_close_is_handed_out(kind: &str) {
+    use crate::common::{assert_eof, client_frame, raw_client, read_close};
+    use tokio::io::AsyncWriteExt;
+    use wsdriver::frame::OpCode;
+    let (make, ProbeEnds { mut events, .. }) = probes();
+    let addr = servers::start_with(kind, server_config(), make).await;
+    let mut peer = raw_client(addr).await;
+    let mut last = client_frame(OpCode::Text, true, b"last words");
+    last.extend_from_slice(&client_frame(OpCode::Close, true, &1000u16.to_be_bytes()));
+    peer.write_all(&last).await.unwrap();
+    assert_eq!(next_event(&mut events).await, Event::Open);
+    assert_eq!(next_event(&mut events).await, Event::Message(Message::text("last words")));
+    assert_eq!(next_event(&mut events).await, Event::Close(1000, String::new()));
+    assert_eq!(read_close(&mut peer).await, Some(1000));
+    assert_eof(&mut peer).await;
+}
+
 /// Messages that arrive while a callback waits are handed out after it, in order, one
 /// at a time; a ping of the peer's is answered meanwhile.
 pub async fn messages_wait_in_order_while_a_callback_waits(kind: &str) {
@@ -645,6 +664,7 @@ macro_rules! echo_battery {
 
         $crate::echo_battery!(@with_kind $kind; a_pong_is_awaited_inside_on_message,
             a_close_is_answered_while_a_callback_waits, messages_wait_in_order_while_a_callback_waits,
+            a_message_arriving_with_the_close_is_handed_out,
             a_stuck_handler_is_ended_by_the_keepalive, a_stuck_handler_is_ended_by_the_close_timeout,
             eof_in_the_middle_of_a_message, a_ping_flood_from_a_peer_that_never_reads,
             a_slowloris_handshake_is_closed_in_time, graceful_shutdown_waits_for_on_close);

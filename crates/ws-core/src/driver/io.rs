@@ -623,7 +623,8 @@ impl<S: Transport> Driver<S> {
     }
 
     /// Ends the connection, whatever ended it: the stream closed (releasing the socket)
-    /// and every buffer released now, even if the application keeps handles for a while;
+    /// and every buffer released now, even if the application keeps handles for a while
+    /// (all but the messages parsed and not yet read, which the reader still gets);
     /// waiting senders and pong waiters woken to learn it is over. `error` is reported to
     /// the reader after the messages before it.
     pub(crate) fn finish(&mut self, shared: &Shared<S>, error: Option<Error>) {
@@ -643,8 +644,12 @@ impl<S: Transport> Driver<S> {
         }
         self.io = None;
         self.rbuf = None;
-        if let Some(inbox) = self.inbox.take() {
-            pool::recycle_queue(inbox);
+        // Messages parsed before the end (a peer's last message, read together with its
+        // Close) stay for the reader, which gets them before the end.
+        if self.inbox_is_empty() {
+            if let Some(inbox) = self.inbox.take() {
+                pool::recycle_queue(inbox);
+            }
         }
         self.corked = false;
         self.timer.cancel();
