@@ -1,5 +1,8 @@
-//! A command-line client: connects to a URL, sends each line of standard input as a text
-//! message, prints what arrives. End the input (Ctrl-D) to close.
+//! A minimal command-line client: connects to a URL, sends each line of standard
+//! input as a text message, prints what arrives. End the input (Ctrl-D) to close: it
+//! closes at once, so a reply still on its way may be cut off. `wsdriver connect` (the
+//! `wsdriver-cli` crate) is the full tool: it waits for the answers, and has headers,
+//! subprotocols, proxies, TLS options and exit statuses.
 //!
 //! `cargo run --example client -- [URL]` (default `ws://127.0.0.1:9001`).
 
