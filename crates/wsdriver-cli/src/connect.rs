@@ -1,8 +1,8 @@
 //! `wsdriver connect URL`: standard input out as messages, messages in on standard output.
 
-use crate::{fail, parse_duration, parse_size};
+use crate::{fail, parse_duration, parse_header, parse_size};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -104,9 +104,7 @@ impl Args {
         }
         let mut builder = ClientBuilder::new(&self.url).config(config).connect_timeout(self.connect_timeout).http2(self.http2);
         for header in &self.headers {
-            let (name, value) = header.split_once(':').ok_or_else(|| format!("--header `{header}`: expected `Name: value`"))?;
-            let name = HeaderName::try_from(name.trim()).map_err(|e| format!("--header `{header}`: {e}"))?;
-            let value = HeaderValue::try_from(value.trim()).map_err(|e| format!("--header `{header}`: {e}"))?;
+            let (name, value) = parse_header(header)?;
             builder = builder.header(name, value);
         }
         if let Some(origin) = &self.origin {

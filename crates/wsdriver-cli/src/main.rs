@@ -75,6 +75,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }
 
+/// A header on the command line, `Name: value` (`--header`, of `connect` and `serve`).
+fn parse_header(header: &str) -> Result<(http::HeaderName, http::HeaderValue), String> {
+    let (name, value) = header.split_once(':').ok_or_else(|| format!("--header `{header}`: expected `Name: value`"))?;
+    let name = http::HeaderName::try_from(name.trim()).map_err(|e| format!("--header `{header}`: {e}"))?;
+    let value = http::HeaderValue::try_from(value.trim()).map_err(|e| format!("--header `{header}`: {e}"))?;
+    Ok((name, value))
+}
+
 /// A size on the command line: bytes, or a number with `k`/`KiB`, `m`/`MiB` or `g`/`GiB`.
 fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();

@@ -1,7 +1,7 @@
 //! `wsdriver serve ADDR`: the standalone server, echoing, broadcasting, or running a
 //! command per connection, with a directory of files beside it.
 
-use crate::{fail, parse_duration, parse_size};
+use crate::{fail, parse_duration, parse_header, parse_size};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use std::path::{Component, Path, PathBuf};
@@ -118,9 +118,7 @@ impl Args {
             config = config.allowed_origins(self.allowed_origins.iter().cloned());
         }
         for header in &self.headers {
-            let (name, value) = header.split_once(':').ok_or_else(|| format!("--header `{header}`: expected `Name: value`"))?;
-            let name = header::HeaderName::try_from(name.trim()).map_err(|e| format!("--header `{header}`: {e}"))?;
-            let value = header::HeaderValue::try_from(value.trim()).map_err(|e| format!("--header `{header}`: {e}"))?;
+            let (name, value) = parse_header(header)?;
             config = config.extra_header(name, value);
         }
         if !self.no_compression {
