@@ -1,15 +1,21 @@
 //! The hub: members, rooms, broadcasts and presence.
 
+use crate::HubError;
 use crate::backplane::{self, ALL_CHANNEL, Backplane, Inbox};
-use crate::ring::Ring;
+use crate::position::{Position, Publication, Recovery};
+use crate::ring::{Bounds, Ring};
 use crate::subscriber::{Pump, SlowPolicy, Subscriber};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 use ws_core::{CloseCode, Connection, PreparedMessage};
 
-/// A room: the ring its broadcasts go through, and who is in it.
+/// Makes the message members are sent from a publication.
+type Envelope = dyn Fn(&Publication<'_>) -> PreparedMessage + Send + Sync;
+
+/// A room: the ring its publications go through (its history), and who is in it.
 struct Room {
     ring: Arc<Ring>,
     members: HashSet<u64>,
@@ -19,14 +25,19 @@ struct Room {
 struct State {
     members: HashMap<u64, Arc<Subscriber>>,
     rooms: HashMap<Arc<str>, Room>,
+    /// Rooms left without members, oldest first, kept for their history until it
+    /// expires or more are idle than the hub keeps. A name may be here twice, or for a
+    /// room that has members again: it is checked when it comes out.
+    idle: VecDeque<Arc<str>>,
 }
 
 pub(crate) struct Inner {
     /// This hub's id on the backplane, to recognise its own broadcasts coming back.
     node: u64,
     next_id: AtomicU64,
-    capacity: usize,
-    max_ring_bytes: usize,
+    bounds: Bounds,
+    idle_rooms: usize,
+    envelope: Option<Box<Envelope>>,
     policy: SlowPolicy,
     state: RwLock<State>,
     /// The ring of broadcasts to all. Members get a pump on it once the first broadcast
@@ -42,9 +53,17 @@ pub(crate) struct Inner {
 /// A broadcast is encoded once (a [`PreparedMessage`]) and put in the room's ring, whose
 /// frame every recipient's connection queues by reference. Broadcasting never waits for
 /// a recipient: each member has a task per room that moves what is new into its
-/// connection, one write per burst, and a [`SlowPolicy`] for when it falls behind. Without a backplane the hub is in-process;
-/// with one (the `redis` feature's `RedisBackplane`) hubs in several processes share
-/// their rooms. Cloning is cheap, and every clone is the same hub.
+/// connection, one write per burst, and a [`SlowPolicy`] for when it falls behind. Without
+/// a backplane the hub is in-process; with one (the `redis` feature's `RedisBackplane`)
+/// hubs in several processes share their rooms. Cloning is cheap, and every clone is the
+/// same hub.
+///
+/// Every publication gets a [`Position`] in its room's stream, and the ring is the room's
+/// history: a member that comes back with the last position it saw
+/// ([`Member::join_from`]) gets what it missed, in order, before anything new, or is told
+/// that history no longer reaches back ([`Recovery::Reset`]). Clients learn positions
+/// from the messages they are sent, which the hub's [envelope](HubBuilder::envelope)
+/// makes.
 ///
 /// ```
 /// use wsdriver::{Config, Message, Role, WebSocket};
@@ -82,14 +101,20 @@ impl fmt::Debug for Hub {
 
 impl Hub {
     /// An in-process hub with the default options: rings of 128 broadcasts and 4 MiB at
-    /// most, then [`SlowPolicy::DropOldest`].
+    /// most, kept 5 minutes, then [`SlowPolicy::DropOldest`].
     pub fn new() -> Self {
         Self::builder().build()
     }
 
-    /// Options: ring bounds, slow-subscriber policy, backplane.
+    /// Options: ring bounds, history, envelope, slow-subscriber policy, backplane.
     pub fn builder() -> HubBuilder {
-        HubBuilder { capacity: 128, max_ring_bytes: 4 << 20, policy: SlowPolicy::DropOldest, backplane: None }
+        HubBuilder {
+            bounds: Bounds { capacity: 128, max_bytes: 4 << 20, ttl: Duration::from_secs(300) },
+            idle_rooms: 1024,
+            envelope: None,
+            policy: SlowPolicy::DropOldest,
+            backplane: None,
+        }
     }
 
     /// Registers a connection: the returned [`Member`] joins and leaves rooms, and leaves
@@ -112,8 +137,31 @@ impl Hub {
 
     /// Sends `message` to every member of `room`, here and on every hub sharing the
     /// backplane. Returns how many local members it is for.
+    ///
+    /// The room's history keeps it even when no member is here, so that members coming
+    /// back recover it ([`Member::join_from`]).
     pub fn broadcast(&self, room: &str, message: impl Into<PreparedMessage>) -> usize {
-        self.inner.publish(Some(room), &message.into(), None)
+        self.inner.publish(Some(room), &message.into(), None).0
+    }
+
+    /// Sends `message` to every member of `room`, as [`Hub::broadcast`] does, and returns
+    /// its position in the room's stream.
+    ///
+    /// ```
+    /// use wsdriver::hub::Hub;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), wsdriver::hub::HubError> {
+    /// let hub = Hub::new();
+    /// let first = hub.publish("news", "one").await?;
+    /// let second = hub.publish("news", "two").await?;
+    /// assert_eq!((first.offset, second.offset), (1, 2));
+    /// assert_eq!(first.epoch, second.epoch);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// None in-process; the type leaves room for a backplane that numbers publications.
+    pub async fn publish(&self, room: &str, message: impl Into<PreparedMessage>) -> Result<Position, HubError> {
+        Ok(self.inner.publish(Some(room), &message.into(), None).1)
     }
 
     /// Sends `message` to every member of every hub sharing the backplane.
@@ -121,7 +169,7 @@ impl Hub {
     /// # Panics
     /// The first time, outside a Tokio runtime (see [`Hub::register`]).
     pub fn broadcast_all(&self, message: impl Into<PreparedMessage>) -> usize {
-        self.inner.publish(None, &message.into(), None)
+        self.inner.publish(None, &message.into(), None).0
     }
 
     /// Members of `room` on this hub.
@@ -141,7 +189,7 @@ impl Hub {
 
     /// The rooms with members on this hub.
     pub fn rooms(&self) -> Vec<String> {
-        self.inner.read().rooms.keys().map(|r| r.to_string()).collect()
+        self.inner.read().rooms.iter().filter(|(_, r)| !r.members.is_empty()).map(|(name, _)| name.to_string()).collect()
     }
 
     /// The bytes of broadcasts the hub keeps alive: what its rings hold (each at most
@@ -173,8 +221,8 @@ impl Inner {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Local delivery, then the backplane.
-    fn publish(&self, room: Option<&str>, message: &PreparedMessage, except: Option<u64>) -> usize {
+    /// Local delivery, then the backplane: the local members it is for, and its position.
+    fn publish(&self, room: Option<&str>, message: &PreparedMessage, except: Option<u64>) -> (usize, Position) {
         let delivered = self.deliver_local(room, message, except);
         if let Some(backplane) = &self.backplane {
             let channel = room.map_or_else(|| ALL_CHANNEL.to_owned(), backplane::room_channel);
@@ -183,9 +231,10 @@ impl Inner {
         delivered
     }
 
-    /// Puts `message` in the ring of `room` (or of everyone): one shared frame, whatever
-    /// the number of members, and no waiting; each member's pump takes it from there.
-    fn deliver_local(&self, room: Option<&str>, message: &PreparedMessage, except: Option<u64>) -> usize {
+    /// Puts `message` in the ring of `room` (or of everyone), creating the room if it has
+    /// none: one shared frame, whatever the number of members, and no waiting; each
+    /// member's pump takes it from there.
+    fn deliver_local(&self, room: Option<&str>, message: &PreparedMessage, except: Option<u64>) -> (usize, Position) {
         if room.is_none() && !self.everyone_on.load(Ordering::Acquire) {
             let state = self.write();
             if !self.everyone_on.load(Ordering::Acquire) {
@@ -193,22 +242,74 @@ impl Inner {
                 self.everyone_on.store(true, Ordering::Release);
             }
         }
+        if let Some(name) = room {
+            if !self.read().rooms.contains_key(name) {
+                let mut state = self.write();
+                self.room(&mut state, name);
+                // A room with no member is idle from the start.
+                self.idle(&mut state, name.into());
+            }
+        }
         let state = self.read();
         let (ring, members, sender_inside) = match room {
             Some(name) => match state.rooms.get(name) {
                 Some(room) => (&room.ring, room.members.len(), except.is_some_and(|id| room.members.contains(&id))),
-                None => return 0,
+                // Let go between the two locks, as an idle room past the hub's bounds.
+                None => return (0, Position::default()),
             },
             None => (&self.everyone, state.members.len(), except.is_some()),
         };
+        let position = ring.publish(|position| self.frame(room, position, message), except);
         // The count is of members, who stay members until dropped, whether or not their
         // connections are still open.
-        ring.send(message.clone(), except);
-        members - usize::from(sender_inside)
+        (members - usize::from(sender_inside), position)
+    }
+
+    /// What members are sent for a publication: the envelope's message, or the one
+    /// published.
+    fn frame(&self, room: Option<&str>, position: Position, message: &PreparedMessage) -> PreparedMessage {
+        match &self.envelope {
+            Some(envelope) => envelope(&Publication { room, position, message: message.message() }),
+            None => message.clone(),
+        }
+    }
+
+    /// The room called `name`, created if it does not exist.
+    fn room<'a>(&self, state: &'a mut State, name: &str) -> &'a mut Room {
+        state.rooms.entry(name.into()).or_insert_with(|| {
+            if let Some(backplane) = &self.backplane {
+                backplane.subscribe(&backplane::room_channel(name));
+            }
+            Room { ring: Arc::new(Ring::new(self.bounds)), members: HashSet::new() }
+        })
+    }
+
+    /// Keeps a room without members for its history, and lets go of idle rooms whose
+    /// history expired, or the oldest ones past the hub's bound.
+    fn idle(&self, state: &mut State, name: Arc<str>) {
+        state.idle.push_back(name);
+        while let Some(oldest) = state.idle.front().cloned() {
+            let room = state.rooms.get(&oldest);
+            let still_idle = room.is_some_and(|r| r.members.is_empty());
+            if still_idle && state.idle.len() <= self.idle_rooms && !room.is_some_and(|r| r.ring.expired()) {
+                break;
+            }
+            state.idle.pop_front();
+            if still_idle {
+                self.remove_room(state, &oldest);
+            }
+        }
+    }
+
+    fn remove_room(&self, state: &mut State, name: &str) {
+        state.rooms.remove(name);
+        if let Some(backplane) = &self.backplane {
+            backplane.unsubscribe(&backplane::room_channel(name));
+        }
     }
 
     fn pump_everyone(&self, subscriber: &Arc<Subscriber>) {
-        let pump = subscriber.spawn_pump(&self.everyone, self.policy);
+        let pump = subscriber.spawn_pump(&self.everyone, self.everyone.subscribe(), Vec::new(), self.policy);
         *subscriber.everyone.lock().unwrap_or_else(|e| e.into_inner()) = Some(pump);
     }
 
@@ -227,21 +328,30 @@ impl Inner {
         }
     }
 
-    /// Adds the member to `room`, returning the pump feeding it from the room's ring.
-    fn join(&self, room: &str, subscriber: &Arc<Subscriber>) -> Pump {
+    /// Adds the member to `room`, returning the pump feeding it from the room's ring,
+    /// after replaying what followed `since` if the room's history holds it.
+    fn join(&self, room: &str, subscriber: &Arc<Subscriber>, since: Option<Position>) -> (Pump, Recovery) {
+        // Make sure there is a runtime before the room changes: a panic leaves no
+        // half-joined room.
+        let _ = tokio::runtime::Handle::current();
         let mut state = self.write();
-        let (ring, first) = match state.rooms.get(room) {
-            Some(existing) => (existing.ring.clone(), false),
-            None => (Arc::new(Ring::new(self.capacity, self.max_ring_bytes)), true),
+        let room = self.room(&mut state, room);
+        let (pump, recovery) = match since {
+            Some(since) => {
+                let since = room.ring.since(since);
+                let recovery = match &since.backlog {
+                    Some(backlog) => Recovery::Recovered { replayed: backlog.len(), position: since.position },
+                    None => Recovery::Reset { position: since.position },
+                };
+                (subscriber.spawn_pump(&room.ring, since.live, since.backlog.unwrap_or_default(), self.policy), recovery)
+            }
+            None => {
+                let pump = subscriber.spawn_pump(&room.ring, room.ring.subscribe(), Vec::new(), self.policy);
+                (pump, Recovery::Reset { position: room.ring.position() })
+            }
         };
-        // Spawned before the room changes: a panic (no runtime) leaves no half-joined room.
-        let pump = subscriber.spawn_pump(&ring, self.policy);
-        let room_state = state.rooms.entry(room.into()).or_insert_with(|| Room { ring, members: HashSet::new() });
-        room_state.members.insert(subscriber.id);
-        if let (true, Some(backplane)) = (first, &self.backplane) {
-            backplane.subscribe(&backplane::room_channel(room));
-        }
-        pump
+        room.members.insert(subscriber.id);
+        (pump, recovery)
     }
 
     fn leave(&self, room: &str, id: u64) {
@@ -249,10 +359,7 @@ impl Inner {
         let Some(members) = state.rooms.get_mut(room).map(|r| &mut r.members) else { return };
         members.remove(&id);
         if members.is_empty() {
-            state.rooms.remove(room);
-            if let Some(backplane) = &self.backplane {
-                backplane.unsubscribe(&backplane::room_channel(room));
-            }
+            self.idle(&mut state, room.into());
         }
     }
 }
@@ -267,8 +374,9 @@ impl Drop for Inner {
 
 /// Builds a [`Hub`].
 pub struct HubBuilder {
-    capacity: usize,
-    max_ring_bytes: usize,
+    bounds: Bounds,
+    idle_rooms: usize,
+    envelope: Option<Box<Envelope>>,
     policy: SlowPolicy,
     backplane: Option<Box<dyn Backplane>>,
 }
@@ -276,8 +384,11 @@ pub struct HubBuilder {
 impl fmt::Debug for HubBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HubBuilder")
-            .field("capacity", &self.capacity)
-            .field("max_ring_bytes", &self.max_ring_bytes)
+            .field("capacity", &self.bounds.capacity)
+            .field("max_ring_bytes", &self.bounds.max_bytes)
+            .field("history_ttl", &self.bounds.ttl)
+            .field("idle_rooms", &self.idle_rooms)
+            .field("envelope", &self.envelope.is_some())
             .field("policy", &self.policy)
             .field("backplane", &self.backplane.is_some())
             .finish()
@@ -291,7 +402,7 @@ impl HubBuilder {
     /// a member further behind is handled by the [`SlowPolicy`].
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         // The ring holds a power of two; say so, and measure lag against what it holds.
-        self.capacity = capacity.max(1).next_power_of_two();
+        self.bounds.capacity = capacity.max(1).next_power_of_two();
         self
     }
 
@@ -301,7 +412,45 @@ impl HubBuilder {
     /// behind ([`SlowPolicy`]). The newest broadcast is kept whatever its size. At least
     /// 1.
     pub fn max_ring_bytes(mut self, bytes: usize) -> Self {
-        self.max_ring_bytes = bytes.max(1);
+        self.bounds.max_bytes = bytes.max(1);
+        self
+    }
+
+    /// How long a publication stays in its room's history (default 5 minutes): a member
+    /// coming back later than that from its last position is told
+    /// [`Recovery::Reset`]. A room left without members is kept as long as its newest
+    /// publication is, for those coming back to it (at most
+    /// [`idle_rooms`](Self::idle_rooms) such rooms).
+    pub fn history_ttl(mut self, ttl: Duration) -> Self {
+        self.bounds.ttl = ttl;
+        self
+    }
+
+    /// The most rooms without members kept for their history (default 1,024); past it
+    /// the rooms left longest ago go first. 0 lets a room go as soon as its last member
+    /// leaves.
+    pub fn idle_rooms(mut self, rooms: usize) -> Self {
+        self.idle_rooms = rooms;
+        self
+    }
+
+    /// Makes the message members are sent from each publication, to put its position
+    /// (and the room) in it: clients keep the last position they saw and hand it back
+    /// when they reconnect ([`Member::join_from`]). Called once per publication, whatever
+    /// the number of members. Without an envelope members are sent what was published.
+    ///
+    /// ```
+    /// use wsdriver::hub::{Hub, Publication};
+    /// use wsdriver::PreparedMessage;
+    /// let hub = Hub::builder()
+    ///     .envelope(|p: &Publication<'_>| {
+    ///         let text = p.message.as_text().unwrap_or_default();
+    ///         PreparedMessage::text(format!("{} {text}", p.position))
+    ///     })
+    ///     .build();
+    /// ```
+    pub fn envelope(mut self, envelope: impl Fn(&Publication<'_>) -> PreparedMessage + Send + Sync + 'static) -> Self {
+        self.envelope = Some(Box::new(envelope));
         self
     }
 
@@ -323,11 +472,12 @@ impl HubBuilder {
         let inner = Arc::new(Inner {
             node: rand::random(),
             next_id: AtomicU64::new(1),
-            capacity: self.capacity,
-            max_ring_bytes: self.max_ring_bytes,
+            bounds: self.bounds,
+            idle_rooms: self.idle_rooms,
+            envelope: self.envelope,
             policy: self.policy,
             state: RwLock::default(),
-            everyone: Arc::new(Ring::new(self.capacity, self.max_ring_bytes)),
+            everyone: Arc::new(Ring::new(self.bounds)),
             everyone_on: AtomicBool::new(false),
             backplane: self.backplane,
         });
@@ -364,7 +514,8 @@ impl Member {
         &self.subscriber.conn
     }
 
-    /// Joins `room` (nothing happens if already in it).
+    /// Joins `room` (nothing happens if already in it): the member receives what is
+    /// published from now on.
     ///
     /// # Panics
     /// Outside a Tokio runtime: a task moves the room's broadcasts into this member's
@@ -372,9 +523,52 @@ impl Member {
     pub fn join(&self, room: &str) {
         let mut rooms = self.lock_rooms();
         if !rooms.contains_key(room) {
-            let pump = self.hub.inner.join(room, &self.subscriber);
+            let (pump, _) = self.hub.inner.join(room, &self.subscriber, None);
             rooms.insert(room.into(), pump);
         }
+    }
+
+    /// Joins `room` from `since`, the last position the client saw: every publication
+    /// after it still in the room's history is queued for the member, in order, before
+    /// any live one, and none twice. [`Recovery::Reset`] says the history no longer
+    /// reaches back that far (or `since` is of another epoch): the member receives what
+    /// is published from now on, and the client has to resynchronise. A client joining
+    /// for the first time passes `Position::default()`, which always resets, and learns
+    /// the room's position from the answer.
+    ///
+    /// Leaves the room first if the member is in it, so that the replay starts afresh.
+    ///
+    /// ```
+    /// use wsdriver::hub::{Hub, Position, Recovery};
+    /// use wsdriver::{Config, Message, Role, WebSocket};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hub = Hub::new();
+    /// let last_seen = hub.publish("news", "one").await?;
+    /// hub.publish("news", "two").await?;
+    ///
+    /// let (a, b) = tokio::io::duplex(1024);
+    /// let member = hub.register(WebSocket::from_raw(a, Role::Server, &Config::default()).connection());
+    /// let mut client = WebSocket::from_raw(b, Role::Client, &Config::default());
+    /// let recovery = member.join_from("news", last_seen).await?;
+    /// assert!(matches!(recovery, Recovery::Recovered { replayed: 1, .. }));
+    /// assert_eq!(client.recv().await.transpose()?, Some(Message::text("two")));
+    /// assert!(!member.join_from("news", Position::default()).await?.is_recovered());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// None in-process; the type leaves room for a backplane whose history is remote.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime, as [`Member::join`].
+    pub async fn join_from(&self, room: &str, since: Position) -> Result<Recovery, HubError> {
+        let mut rooms = self.lock_rooms();
+        if let Some(pump) = rooms.remove(room) {
+            pump.stop();
+        }
+        let (pump, recovery) = self.hub.inner.join(room, &self.subscriber, Some(since));
+        rooms.insert(room.into(), pump);
+        Ok(recovery)
     }
 
     /// Leaves `room`; what was broadcast to it and not yet taken is not delivered.
@@ -399,7 +593,25 @@ impl Member {
     /// Sends `message` to every other member of `room`, on every hub: not to this one.
     /// Returns how many local members it is for.
     pub fn broadcast_others(&self, room: &str, message: impl Into<PreparedMessage>) -> usize {
-        self.hub.inner.publish(Some(room), &message.into(), Some(self.subscriber.id))
+        self.hub.inner.publish(Some(room), &message.into(), Some(self.subscriber.id)).0
+    }
+
+    /// Sends `message` to every member of `room`, this one included, and returns its
+    /// position, as [`Hub::publish`] does.
+    ///
+    /// # Errors
+    /// As [`Hub::publish`].
+    pub async fn publish(&self, room: &str, message: impl Into<PreparedMessage>) -> Result<Position, HubError> {
+        self.hub.publish(room, message).await
+    }
+
+    /// Sends `message` to every other member of `room`, not to this one, and returns its
+    /// position.
+    ///
+    /// # Errors
+    /// As [`Hub::publish`].
+    pub async fn publish_others(&self, room: &str, message: impl Into<PreparedMessage>) -> Result<Position, HubError> {
+        Ok(self.hub.inner.publish(Some(room), &message.into(), Some(self.subscriber.id)).1)
     }
 
     /// Sends `message` to every member, this one included, on every hub.
@@ -409,7 +621,7 @@ impl Member {
 
     /// Sends `message` to every other member, on every hub: not to this one.
     pub fn broadcast_all_others(&self, message: impl Into<PreparedMessage>) -> usize {
-        self.hub.inner.publish(None, &message.into(), Some(self.subscriber.id))
+        self.hub.inner.publish(None, &message.into(), Some(self.subscriber.id)).0
     }
 
     /// Broadcasts this member missed because it could not keep up

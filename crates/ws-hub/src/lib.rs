@@ -16,14 +16,18 @@
 //! adapter (hyper, tower, axum, actix-web) and on the standalone server.
 
 mod backplane;
+mod error;
 mod hub;
+mod position;
 #[cfg(feature = "redis")]
 mod redis;
 mod ring;
 mod subscriber;
 
 pub use backplane::{Backplane, Inbox};
+pub use error::HubError;
 pub use hub::{Hub, HubBuilder, Member};
+pub use position::{ParsePositionError, Position, Publication, Recovery};
 #[cfg(feature = "redis")]
 pub use redis::RedisBackplane;
 pub use subscriber::SlowPolicy;

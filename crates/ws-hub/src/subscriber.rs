@@ -71,18 +71,37 @@ impl Subscriber {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Starts a pump from `ring` into this member's connection.
-    pub(crate) fn spawn_pump(self: &Arc<Self>, ring: &Arc<Ring>, policy: SlowPolicy) -> Pump {
+    /// Starts a pump into this member's connection: `backlog` first, then what `live`
+    /// wakes it for from `ring`.
+    pub(crate) fn spawn_pump(
+        self: &Arc<Self>,
+        ring: &Arc<Ring>,
+        live: broadcast::Receiver<Woken>,
+        backlog: Vec<Arc<Broadcast>>,
+        policy: SlowPolicy,
+    ) -> Pump {
         let stopped = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(self.clone().pump(ring.clone(), ring.subscribe(), policy, stopped.clone())).abort_handle();
+        let task = tokio::spawn(self.clone().pump(ring.clone(), live, backlog, policy, stopped.clone())).abort_handle();
         Pump { stopped, task }
     }
 
-    /// Moves broadcasts from a room's ring into the connection until it is stopped, the
-    /// room ends, or a broadcast finds the connection closed: everything available is
-    /// fed, then written in one flush, so a burst of broadcasts costs one write per
+    /// Moves publications from a room's ring into the connection until it is stopped,
+    /// the room ends, or a publication finds the connection closed: everything available
+    /// is fed, then written in one flush, so a burst of publications costs one write per
     /// member.
-    async fn pump(self: Arc<Self>, ring: Arc<Ring>, mut woken: broadcast::Receiver<Woken>, policy: SlowPolicy, stopped: Arc<AtomicBool>) {
+    async fn pump(
+        self: Arc<Self>,
+        ring: Arc<Ring>,
+        mut woken: broadcast::Receiver<Woken>,
+        backlog: Vec<Arc<Broadcast>>,
+        policy: SlowPolicy,
+        stopped: Arc<AtomicBool>,
+    ) {
+        for broadcast in backlog {
+            if stopped.load(Ordering::Acquire) || !self.feed(&broadcast, &ring, policy).await {
+                return;
+            }
+        }
         loop {
             let received = match woken.try_recv() {
                 Ok(broadcast) => Ok(broadcast),
@@ -135,13 +154,13 @@ impl Subscriber {
             Err(Error::Full) => {
                 self.conn.flush_queued();
                 // Boxed: the rare slow path keeps its timer out of every pump's state.
-                Box::pin(self.wait_and_send(&broadcast.message, broadcast.seq, ring, policy)).await
+                Box::pin(self.wait_and_send(&broadcast.message, broadcast.offset, ring, policy)).await
             }
             Err(_) => false,
         }
     }
 
-    async fn wait_and_send(&self, message: &PreparedMessage, seq: u64, ring: &Ring, policy: SlowPolicy) -> bool {
+    async fn wait_and_send(&self, message: &PreparedMessage, offset: u64, ring: &Ring, policy: SlowPolicy) -> bool {
         let send = self.conn.send_prepared(message);
         if !matches!(policy, SlowPolicy::Close(_)) {
             // Skipping forward happens when the socket drains; nothing to watch for.
@@ -154,7 +173,7 @@ impl Subscriber {
                 () = tokio::time::sleep(LAG_CHECK) => {
                     // The ring moved on past this member while its socket was stuck: a
                     // closing policy acts now, not when the socket drains.
-                    if ring.passed(seq) {
+                    if ring.passed(offset) {
                         return self.lagged(0, policy);
                     }
                 }

@@ -1,29 +1,13 @@
 //! Rooms, presence and who receives which broadcast, on in-process pipes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{member, next_text};
 use std::time::Duration;
 use tokio::io::DuplexStream;
-use ws_core::{Config, Message, Role, WebSocket};
-use ws_hub::{Hub, Member};
-
-/// A registered server side and the client that reads what it is sent.
-fn member(hub: &Hub) -> (Member, WebSocket<DuplexStream>) {
-    let (a, b) = tokio::io::duplex(64 << 10);
-    let server = WebSocket::from_raw(a, Role::Server, &Config::default());
-    let client = WebSocket::from_raw(b, Role::Client, &Config::default());
-    let member = hub.register(server.connection());
-    // The server socket's reader must run for the connection to answer control frames.
-    tokio::spawn(async move {
-        let mut server = server;
-        while server.recv().await.is_some() {}
-    });
-    (member, client)
-}
-
-async fn next_text(client: &mut WebSocket<DuplexStream>) -> String {
-    let message = tokio::time::timeout(Duration::from_secs(10), client.recv()).await.expect("timed out").unwrap().unwrap();
-    message.as_text().expect("a text message").to_owned()
-}
+use ws_core::{Message, WebSocket};
+use ws_hub::Hub;
 
 /// Reads `count` messages, sorted (rooms are separate rings: broadcasts to different
 /// rooms, or to a room and to all, are not ordered with each other), then checks that a
