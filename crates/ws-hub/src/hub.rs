@@ -1,14 +1,14 @@
 //! The hub: members, rooms, broadcasts and presence.
 
 use crate::HubError;
-use crate::backplane::{self, ALL_CHANNEL, Backplane, Inbox};
+use crate::backplane::{self, ALL_CHANNEL, Backplane, BoxFuture, History, HistoryBounds, Inbox, Origin};
 use crate::position::{Position, Publication, Recovery};
-use crate::ring::{Bounds, Ring};
-use crate::subscriber::{Pump, SlowPolicy, Subscriber};
+use crate::ring::{Bounds, Replayed, Ring};
+use crate::subscriber::{Pump, Recover, SlowPolicy, Start, Subscriber};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 use ws_core::{CloseCode, Connection, PreparedMessage};
 
@@ -32,6 +32,8 @@ struct State {
 }
 
 pub(crate) struct Inner {
+    /// This hub, for the pumps that recover from the backplane's history.
+    this: Weak<Inner>,
     /// This hub's id on the backplane, to recognise its own broadcasts coming back.
     node: u64,
     next_id: AtomicU64,
@@ -45,6 +47,8 @@ pub(crate) struct Inner {
     everyone: Arc<Ring>,
     everyone_on: AtomicBool,
     backplane: Option<Box<dyn Backplane>>,
+    /// Publications read from the backplane's history to fill gaps.
+    pub(crate) recovered: AtomicU64,
 }
 
 /// A broadcast hub: connections register as [`Member`]s, join rooms, and receive what is
@@ -159,9 +163,11 @@ impl Hub {
     /// ```
     ///
     /// # Errors
-    /// None in-process; the type leaves room for a backplane that numbers publications.
+    /// With a backplane that keeps history, [`HubError::Backplane`] when it could not
+    /// number and keep the publication (its server is unreachable): no member received
+    /// it. Never in-process.
     pub async fn publish(&self, room: &str, message: impl Into<PreparedMessage>) -> Result<Position, HubError> {
-        Ok(self.inner.publish(Some(room), &message.into(), None).1)
+        self.inner.publish(Some(room), &message.into(), None).1.position().await
     }
 
     /// Sends `message` to every member of every hub sharing the backplane.
@@ -200,6 +206,14 @@ impl Hub {
         state.rooms.values().map(|r| r.ring.alive_bytes()).sum::<usize>() + self.inner.everyone.alive_bytes()
     }
 
+    /// Publications this hub did not receive from its backplane (its link dropped for a
+    /// moment) and read from the backplane's history instead, so that its members missed
+    /// none of them. Counted once per room, and once per member that noticed the gap
+    /// itself.
+    pub fn recovered(&self) -> u64 {
+        self.inner.recovered.load(Ordering::Relaxed)
+    }
+
     /// Closes every member's connection with `code` (e.g. 1001 when shutting down) and
     /// stops the backplane.
     pub fn close_all(&self, code: CloseCode, reason: &str) {
@@ -212,6 +226,34 @@ impl Hub {
     }
 }
 
+/// Where a publication went: numbered here, or handed to the backplane's history.
+enum Sent {
+    Here(Position),
+    Appended(BoxFuture<Result<Position, HubError>>),
+}
+
+impl Sent {
+    async fn position(self) -> Result<Position, HubError> {
+        match self {
+            Self::Here(position) => Ok(position),
+            Self::Appended(append) => append.await,
+        }
+    }
+}
+
+/// Publications read from a backplane's history at a time: what a member catching up
+/// holds at most, besides its write buffer.
+const PAGE: usize = 128;
+
+/// The longest [`Member::join_from`] waits for the backplane to receive on a room's
+/// channel before it reads the room's history.
+const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The backplane channel of `room`, or of broadcasts to all.
+fn channel_of(room: Option<&str>) -> String {
+    room.map_or_else(|| ALL_CHANNEL.to_owned(), backplane::room_channel)
+}
+
 impl Inner {
     fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|e| e.into_inner())
@@ -221,26 +263,56 @@ impl Inner {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Local delivery, then the backplane: the local members it is for, and its position.
-    fn publish(&self, room: Option<&str>, message: &PreparedMessage, except: Option<u64>) -> (usize, Position) {
-        let delivered = self.deliver_local(room, message, except);
-        if let Some(backplane) = &self.backplane {
-            let channel = room.map_or_else(|| ALL_CHANNEL.to_owned(), backplane::room_channel);
-            backplane.publish(&channel, backplane::encode(self.node, message));
-        }
-        delivered
+    /// The backplane's history, when it numbers publications.
+    fn history(&self) -> Option<&dyn History> {
+        self.backplane.as_deref()?.history()
     }
 
-    /// Puts `message` in the ring of `room` (or of everyone), creating the room if it has
-    /// none: one shared frame, whatever the number of members, and no waiting; each
-    /// member's pump takes it from there.
-    fn deliver_local(&self, room: Option<&str>, message: &PreparedMessage, except: Option<u64>) -> (usize, Position) {
-        if room.is_none() && !self.everyone_on.load(Ordering::Acquire) {
+    /// Publishes: numbered and delivered here (then handed to an unnumbered backplane),
+    /// or appended to the backplane's history, which delivers it to every hub, this one
+    /// included. Returns the local members it is for, and where it went.
+    fn publish(&self, room: Option<&str>, message: &PreparedMessage, except: Option<u64>) -> (usize, Sent) {
+        let origin = Origin { node: self.node, except: except.unwrap_or(0) };
+        if let Some(history) = self.history() {
+            let append = history.append(&channel_of(room), backplane::encode(origin, message));
+            return (self.audience(room, except), Sent::Appended(append));
+        }
+        let (delivered, position) = self.deliver_local(room, message, except);
+        if let Some(backplane) = &self.backplane {
+            backplane.publish(&channel_of(room), backplane::encode(origin, message));
+        }
+        (delivered, Sent::Here(position))
+    }
+
+    /// The local members a publication to `room` (or to all) is for.
+    fn audience(&self, room: Option<&str>, except: Option<u64>) -> usize {
+        let state = self.read();
+        match room {
+            Some(name) => {
+                state.rooms.get(name).map_or(0, |r| r.members.len() - except.map_or(0, |id| usize::from(r.members.contains(&id))))
+            }
+            None => state.members.len() - usize::from(except.is_some()),
+        }
+    }
+
+    /// Starts a pump on the ring of broadcasts to all for every member, the first time
+    /// something is broadcast to all.
+    fn everyone_on(&self) {
+        if !self.everyone_on.load(Ordering::Acquire) {
             let state = self.write();
             if !self.everyone_on.load(Ordering::Acquire) {
                 state.members.values().for_each(|s| self.pump_everyone(s));
                 self.everyone_on.store(true, Ordering::Release);
             }
+        }
+    }
+
+    /// Puts `message` in the ring of `room` (or of everyone), numbered next, creating the
+    /// room if it has none: one shared frame, whatever the number of members, and no
+    /// waiting; each member's pump takes it from there.
+    fn deliver_local(&self, room: Option<&str>, message: &PreparedMessage, except: Option<u64>) -> (usize, Position) {
+        if room.is_none() {
+            self.everyone_on();
         }
         if let Some(name) = room {
             if !self.read().rooms.contains_key(name) {
@@ -285,8 +357,12 @@ impl Inner {
     }
 
     /// Keeps a room without members for its history, and lets go of idle rooms whose
-    /// history expired, or the oldest ones past the hub's bound.
+    /// history expired, or the oldest ones past the hub's bound. With a backplane that
+    /// keeps history, the room goes at once: its history is the backplane's.
     fn idle(&self, state: &mut State, name: Arc<str>) {
+        if self.history().is_some() {
+            return self.remove_room(state, &name);
+        }
         state.idle.push_back(name);
         while let Some(oldest) = state.idle.front().cloned() {
             let room = state.rooms.get(&oldest);
@@ -308,50 +384,185 @@ impl Inner {
         }
     }
 
+    /// Where a pump recovers a gap from: the backplane's history, if it has one.
+    fn recover(&self, room: Option<&str>) -> Option<Recover> {
+        self.history().map(|_| Recover { hub: self.this.clone(), room: room.map(Arc::from) })
+    }
+
     fn pump_everyone(&self, subscriber: &Arc<Subscriber>) {
-        let pump = subscriber.spawn_pump(&self.everyone, self.everyone.subscribe(), Vec::new(), self.policy);
+        let start = Start { live: self.everyone.subscribe(), backlog: Vec::new(), last: None, catch_up: None, recover: self.recover(None) };
+        let pump = subscriber.spawn_pump(&self.everyone, start, self.policy);
         *subscriber.everyone.lock().unwrap_or_else(|e| e.into_inner()) = Some(pump);
     }
 
-    pub(crate) fn deliver_remote(&self, channel: &str, envelope: &[u8]) {
+    /// A publication arriving from the backplane: numbered by its history (`position`),
+    /// or to be numbered here.
+    pub(crate) fn deliver_remote(&self, channel: &str, position: Option<Position>, envelope: &[u8]) {
         let room = match channel.strip_prefix(backplane::ROOM_PREFIX) {
             Some(room) => Some(room),
             None if channel == ALL_CHANNEL => None,
             None => return tracing::debug!(channel, "broadcast on an unknown channel ignored"),
         };
-        match backplane::decode(envelope) {
-            Ok((origin, _)) if origin == self.node => {}
-            Ok((_, message)) => {
+        let (origin, message) = match backplane::decode(envelope) {
+            Ok(decoded) => decoded,
+            Err(error) => return tracing::warn!(channel, ?error, "malformed broadcast from the backplane ignored"),
+        };
+        let Some(position) = position else {
+            if origin.node != self.node {
                 self.deliver_local(room, &message, None);
             }
-            Err(error) => tracing::warn!(channel, ?error, "malformed broadcast from the backplane ignored"),
+            return;
+        };
+        if room.is_none() {
+            self.everyone_on();
         }
+        let except = (origin.node == self.node && origin.except != 0).then_some(origin.except);
+        let state = self.read();
+        let ring = match room {
+            Some(name) => match state.rooms.get(name) {
+                Some(room) => &room.ring,
+                None => return,
+            },
+            None => &self.everyone,
+        };
+        ring.publish_at(position, |position| self.frame(room, position, &message), except);
+    }
+
+    /// The first page of what the backplane's history holds for `room` (or all) after
+    /// `since`, as members are sent it, and the stream's newest position.
+    pub(crate) async fn replay(&self, room: Option<&str>, since: Position) -> Result<(Position, Option<Vec<Replayed>>), HubError> {
+        let history = self.history().ok_or_else(|| HubError::Backplane("the backplane keeps no history".into()))?;
+        let replay = history.read(&channel_of(room), since, PAGE).await?;
+        let replayed = replay.envelopes.map(|envelopes| {
+            let mut replayed = Vec::with_capacity(envelopes.len());
+            for (position, envelope) in (since.offset + 1..).map(|offset| Position { offset, epoch: since.epoch }).zip(envelopes) {
+                match backplane::decode(&envelope) {
+                    Ok((origin, message)) => replayed.push(Replayed {
+                        position,
+                        message: self.frame(room, position, &message),
+                        except: (origin.node == self.node && origin.except != 0).then_some(origin.except),
+                    }),
+                    Err(error) => tracing::warn!(?room, %position, ?error, "malformed publication in the backplane's history skipped"),
+                }
+            }
+            replayed
+        });
+        Ok((replay.position, replayed))
     }
 
     /// Adds the member to `room`, returning the pump feeding it from the room's ring,
-    /// after replaying what followed `since` if the room's history holds it.
+    /// after replaying what followed `since` if the room's history holds it. Here, the
+    /// history is the ring; with a backplane that keeps history, see [`Inner::join_numbered`].
     fn join(&self, room: &str, subscriber: &Arc<Subscriber>, since: Option<Position>) -> (Pump, Recovery) {
         // Make sure there is a runtime before the room changes: a panic leaves no
         // half-joined room.
         let _ = tokio::runtime::Handle::current();
+        let recover = self.recover(Some(room));
         let mut state = self.write();
         let room = self.room(&mut state, room);
-        let (pump, recovery) = match since {
+        let (start, recovery) = match since {
             Some(since) => {
                 let since = room.ring.since(since);
                 let recovery = match &since.backlog {
                     Some(backlog) => Recovery::Recovered { replayed: backlog.len(), position: since.position },
                     None => Recovery::Reset { position: since.position },
                 };
-                (subscriber.spawn_pump(&room.ring, since.live, since.backlog.unwrap_or_default(), self.policy), recovery)
+                let backlog = since.backlog.unwrap_or_default();
+                (Start { live: since.live, backlog, last: None, catch_up: None, recover }, recovery)
             }
             None => {
-                let pump = subscriber.spawn_pump(&room.ring, room.ring.subscribe(), Vec::new(), self.policy);
-                (pump, Recovery::Reset { position: room.ring.position() })
+                let start = Start { live: room.ring.subscribe(), backlog: Vec::new(), last: None, catch_up: None, recover };
+                (start, Recovery::Reset { position: room.ring.position() })
             }
         };
         room.members.insert(subscriber.id);
-        (pump, recovery)
+        (subscriber.spawn_pump(&room.ring, start, self.policy), recovery)
+    }
+
+    /// [`Inner::join`] from `since` with a backplane that keeps history: the member
+    /// receives live publications from the moment it joins, the history after `since` is
+    /// read once the backplane receives on the room's channel, and the pump replays it
+    /// page by page up to the stream's position at that moment, then skips the live ones
+    /// it already replayed.
+    async fn join_numbered(&self, name: &str, subscriber: &Arc<Subscriber>, since: Position) -> Result<(Pump, Recovery), HubError> {
+        let _ = tokio::runtime::Handle::current();
+        let (ring, live) = {
+            let mut state = self.write();
+            let room = self.room(&mut state, name);
+            room.members.insert(subscriber.id);
+            (room.ring.clone(), room.ring.subscribe())
+        };
+        let replay = async {
+            let ready = self.backplane.as_ref().map(|b| b.ready());
+            if let Some(ready) = ready {
+                tokio::time::timeout(READY_TIMEOUT, ready)
+                    .await
+                    .map_err(|_| HubError::Backplane("the backplane is not connected".into()))?;
+            }
+            self.replay(Some(name), since).await
+        };
+        let (position, page) = match replay.await {
+            Ok(replayed) => replayed,
+            Err(error) => {
+                self.leave(name, subscriber.id);
+                return Err(error);
+            }
+        };
+        ring.advance_to(position);
+        let recover = self.recover(Some(name));
+        let (recovery, start) = match page {
+            Some(page) => {
+                let replayed = usize::try_from(position.offset - since.offset).unwrap_or(usize::MAX);
+                let until = Position { offset: position.offset + 1, epoch: position.epoch };
+                let start = Start { live, backlog: page, last: Some(since), catch_up: Some(until), recover };
+                (Recovery::Recovered { replayed, position }, start)
+            }
+            None => {
+                let start = Start { live, backlog: Vec::new(), last: Some(position), catch_up: None, recover };
+                (Recovery::Reset { position }, start)
+            }
+        };
+        Ok((subscriber.spawn_pump(&ring, start, self.policy), recovery))
+    }
+
+    /// The backplane's link came back: for each ring, reads what its stream holds after
+    /// the ring's newest position and adds it in order. A publication arriving live
+    /// meanwhile goes first; what the refill then brings that is older is dropped, and
+    /// each pump fills that gap itself when it sees the live one.
+    pub(crate) fn refill(&self) {
+        if self.history().is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let mut rings: Vec<(Option<Arc<str>>, Arc<Ring>)> =
+            self.read().rooms.iter().filter(|(_, r)| !r.members.is_empty()).map(|(name, r)| (Some(name.clone()), r.ring.clone())).collect();
+        if self.everyone_on.load(Ordering::Acquire) {
+            rings.push((None, self.everyone.clone()));
+        }
+        for (room, ring) in rings {
+            let hub = self.this.clone();
+            runtime.spawn(async move {
+                loop {
+                    let Some(hub) = hub.upgrade() else { return };
+                    let since = ring.position();
+                    match hub.replay(room.as_deref(), since).await {
+                        Ok((_, Some(missed))) if !missed.is_empty() => {
+                            hub.recovered.fetch_add(missed.len() as u64, Ordering::Relaxed);
+                            for publication in missed {
+                                ring.publish_at(publication.position, |_| publication.message, publication.except);
+                            }
+                        }
+                        Ok((_, Some(_))) => return,
+                        // A stream that no longer reaches back (or of another epoch): the
+                        // next publication tells each pump, whose slow policy decides.
+                        Ok((_, None)) => {
+                            return tracing::debug!(?room, %since, "the backplane's history no longer holds what this hub missed");
+                        }
+                        Err(error) => return tracing::warn!(%error, ?room, "could not read what this hub missed from the backplane"),
+                    }
+                }
+            });
+        }
     }
 
     fn leave(&self, room: &str, id: u64) {
@@ -469,7 +680,8 @@ impl HubBuilder {
 
     /// Builds the hub and starts its backplane.
     pub fn build(self) -> Hub {
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|this| Inner {
+            this: this.clone(),
             node: rand::random(),
             next_id: AtomicU64::new(1),
             bounds: self.bounds,
@@ -480,9 +692,11 @@ impl HubBuilder {
             everyone: Arc::new(Ring::new(self.bounds)),
             everyone_on: AtomicBool::new(false),
             backplane: self.backplane,
+            recovered: AtomicU64::new(0),
         });
         if let Some(backplane) = &inner.backplane {
-            backplane.start(Inbox { hub: Arc::downgrade(&inner) });
+            let bounds = HistoryBounds { count: inner.bounds.capacity, bytes: inner.bounds.max_bytes, ttl: inner.bounds.ttl };
+            backplane.start(Inbox { hub: Arc::downgrade(&inner), bounds });
             backplane.subscribe(ALL_CHANNEL);
         }
         Hub { inner }
@@ -556,18 +770,30 @@ impl Member {
     /// # Ok(()) }
     /// ```
     ///
+    /// With a backplane that keeps history (the Redis one), the history is the
+    /// backplane's, shared by every hub: a client may come back through any of them.
+    ///
     /// # Errors
-    /// None in-process; the type leaves room for a backplane whose history is remote.
+    /// With a backplane that keeps history, [`HubError::Backplane`] when its history
+    /// could not be read (its server is unreachable, or it did not subscribe to the
+    /// room's channel within 5 s): the member is not in the room. Never in-process.
     ///
     /// # Panics
     /// Outside a Tokio runtime, as [`Member::join`].
     pub async fn join_from(&self, room: &str, since: Position) -> Result<Recovery, HubError> {
-        let mut rooms = self.lock_rooms();
-        if let Some(pump) = rooms.remove(room) {
+        if let Some(pump) = self.lock_rooms().remove(room) {
             pump.stop();
+            self.hub.inner.leave(room, self.subscriber.id);
         }
-        let (pump, recovery) = self.hub.inner.join(room, &self.subscriber, Some(since));
-        rooms.insert(room.into(), pump);
+        let inner = &self.hub.inner;
+        let (pump, recovery) = match inner.history() {
+            Some(_) => inner.join_numbered(room, &self.subscriber, since).await?,
+            None => inner.join(room, &self.subscriber, Some(since)),
+        };
+        if let Some(previous) = self.lock_rooms().insert(room.into(), pump) {
+            // Joined again meanwhile, through another call: one pump per room.
+            previous.stop();
+        }
         Ok(recovery)
     }
 
@@ -611,7 +837,7 @@ impl Member {
     /// # Errors
     /// As [`Hub::publish`].
     pub async fn publish_others(&self, room: &str, message: impl Into<PreparedMessage>) -> Result<Position, HubError> {
-        Ok(self.hub.inner.publish(Some(room), &message.into(), Some(self.subscriber.id)).1)
+        self.hub.inner.publish(Some(room), &message.into(), Some(self.subscriber.id)).1.position().await
     }
 
     /// Sends `message` to every member, this one included, on every hub.

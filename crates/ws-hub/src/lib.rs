@@ -8,9 +8,18 @@
 //! ever waits for a slow recipient, which is handled by a [`SlowPolicy`] once it falls
 //! behind the ring.
 //!
+//! Every publication has a [`Position`] in its room's stream (an offset and an epoch),
+//! which the hub's [envelope](HubBuilder::envelope) can put in what members are sent. The
+//! ring is the room's history: a client that reconnects hands back the last position it
+//! saw and [`Member::join_from`] replays what it missed, in order and once, or says that
+//! history no longer reaches back ([`Recovery::Reset`]).
+//!
 //! The hub is in-process by default. With a [`Backplane`] (the Redis one needs the
 //! `redis` feature), hubs in several processes share their rooms: a broadcast reaches
-//! every member of the room, whichever process holds its connection.
+//! every member of the room, whichever process holds its connection. A backplane with a
+//! [`History`] (Redis streams) numbers and keeps every publication for all hubs, so
+//! positions are the same everywhere, a client may come back through any process, and a
+//! process whose link to Redis dropped for a moment recovers what it missed.
 //!
 //! Members are [`Connection`](ws_core::Connection)s, so the hub works the same on every
 //! adapter (hyper, tower, axum, actix-web) and on the standalone server.
@@ -24,7 +33,7 @@ mod redis;
 mod ring;
 mod subscriber;
 
-pub use backplane::{Backplane, Inbox};
+pub use backplane::{Backplane, BoxFuture, History, HistoryBounds, Inbox, Replay};
 pub use error::HubError;
 pub use hub::{Hub, HubBuilder, Member};
 pub use position::{ParsePositionError, Position, Publication, Recovery};

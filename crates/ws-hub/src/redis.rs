@@ -1,15 +1,18 @@
-//! The Redis pub/sub backplane: hubs in several processes share rooms through one Redis.
+//! The Redis backplane: hubs in several processes share rooms, and their history,
+//! through one Redis.
 
-use crate::backplane::{Backplane, Inbox};
+use crate::backplane::{Backplane, BoxFuture, History, HistoryBounds, Inbox, Replay};
+use crate::ring::new_epoch;
+use crate::{HubError, Position};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink};
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 /// Broadcasts waiting for the Redis connection; more are dropped (and counted).
 const PUBLISH_QUEUE: usize = 16 << 10;
@@ -21,15 +24,125 @@ const MAX_PIPELINE: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long a room's position (its epoch and last offset) outlives its last publication,
+/// at least: a client that comes back within it, having missed nothing, recovers.
+const META_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The most bytes of envelopes one read of history returns, past the first.
+const PAGE_BYTES: usize = 1 << 20;
 
-/// A [`Backplane`] over Redis pub/sub (the `redis` feature): each room is a channel,
-/// `{prefix}room:{name}`, and broadcasts to all go on `{prefix}all`.
+/// Lets go of a stream's oldest entries past its bounds: count, bytes (the newest is kept
+/// whatever its size) and age. Entries are `d` (the envelope) and `t` (milliseconds).
+const TRIM: &str = r"
+local function trim(stream, meta, max_count, max_bytes, oldest_ms)
+  local bytes = tonumber(redis.call('hget', meta, 'bytes')) or 0
+  local count = redis.call('xlen', stream)
+  while count > 0 do
+    local first = redis.call('xrange', stream, '-', '+', 'COUNT', 1)[1]
+    local size = #first[2][2]
+    if count <= max_count and (bytes <= max_bytes or count == 1) and tonumber(first[2][4]) > oldest_ms then
+      break
+    end
+    redis.call('xdel', stream, first[1])
+    bytes = bytes - size
+    count = count - 1
+  end
+  redis.call('hset', meta, 'bytes', bytes)
+end
+
+local function now_ms()
+  local now = redis.call('time')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+end
+
+-- The stream's epoch, starting a new stream when its position was lost.
+local function epoch_of(stream, meta, new_epoch, meta_ttl)
+  local epoch = redis.call('hget', meta, 'epoch')
+  if not epoch then
+    epoch = new_epoch
+    redis.call('del', stream)
+    redis.call('hset', meta, 'epoch', epoch, 'offset', 0, 'bytes', 0)
+  elseif redis.call('exists', stream) == 0 then
+    redis.call('hset', meta, 'bytes', 0)
+  end
+  redis.call('pexpire', meta, meta_ttl)
+  return epoch
+end
+";
+
+/// Numbers, keeps and publishes one envelope, as one step. KEYS: the stream, its meta
+/// hash. ARGV: envelope, channel, max count, max bytes, ttl ms, a new epoch, meta ttl ms.
+/// Returns the position, `OFFSET:EPOCH`.
+const APPEND: &str = r"
+local stream, meta = KEYS[1], KEYS[2]
+local epoch = epoch_of(stream, meta, ARGV[6], ARGV[7])
+local offset = redis.call('hincrby', meta, 'offset', 1)
+local now = now_ms()
+redis.call('xadd', stream, offset .. '-0', 'd', ARGV[1], 't', now)
+redis.call('hincrby', meta, 'bytes', #ARGV[1])
+trim(stream, meta, tonumber(ARGV[3]), tonumber(ARGV[4]), now - tonumber(ARGV[5]))
+redis.call('pexpire', stream, ARGV[5])
+local position = offset .. ':' .. epoch
+redis.call('publish', ARGV[2], position .. ' ' .. ARGV[1])
+return position
+";
+
+/// What a stream holds after a position. KEYS: the stream, its meta hash. ARGV: since
+/// offset, since epoch, a new epoch, max count, max bytes, ttl ms, meta ttl ms, the most
+/// entries and (past the first) bytes to return. Returns
+/// `{offset, epoch}` when it does not reach back, `{offset, epoch, 'replay', envelopes...}`
+/// when it does.
+const READ: &str = r"
+local stream, meta = KEYS[1], KEYS[2]
+local epoch = epoch_of(stream, meta, ARGV[3], ARGV[7])
+trim(stream, meta, tonumber(ARGV[4]), tonumber(ARGV[5]), now_ms() - tonumber(ARGV[6]))
+local offset = tonumber(redis.call('hget', meta, 'offset'))
+local since = tonumber(ARGV[1])
+if epoch ~= ARGV[2] or since > offset then
+  return {offset, epoch}
+end
+local first = redis.call('xrange', stream, '-', '+', 'COUNT', 1)[1]
+local oldest = offset + 1
+if first then
+  oldest = tonumber(string.match(first[1], '^%d+'))
+end
+if since + 1 < oldest then
+  return {offset, epoch}
+end
+local out = {offset, epoch, 'replay'}
+local limit, budget = tonumber(ARGV[8]), tonumber(ARGV[9])
+if limit > 0 then
+  for _, entry in ipairs(redis.call('xrange', stream, (since + 1) .. '-0', '+', 'COUNT', limit)) do
+    if #out > 3 and budget < #entry[2][2] then
+      break
+    end
+    budget = budget - #entry[2][2]
+    out[#out + 1] = entry[2][2]
+  end
+end
+return out
+";
+
+/// A [`Backplane`] over Redis (the `redis` feature), with [`History`]: each room is a
+/// stream, `{prefix}stream:room:{name}`, and a channel, `{prefix}room:{name}`;
+/// broadcasts to all go through `{prefix}stream:all` and `{prefix}all`.
 ///
-/// One background task holds two Redis connections, one publishing (broadcasts are
-/// pipelined, in order) and one subscribed to the rooms with local members. When Redis
-/// goes away the task reconnects with backoff (50 ms doubling to 2 s) and subscribes
-/// again; what is published meanwhile is dropped, as Redis pub/sub itself is at most once.
-/// While connected, broadcasts wait for the publishing connection in a queue bounded by
+/// A publication is numbered, appended to its room's stream (trimmed to the hub's
+/// history bounds: count, bytes and age) and published on its channel with its position
+/// by one Lua script, so no hub receives a position the stream does not hold, and every
+/// hub (the publishing one included) delivers it to its members when it arrives: every
+/// member everywhere sees the same sequence. A room's epoch lives in
+/// `{prefix}meta:room:{name}`, which outlives the last publication by a day (or the
+/// history's age, if longer); if Redis loses it (restarted without persistence), the
+/// room starts a new epoch and members coming back are told
+/// [`Recovery::Reset`](crate::Recovery::Reset).
+///
+/// One background task holds two Redis connections, one publishing (publications are
+/// pipelined, in order; history is read on it too) and one subscribed to the rooms with
+/// local members. When Redis goes away the task reconnects with backoff (50 ms doubling
+/// to 2 s) and subscribes again; publishing meanwhile fails
+/// ([`Hub::publish`](crate::Hub::publish) says so), and members notice the publications
+/// their hub did not receive from the gap in positions and recover them from the stream.
+/// While connected, publications wait for the publishing connection in a queue bounded by
 /// count (16,384) and by bytes ([`RedisBackplane::max_queued_bytes`], 16 MiB by default):
 /// a Redis too slow to keep up costs no more than that, and what does not fit is dropped
 /// and counted ([`RedisBackplane::dropped`]).
@@ -49,9 +162,17 @@ pub struct RedisBackplane {
     shared: Arc<Shared>,
 }
 
+/// A publication waiting for the publishing connection, and who waits for its position.
+struct Queued {
+    /// The room's channel, without the prefix.
+    channel: String,
+    envelope: Bytes,
+    reply: Option<oneshot::Sender<Result<Position, HubError>>>,
+}
+
 struct Shared {
-    publish: mpsc::Sender<(String, Bytes)>,
-    queued: Mutex<Option<mpsc::Receiver<(String, Bytes)>>>,
+    publish: mpsc::Sender<Queued>,
+    queued: Mutex<Option<mpsc::Receiver<Queued>>>,
     client: redis::Client,
     prefix: String,
     /// The channels the hub wants, and how many times that set changed; the task
@@ -66,12 +187,35 @@ struct Shared {
     /// Bytes of the broadcasts queued or being published, and their bound.
     queued_bytes: AtomicUsize,
     max_queued_bytes: usize,
+    /// The hub's history bounds, once it started the backplane.
+    bounds: OnceLock<HistoryBounds>,
+    /// The publishing connection while connected, to read history on.
+    reader: Mutex<Option<MultiplexedConnection>>,
+    append: redis::Script,
+    read: redis::Script,
 }
 
 impl Shared {
-    /// The bytes a queued broadcast holds.
-    fn cost((channel, envelope): &(String, Bytes)) -> usize {
-        channel.len() + envelope.len()
+    /// The bytes a queued publication holds.
+    fn cost(queued: &Queued) -> usize {
+        queued.channel.len() + queued.envelope.len()
+    }
+
+    fn key(&self, kind: &str, channel: &str) -> String {
+        format!("{}{kind}:{channel}", self.prefix)
+    }
+
+    fn bounds(&self) -> HistoryBounds {
+        self.bounds.get().copied().unwrap_or(HistoryBounds { count: 128, bytes: 4 << 20, ttl: Duration::from_secs(300) })
+    }
+
+    /// A queued publication that will not be made: counted, and its waiter told.
+    fn drop_queued(&self, queued: Queued, why: &str) {
+        self.release(Shared::cost(&queued));
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Some(reply) = queued.reply {
+            let _ = reply.send(Err(backplane_error(why)));
+        }
     }
 
     /// Queued broadcasts were published or dropped: their bytes are free.
@@ -109,6 +253,10 @@ impl RedisBackplane {
                 dropped: AtomicU64::new(0),
                 queued_bytes: AtomicUsize::new(0),
                 max_queued_bytes: MAX_QUEUED_BYTES,
+                bounds: OnceLock::new(),
+                reader: Mutex::new(None),
+                append: redis::Script::new(&format!("{TRIM}{APPEND}")),
+                read: redis::Script::new(&format!("{TRIM}{READ}")),
             }),
         })
     }
@@ -163,7 +311,7 @@ impl RedisBackplane {
         let _ = rx.wait_for(Option::is_none).await;
     }
 
-    /// Broadcasts dropped because Redis was unreachable or too slow.
+    /// Publications dropped because Redis was unreachable or too slow.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
@@ -184,8 +332,99 @@ impl RedisBackplane {
     }
 }
 
+/// A [`HubError`] saying why the backplane could not do something.
+fn backplane_error(why: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> HubError {
+    HubError::Backplane(why.into())
+}
+
+impl RedisBackplane {
+    /// Queues a publication for the publishing connection, in call order.
+    fn enqueue(&self, channel: &str, envelope: Bytes, reply: Option<oneshot::Sender<Result<Position, HubError>>>) {
+        let shared = &self.shared;
+        let queued = Queued { channel: channel.to_owned(), envelope, reply };
+        let cost = Shared::cost(&queued);
+        let fits = shared.queued_bytes.fetch_add(cost, Ordering::AcqRel) + cost <= shared.max_queued_bytes;
+        if !fits {
+            return shared.drop_queued(queued, "too many publications waiting for Redis");
+        }
+        if !self.is_connected() {
+            return shared.drop_queued(queued, "not connected to Redis");
+        }
+        if let Err(error) = shared.publish.try_send(queued) {
+            let why = match &error {
+                mpsc::error::TrySendError::Full(_) => "too many publications waiting for Redis",
+                mpsc::error::TrySendError::Closed(_) => "the backplane is shut down",
+            };
+            shared.drop_queued(error.into_inner(), why);
+        }
+    }
+}
+
+impl History for RedisBackplane {
+    fn append(&self, channel: &str, envelope: Bytes) -> BoxFuture<Result<Position, HubError>> {
+        let (reply, position) = oneshot::channel();
+        self.enqueue(channel, envelope, Some(reply));
+        Box::pin(async move { position.await.unwrap_or_else(|_| Err(backplane_error("the backplane is shut down"))) })
+    }
+
+    fn read(&self, channel: &str, since: Position, limit: usize) -> BoxFuture<Result<Replay, HubError>> {
+        let shared = self.shared.clone();
+        let channel = channel.to_owned();
+        Box::pin(async move {
+            let Some(mut connection) = shared.reader.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+                return Err(backplane_error("not connected to Redis"));
+            };
+            let bounds = shared.bounds();
+            let reply: Vec<redis::Value> = shared
+                .read
+                .key(shared.key("stream", &channel))
+                .key(shared.key("meta", &channel))
+                .arg(since.offset)
+                .arg(format!("{:x}", since.epoch))
+                .arg(format!("{:x}", new_epoch()))
+                .arg(bounds.count)
+                .arg(bounds.bytes)
+                .arg(millis(bounds.ttl))
+                .arg(millis(META_TTL.max(bounds.ttl)))
+                .arg(limit)
+                .arg(PAGE_BYTES)
+                .invoke_async(&mut connection)
+                .await
+                .map_err(backplane_error)?;
+            parse_replay(reply).ok_or_else(|| backplane_error("unexpected answer from the history script"))
+        })
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// The read script's answer: `{offset, epoch}` or `{offset, epoch, 'replay', envelopes...}`.
+fn parse_replay(reply: Vec<redis::Value>) -> Option<Replay> {
+    let mut items = reply.into_iter();
+    let offset: u64 = redis::from_redis_value(items.next()?).ok()?;
+    let epoch: String = redis::from_redis_value(items.next()?).ok()?;
+    let position = Position { offset, epoch: u64::from_str_radix(&epoch, 16).ok()? };
+    let envelopes = match items.next() {
+        None => None,
+        Some(_replay) => {
+            Some(items.map(|item| redis::from_redis_value::<Vec<u8>>(item).ok().map(Bytes::from)).collect::<Option<Vec<_>>>()?)
+        }
+    };
+    Some(Replay::new(position, envelopes))
+}
+
+/// A publication as the append script sends it: `OFFSET:EPOCH ` and the envelope.
+fn parse_published(payload: &[u8]) -> Option<(Position, &[u8])> {
+    let space = payload.iter().position(|b| *b == b' ')?;
+    let position = std::str::from_utf8(&payload[..space]).ok()?.parse().ok()?;
+    Some((position, &payload[space + 1..]))
+}
+
 impl Backplane for RedisBackplane {
     fn start(&self, inbox: Inbox) {
+        let _ = self.shared.bounds.set(inbox.history_bounds());
         let Some(queued) = self.shared.queued.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
@@ -196,14 +435,16 @@ impl Backplane for RedisBackplane {
     }
 
     fn publish(&self, channel: &str, envelope: Bytes) {
-        let shared = &self.shared;
-        let item = (format!("{}{channel}", shared.prefix), envelope);
-        let cost = Shared::cost(&item);
-        let fits = shared.queued_bytes.fetch_add(cost, Ordering::AcqRel) + cost <= shared.max_queued_bytes;
-        if !fits || !self.is_connected() || shared.publish.try_send(item).is_err() {
-            shared.release(cost);
-            shared.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.enqueue(channel, envelope, None);
+    }
+
+    fn ready(&self) -> BoxFuture<()> {
+        let backplane = self.clone();
+        Box::pin(async move { backplane.connected().await })
+    }
+
+    fn history(&self) -> Option<&dyn History> {
+        Some(self)
     }
 
     fn subscribe(&self, channel: &str) {
@@ -221,7 +462,7 @@ impl Backplane for RedisBackplane {
 }
 
 /// Keeps a session with Redis up until shutdown.
-async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<(String, Bytes)>, inbox: Inbox) {
+async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Queued>, inbox: Inbox) {
     let mut backoff = MIN_BACKOFF;
     while !shared.shutdown.load(Ordering::Relaxed) {
         match session(&shared, &mut queued, &inbox, &mut backoff).await {
@@ -229,6 +470,7 @@ async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<(String, Bytes)>, i
             Err(error) => tracing::warn!(%error, retry_in = ?backoff, "redis backplane disconnected"),
         }
         shared.connected.send_replace(None);
+        *shared.reader.lock().unwrap_or_else(|e| e.into_inner()) = None;
         // Wait before retrying; broadcasts published meanwhile are dropped, not hoarded.
         let retry = tokio::time::sleep(backoff);
         tokio::pin!(retry);
@@ -237,10 +479,7 @@ async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<(String, Bytes)>, i
                 () = &mut retry => break,
                 () = shared.changed.notified() => if shared.shutdown.load(Ordering::Relaxed) { return },
                 next = queued.recv() => match next {
-                    Some(item) => {
-                        shared.release(Shared::cost(&item));
-                        shared.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
+                    Some(item) => shared.drop_queued(item, "not connected to Redis"),
                     None => return,
                 },
             }
@@ -248,37 +487,40 @@ async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<(String, Bytes)>, i
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     shared.connected.send_replace(None);
+    *shared.reader.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
 /// One connected session: returns `Ok` on shutdown, the error that ended it otherwise.
-async fn session(
-    shared: &Shared,
-    queued: &mut mpsc::Receiver<(String, Bytes)>,
-    inbox: &Inbox,
-    backoff: &mut Duration,
-) -> redis::RedisResult<()> {
+async fn session(shared: &Shared, queued: &mut mpsc::Receiver<Queued>, inbox: &Inbox, backoff: &mut Duration) -> redis::RedisResult<()> {
     // A Redis busy for a moment is not a lost one: only a broken connection (or 10 s
     // without an answer) ends the session and its subscriptions.
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(Duration::from_secs(10)));
     let mut publisher = shared.client.get_multiplexed_async_connection_with_config(&config).await?;
+    // Publications are pipelined by hash: the script must be known to this Redis.
+    shared.append.load_async(&mut publisher).await?;
     let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, shared.client.get_async_pubsub())
         .await
         .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
     let (mut sink, mut stream) = pubsub.split();
     let mut subscribed = HashSet::new();
+    *shared.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(publisher.clone());
     reconcile(shared, &mut sink, &mut subscribed).await?;
     *backoff = MIN_BACKOFF;
     tracing::info!(channels = subscribed.len(), "redis backplane connected");
+    // What was published while no subscription was up is in the streams.
+    inbox.reconnected();
     loop {
         tokio::select! {
             message = stream.next() => {
                 let Some(message) = message else {
                     return Err(redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
                 };
-                if let Some(channel) = message.get_channel_name().strip_prefix(shared.prefix.as_str()) {
-                    inbox.deliver(channel, message.get_payload_bytes());
+                let Some(channel) = message.get_channel_name().strip_prefix(shared.prefix.as_str()) else { continue };
+                match parse_published(message.get_payload_bytes()) {
+                    Some((position, envelope)) => inbox.deliver_at(channel, position, envelope),
+                    None => tracing::warn!(channel, "a publication without a position ignored"),
                 }
             }
             next = queued.recv() => {
@@ -295,30 +537,59 @@ async fn session(
     }
 }
 
-/// Publishes `first` and whatever else is queued, in order, in one round trip.
+/// Appends `first` and whatever else is queued, in order, in one round trip, and tells
+/// each waiter its position.
 async fn publish_batch(
     shared: &Shared,
     publisher: &mut MultiplexedConnection,
-    first: (String, Bytes),
-    queued: &mut mpsc::Receiver<(String, Bytes)>,
+    first: Queued,
+    queued: &mut mpsc::Receiver<Queued>,
 ) -> redis::RedisResult<()> {
+    let bounds = shared.bounds();
+    let (ttl, meta_ttl) = (millis(bounds.ttl), millis(META_TTL.max(bounds.ttl)));
     let mut pipe = redis::pipe();
+    let mut replies = Vec::new();
     let mut next = Some(first);
-    let (mut n, mut bytes) = (0, 0);
+    let mut bytes = 0;
     while let Some(item) = next {
         bytes += Shared::cost(&item);
-        pipe.cmd("PUBLISH").arg(&item.0).arg(&item.1[..]).ignore();
-        n += 1;
-        next = if n < MAX_PIPELINE { queued.try_recv().ok() } else { None };
+        pipe.cmd("EVALSHA")
+            .arg(shared.append.get_hash())
+            .arg(2)
+            .arg(shared.key("stream", &item.channel))
+            .arg(shared.key("meta", &item.channel))
+            .arg(&item.envelope[..])
+            .arg(format!("{}{}", shared.prefix, item.channel))
+            .arg(bounds.count)
+            .arg(bounds.bytes)
+            .arg(ttl)
+            .arg(format!("{:x}", new_epoch()))
+            .arg(meta_ttl);
+        replies.push(item.reply);
+        next = if replies.len() < MAX_PIPELINE { queued.try_recv().ok() } else { None };
     }
-    let result = pipe.query_async::<()>(publisher).await;
+    let result = pipe.query_async::<Vec<String>>(publisher).await;
     // Counted until written: the pipeline holds a copy meanwhile.
     drop(pipe);
     shared.release(bytes);
-    if result.is_err() {
-        shared.dropped.fetch_add(n as u64, Ordering::Relaxed);
+    match result {
+        Ok(positions) => {
+            for (reply, position) in replies.into_iter().zip(positions) {
+                let position = position.parse().map_err(|_| backplane_error(format!("unexpected position {position:?} from Redis")));
+                if let Some(reply) = reply {
+                    let _ = reply.send(position);
+                }
+            }
+            Ok(())
+        }
+        Err(error) => {
+            shared.dropped.fetch_add(replies.len() as u64, Ordering::Relaxed);
+            for reply in replies.into_iter().flatten() {
+                let _ = reply.send(Err(backplane_error(error.to_string())));
+            }
+            Err(error)
+        }
     }
-    result
 }
 
 /// Subscribes to the wanted channels not subscribed yet and unsubscribes from the rest.

@@ -24,7 +24,9 @@ use ws_core::PreparedMessage;
 #[derive(Debug)]
 pub(crate) struct Broadcast {
     pub(crate) message: PreparedMessage,
-    pub(crate) offset: u64,
+    pub(crate) position: Position,
+    /// The member it is not for.
+    pub(crate) except: Option<u64>,
     /// When the ring took it, for its time to live.
     at: Instant,
     /// The bytes of every publication of the ring still alive, this one's included until
@@ -53,19 +55,29 @@ struct Kept {
     last: u64,
     /// When the newest publication was made (when the ring was, before the first).
     touched: Instant,
+    /// The stream's epoch: the ring's own, or the backplane's.
+    epoch: u64,
 }
 
-/// What wakes a pump: the publication, if it is still kept, and whom it is not for.
-pub(crate) type Woken = (Weak<Broadcast>, Option<u64>);
+/// What wakes a pump: the publication, if it is still kept.
+pub(crate) type Woken = Weak<Broadcast>;
 
 /// What a ring's history holds after a position: the publications to replay, or `None`
 /// when it no longer reaches back that far.
 pub(crate) struct Since {
-    pub(crate) backlog: Option<Vec<Arc<Broadcast>>>,
+    pub(crate) backlog: Option<Vec<Replayed>>,
     /// Wakes for every publication after the backlog, and only those.
     pub(crate) live: broadcast::Receiver<Woken>,
     /// The ring's newest position.
     pub(crate) position: Position,
+}
+
+/// A publication replayed to a member that joins from a position, or recovers from a gap.
+#[derive(Debug)]
+pub(crate) struct Replayed {
+    pub(crate) position: Position,
+    pub(crate) message: PreparedMessage,
+    pub(crate) except: Option<u64>,
 }
 
 /// A ring's bounds.
@@ -76,13 +88,17 @@ pub(crate) struct Bounds {
     pub(crate) ttl: Duration,
 }
 
+/// A new stream's epoch: never 0, so that a position of epoch 0 never matches a stream.
+pub(crate) fn new_epoch() -> u64 {
+    rand::random::<u64>() | 1
+}
+
 pub(crate) struct Ring {
     wake: broadcast::Sender<Woken>,
     kept: Mutex<Kept>,
     /// The offset of the oldest publication kept (the next one's when empty).
     oldest: AtomicU64,
     alive: Arc<AtomicUsize>,
-    epoch: u64,
     bounds: Bounds,
 }
 
@@ -91,11 +107,9 @@ impl Ring {
     pub(crate) fn new(bounds: Bounds) -> Self {
         Self {
             wake: broadcast::Sender::new(bounds.capacity),
-            kept: Mutex::new(Kept { queue: VecDeque::new(), bytes: 0, last: 0, touched: Instant::now() }),
+            kept: Mutex::new(Kept { queue: VecDeque::new(), bytes: 0, last: 0, touched: Instant::now(), epoch: new_epoch() }),
             oldest: AtomicU64::new(1),
             alive: Arc::default(),
-            // Never 0, so that a position of epoch 0 never matches a ring by chance.
-            epoch: rand::random::<u64>() | 1,
             bounds,
         }
     }
@@ -108,21 +122,55 @@ impl Ring {
     /// and wakes the pumps; `frame` makes what members are sent from its position. Never
     /// waits for a member.
     pub(crate) fn publish(&self, frame: impl FnOnce(Position) -> PreparedMessage, except: Option<u64>) -> Position {
+        let kept = self.lock();
+        let position = Position { offset: kept.last + 1, epoch: kept.epoch };
+        self.push(kept, position, frame(position), except);
+        position
+    }
+
+    /// Adds a publication a backplane numbered. Its stream's positions are the ring's
+    /// from now on: another epoch starts the ring afresh, and a gap is left as it is
+    /// (each pump notices it and recovers from the backplane's history).
+    pub(crate) fn publish_at(&self, position: Position, frame: impl FnOnce(Position) -> PreparedMessage, except: Option<u64>) {
         let mut kept = self.lock();
-        let position = Position { offset: kept.last + 1, epoch: self.epoch };
-        let message = frame(position);
+        if kept.epoch != position.epoch {
+            kept.epoch = position.epoch;
+            kept.queue.clear();
+            kept.bytes = 0;
+        } else if position.offset <= kept.last {
+            return tracing::debug!(%position, last = kept.last, "a publication already received ignored");
+        }
+        self.push(kept, position, frame(position), except);
+    }
+
+    /// Takes `position` as the newest when the ring has seen nothing newer in its
+    /// stream (a member joined from a backplane's history before anything arrived), so
+    /// that what is missing after it can be asked for.
+    pub(crate) fn advance_to(&self, position: Position) {
+        let mut kept = self.lock();
+        if kept.epoch != position.epoch || kept.last < position.offset {
+            if kept.epoch != position.epoch {
+                kept.queue.clear();
+                kept.bytes = 0;
+            }
+            kept.epoch = position.epoch;
+            kept.last = position.offset;
+            self.oldest.store(kept.queue.front().map_or(kept.last + 1, |b| b.position.offset), Ordering::Release);
+        }
+    }
+
+    fn push(&self, mut kept: MutexGuard<'_, Kept>, position: Position, message: PreparedMessage, except: Option<u64>) {
         let cost = Broadcast::cost(&message);
         self.alive.fetch_add(cost, Ordering::Relaxed);
         let now = Instant::now();
-        let broadcast = Arc::new(Broadcast { message, offset: position.offset, at: now, alive: self.alive.clone() });
+        let broadcast = Arc::new(Broadcast { message, position, except, at: now, alive: self.alive.clone() });
         kept.last = position.offset;
         kept.touched = now;
         kept.queue.push_back(broadcast.clone());
         kept.bytes += cost;
         self.trim(&mut kept, now);
         // Woken in offset order: sent under the lock. An error only means no pump runs.
-        let _ = self.wake.send((Arc::downgrade(&broadcast), except));
-        position
+        let _ = self.wake.send(Arc::downgrade(&broadcast));
     }
 
     /// Lets go of what is past the ring's bounds: over its capacity or its bytes (the
@@ -137,12 +185,13 @@ impl Ring {
             kept.queue.pop_front();
             kept.bytes -= cost;
         }
-        self.oldest.store(kept.queue.front().map_or(kept.last + 1, |b| b.offset), Ordering::Release);
+        self.oldest.store(kept.queue.front().map_or(kept.last + 1, |b| b.position.offset), Ordering::Release);
     }
 
     /// The newest position.
     pub(crate) fn position(&self) -> Position {
-        Position { offset: self.lock().last, epoch: self.epoch }
+        let kept = self.lock();
+        Position { offset: kept.last, epoch: kept.epoch }
     }
 
     /// A pump's view of the ring, from the next publication on.
@@ -156,10 +205,16 @@ impl Ring {
     pub(crate) fn since(&self, since: Position) -> Since {
         let mut kept = self.lock();
         self.trim(&mut kept, Instant::now());
-        let position = Position { offset: kept.last, epoch: self.epoch };
-        let oldest = kept.queue.front().map_or(kept.last + 1, |b| b.offset);
-        let reaches = since.epoch == self.epoch && since.offset <= kept.last && since.offset + 1 >= oldest;
-        let backlog = reaches.then(|| kept.queue.iter().filter(|b| b.offset > since.offset).cloned().collect());
+        let position = Position { offset: kept.last, epoch: kept.epoch };
+        let oldest = kept.queue.front().map_or(kept.last + 1, |b| b.position.offset);
+        let reaches = since.epoch == kept.epoch && since.offset <= kept.last && since.offset + 1 >= oldest;
+        let backlog = reaches.then(|| {
+            kept.queue
+                .iter()
+                .filter(|b| b.position.offset > since.offset)
+                .map(|b| Replayed { position: b.position, message: b.message.clone(), except: b.except })
+                .collect()
+        });
         Since { backlog, live: self.wake.subscribe(), position }
     }
 
@@ -205,14 +260,14 @@ mod tests {
         }
         // Each costs its frame and its message: about 2 KB; five fit in 10,000 bytes.
         assert!(ring.alive_bytes() <= 10_000, "{} bytes alive", ring.alive_bytes());
-        let alive: Vec<bool> = std::iter::from_fn(|| rx.try_recv().ok()).map(|(b, _)| b.upgrade().is_some()).collect();
+        let alive: Vec<bool> = std::iter::from_fn(|| rx.try_recv().ok()).map(|b| b.upgrade().is_some()).collect();
         assert_eq!(alive.len(), 100, "every broadcast woke the pump");
         let kept = alive.iter().filter(|a| **a).count();
         assert!((1..=5).contains(&kept), "{kept} kept");
         assert!(alive[..100 - kept].iter().all(|a| !a), "the oldest went first");
         let mut rx = ring.subscribe();
         publish(&ring, PreparedMessage::binary(vec![0u8; 50_000]));
-        assert!(rx.try_recv().unwrap().0.upgrade().is_some(), "the newest is kept whatever its size");
+        assert!(rx.try_recv().unwrap().upgrade().is_some(), "the newest is kept whatever its size");
         assert!(ring.passed(99), "what came before it is gone");
         assert!(!ring.passed(100));
     }
@@ -230,7 +285,7 @@ mod tests {
         let since = a.since(Position { offset: 0, epoch: first.epoch });
         let backlog = since.backlog.unwrap();
         assert_eq!(backlog[0].message.message().as_text(), Some("at 1"), "the frame is made from its position");
-        assert_eq!(backlog.iter().map(|b| b.offset).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(backlog.iter().map(|b| b.position.offset).collect::<Vec<_>>(), [1, 2]);
     }
 
     #[tokio::test]
@@ -240,8 +295,9 @@ mod tests {
             publish(&ring, PreparedMessage::text(n.to_string()));
         }
         let epoch = ring.position().epoch;
-        let offsets =
-            |since: u64| ring.since(Position { offset: since, epoch }).backlog.map(|b| b.iter().map(|b| b.offset).collect::<Vec<_>>());
+        let offsets = |since: u64| {
+            ring.since(Position { offset: since, epoch }).backlog.map(|b| b.iter().map(|b| b.position.offset).collect::<Vec<_>>())
+        };
         assert_eq!(offsets(6), Some(vec![7, 8, 9, 10]), "the oldest kept is 7");
         assert_eq!(offsets(8), Some(vec![9, 10]));
         assert_eq!(offsets(10), Some(vec![]), "up to date");
@@ -275,10 +331,26 @@ mod tests {
         publish(&ring, PreparedMessage::text("1"));
         let mut since = ring.since(Position { offset: 0, epoch: ring.position().epoch });
         publish(&ring, PreparedMessage::text("2"));
-        assert_eq!(since.backlog.unwrap().iter().map(|b| b.offset).collect::<Vec<_>>(), [1]);
+        assert_eq!(since.backlog.unwrap().iter().map(|b| b.position.offset).collect::<Vec<_>>(), [1]);
         assert_eq!(since.position.offset, 1);
-        let (next, _) = since.live.try_recv().unwrap();
-        assert_eq!(next.upgrade().unwrap().offset, 2);
+        let next = since.live.try_recv().unwrap();
+        assert_eq!(next.upgrade().unwrap().position.offset, 2);
         assert!(since.live.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_backplanes_positions_are_taken_as_they_come() {
+        let ring = ring(128, 1 << 20, LONG);
+        let mut rx = ring.subscribe();
+        let at = |offset, epoch| Position { offset, epoch };
+        for position in [at(5, 7), at(6, 7), at(6, 7), at(4, 7), at(9, 7)] {
+            ring.publish_at(position, |_| PreparedMessage::text(position.to_string()), None);
+        }
+        let woken: Vec<Position> = std::iter::from_fn(|| rx.try_recv().ok()).filter_map(|b| b.upgrade()).map(|b| b.position).collect();
+        assert_eq!(woken, [at(5, 7), at(6, 7), at(9, 7)], "what was already received is dropped; gaps stay");
+        assert_eq!(ring.position(), at(9, 7));
+        ring.publish_at(at(1, 8), |_| PreparedMessage::text("new"), None);
+        assert_eq!(ring.position(), at(1, 8));
+        assert_eq!(ring.since(at(0, 8)).backlog.map(|b| b.len()), Some(1), "another epoch starts afresh");
     }
 }

@@ -1,9 +1,11 @@
 //! One connection's side of the hub: a pump per room that moves broadcasts from the
 //! room's ring into the connection, and what happens when the connection falls behind.
 
-use crate::ring::{Broadcast, Ring, Woken};
+use crate::Position;
+use crate::hub::Inner;
+use crate::ring::{Replayed, Ring, Woken};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::task::AbortHandle;
@@ -21,6 +23,10 @@ use ws_core::{CloseCode, Connection, Error, PreparedMessage};
 /// what follows. Either way a slow member costs at most its write buffer (the high-water
 /// mark, plus one frame per room it is in), never stalls a broadcast, and never keeps a
 /// broadcast alive past the ring's bounds.
+///
+/// With a backplane that keeps history (Redis), a member that falls behind the ring
+/// catches up from the backplane's history, a page at a time, as long as the history
+/// still holds what it missed; the policy applies once it does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SlowPolicy {
@@ -48,6 +54,52 @@ impl Pump {
     }
 }
 
+/// Where a pump starts: what to replay first, the live publications after it, and the
+/// position the member is at (if known).
+pub(crate) struct Start {
+    pub(crate) live: broadcast::Receiver<Woken>,
+    pub(crate) backlog: Vec<Replayed>,
+    /// The member's position before the backlog.
+    pub(crate) last: Option<Position>,
+    /// Where the member has to be before live publications: what lies between the
+    /// backlog and it comes from the backplane's history, page by page.
+    pub(crate) catch_up: Option<Position>,
+    /// Where to recover from a gap in the stream: set when a backplane numbers it.
+    pub(crate) recover: Option<Recover>,
+}
+
+/// A backplane's history, from which a pump fills a gap in its room's stream.
+pub(crate) struct Recover {
+    pub(crate) hub: Weak<Inner>,
+    pub(crate) room: Option<Arc<str>>,
+}
+
+impl Recover {
+    /// The page of publications after `seen`, or `None` if history does not hold them
+    /// (or cannot be read).
+    async fn page(&self, seen: Position) -> Option<Vec<Replayed>> {
+        let hub = self.hub.upgrade()?;
+        match hub.replay(self.room.as_deref(), seen).await {
+            Ok((_, Some(page))) => {
+                hub.recovered.fetch_add(page.len() as u64, Ordering::Relaxed);
+                Some(page)
+            }
+            Ok((_, None)) => None,
+            Err(error) => {
+                tracing::warn!(%error, room = ?self.room, "could not recover a gap from the backplane's history");
+                None
+            }
+        }
+    }
+}
+
+/// What a pump feeds with.
+struct Pumping<'a> {
+    ring: &'a Ring,
+    policy: SlowPolicy,
+    stopped: &'a AtomicBool,
+}
+
 /// How often a member stuck on a full socket checks whether it fell behind the ring (under
 /// [`SlowPolicy::Close`]).
 const LAG_CHECK: Duration = Duration::from_millis(100);
@@ -71,17 +123,11 @@ impl Subscriber {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Starts a pump into this member's connection: `backlog` first, then what `live`
-    /// wakes it for from `ring`.
-    pub(crate) fn spawn_pump(
-        self: &Arc<Self>,
-        ring: &Arc<Ring>,
-        live: broadcast::Receiver<Woken>,
-        backlog: Vec<Arc<Broadcast>>,
-        policy: SlowPolicy,
-    ) -> Pump {
+    /// Starts a pump into this member's connection: `start.backlog` first, then what
+    /// `start.live` wakes it for from `ring`.
+    pub(crate) fn spawn_pump(self: &Arc<Self>, ring: &Arc<Ring>, start: Start, policy: SlowPolicy) -> Pump {
         let stopped = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(self.clone().pump(ring.clone(), live, backlog, policy, stopped.clone())).abort_handle();
+        let task = tokio::spawn(self.clone().pump(ring.clone(), start, policy, stopped.clone())).abort_handle();
         Pump { stopped, task }
     }
 
@@ -89,72 +135,132 @@ impl Subscriber {
     /// the room ends, or a publication finds the connection closed: everything available
     /// is fed, then written in one flush, so a burst of publications costs one write per
     /// member.
-    async fn pump(
-        self: Arc<Self>,
-        ring: Arc<Ring>,
-        mut woken: broadcast::Receiver<Woken>,
-        backlog: Vec<Arc<Broadcast>>,
-        policy: SlowPolicy,
-        stopped: Arc<AtomicBool>,
-    ) {
-        for broadcast in backlog {
-            if stopped.load(Ordering::Acquire) || !self.feed(&broadcast, &ring, policy).await {
+    ///
+    /// With a backplane that numbers publications (`recover`), the pump keeps the
+    /// member's position: what it already has is skipped, and what it lacks (its hub
+    /// missed it, or the member fell behind the ring) is read from the backplane's
+    /// history before the next publication, while the history holds it; the slow policy
+    /// applies once it does not.
+    async fn pump(self: Arc<Self>, ring: Arc<Ring>, start: Start, policy: SlowPolicy, stopped: Arc<AtomicBool>) {
+        let Start { mut live, backlog, mut last, catch_up, recover } = start;
+        let pump = Pumping { ring: &ring, policy, stopped: &stopped };
+        if !self.replay(backlog, &mut last, &pump).await {
+            return;
+        }
+        if let (Some(recover), Some(until)) = (&recover, catch_up) {
+            if !self.catch_up(recover, &mut last, until, &pump).await {
                 return;
             }
         }
         loop {
-            let received = match woken.try_recv() {
+            let received = match live.try_recv() {
                 Ok(broadcast) => Ok(broadcast),
                 Err(TryRecvError::Empty) => {
                     // All that was available is fed: write it at once, then wait.
                     self.conn.flush_queued();
-                    woken.recv().await
+                    live.recv().await
                 }
                 Err(TryRecvError::Lagged(lost)) => Err(RecvError::Lagged(lost)),
                 Err(TryRecvError::Closed) => Err(RecvError::Closed),
             };
-            match received {
-                Ok((broadcast, except)) => {
+            let lost = match received {
+                Ok(broadcast) => {
                     if stopped.load(Ordering::Acquire) {
                         return;
                     }
-                    if except == Some(self.id) {
-                        continue;
-                    }
-                    // Gone from the ring before this member took it: it fell behind.
-                    let Some(broadcast) = broadcast.upgrade() else {
-                        if !self.lagged(1, policy) {
-                            return;
+                    match broadcast.upgrade() {
+                        Some(broadcast) => {
+                            let position = broadcast.position;
+                            if let (Some(recover), Some(seen)) = (&recover, last) {
+                                if position.epoch == seen.epoch && position.offset <= seen.offset {
+                                    continue;
+                                }
+                                if !self.catch_up(recover, &mut last, position, &pump).await {
+                                    return;
+                                }
+                            }
+                            last = Some(position);
+                            if broadcast.except != Some(self.id) && !self.feed(&broadcast.message, position.offset, &ring, policy).await {
+                                return;
+                            }
+                            continue;
                         }
-                        continue;
-                    };
-                    if !self.feed(&broadcast, &ring, policy).await {
-                        return;
+                        // Gone from the ring before this member took it: it fell behind.
+                        None => 1,
                     }
                 }
-                Err(RecvError::Lagged(lost)) => {
-                    if !self.lagged(lost, policy) {
-                        return;
-                    }
-                }
+                Err(RecvError::Lagged(lost)) => lost,
                 Err(RecvError::Closed) => {
                     self.conn.flush_queued();
+                    return;
+                }
+            };
+            // Behind the ring: with a history, the next publication shows the gap and it
+            // is filled from there; without, what was lost is lost.
+            if recover.is_none() {
+                last = None;
+                if !self.lagged(lost, policy) {
                     return;
                 }
             }
         }
     }
 
-    /// Queues one broadcast, waiting for the write buffer to drain below its high-water
+    /// Feeds replayed publications in order, moving `last` along; `false` to stop.
+    async fn replay(&self, replayed: Vec<Replayed>, last: &mut Option<Position>, pump: &Pumping<'_>) -> bool {
+        for publication in replayed {
+            if pump.stopped.load(Ordering::Acquire) {
+                return false;
+            }
+            *last = Some(publication.position);
+            if publication.except != Some(self.id)
+                && !self.feed(&publication.message, publication.position.offset, pump.ring, pump.policy).await
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Brings the member from `last` to just before `until`, page by page from the
+    /// backplane's history; `false` to stop. When the history no longer holds what is
+    /// missing (or `until` is of another epoch), the slow policy decides.
+    async fn catch_up(&self, recover: &Recover, last: &mut Option<Position>, until: Position, pump: &Pumping<'_>) -> bool {
+        while let Some(seen) = *last {
+            if seen.epoch == until.epoch && seen.offset + 1 >= until.offset {
+                return true;
+            }
+            let page = if seen.epoch == until.epoch { recover.page(seen).await } else { None };
+            match page {
+                Some(mut page) if !page.is_empty() => {
+                    page.retain(|p| p.position.offset < until.offset);
+                    if page.is_empty() {
+                        return true;
+                    }
+                    if !self.replay(page, last, pump).await {
+                        return false;
+                    }
+                }
+                _ => {
+                    *last = None;
+                    let lost = if seen.epoch == until.epoch { until.offset - seen.offset - 1 } else { 0 };
+                    return self.lagged(lost, pump.policy);
+                }
+            }
+        }
+        true
+    }
+
+    /// Queues one publication, waiting for the write buffer to drain below its high-water
     /// mark if it has to; `false` once the connection is closed, or closed for falling a
     /// whole ring behind while it waited.
-    async fn feed(&self, broadcast: &Broadcast, ring: &Ring, policy: SlowPolicy) -> bool {
-        match self.conn.feed_prepared(&broadcast.message) {
+    async fn feed(&self, message: &PreparedMessage, offset: u64, ring: &Ring, policy: SlowPolicy) -> bool {
+        match self.conn.feed_prepared(message) {
             Ok(()) => true,
             Err(Error::Full) => {
                 self.conn.flush_queued();
                 // Boxed: the rare slow path keeps its timer out of every pump's state.
-                Box::pin(self.wait_and_send(&broadcast.message, broadcast.offset, ring, policy)).await
+                Box::pin(self.wait_and_send(message, offset, ring, policy)).await
             }
             Err(_) => false,
         }
