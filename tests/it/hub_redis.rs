@@ -149,6 +149,28 @@ async fn every_hub_sees_the_same_positions_and_a_member_recovers_through_either(
     assert!(!bounded(alice.join_from("room", other_epoch)).await.unwrap().is_recovered());
 }
 
+/// A publication made once under a key, through one hub, is not made again under that
+/// key through any hub: a client that sends again after its connection dropped is heard
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (interop/install.sh)"]
+async fn a_key_publishes_once_across_hubs() {
+    let redis = RedisServer::start();
+    let (hub_a, plane_a) = hub_with(&redis, positioned());
+    let (hub_b, plane_b) = hub_with(&redis, positioned());
+    let (bob, mut b) = member(&hub_b);
+    bounded(bob.join_from("room", Position::default())).await.unwrap();
+    bounded(plane_a.connected()).await;
+    bounded(plane_b.connected()).await;
+    let first = bounded(hub_a.publish_once("room", "alice/1", "hello")).await.unwrap();
+    assert_eq!(bounded(hub_b.publish_once("room", "alice/1", "hello")).await.unwrap(), first);
+    assert_eq!(bounded(hub_a.publish_once("room", "alice/1", "hello")).await.unwrap(), first);
+    let second = bounded(hub_b.publish_once("room", "alice/2", "again")).await.unwrap();
+    assert_eq!(second.offset, first.offset + 1);
+    assert_eq!(next_at(&mut b).await, (first, "hello".to_owned()));
+    assert_eq!(next_at(&mut b).await, (second, "again".to_owned()), "the first was received once");
+}
+
 /// A hub whose subscription drops for a moment while others keep publishing misses
 /// those publications; it reads them from the rooms' streams when it is back, and a
 /// member that notices a gap from the positions fills it from the stream itself.

@@ -49,8 +49,10 @@ pub trait History: Send + Sync {
     /// [`HistoryBounds`]) and publishes it with its position to every hub subscribed,
     /// itself included ([`Inbox::deliver_at`]), as one step: no hub receives a position
     /// that history does not hold. Appends are made in the order of the calls, whether
-    /// or not their futures are polled; the future resolves to the position.
-    fn append(&self, channel: &str, envelope: Bytes) -> BoxFuture<Result<Position, HubError>>;
+    /// or not their futures are polled; the future resolves to the position. With a
+    /// `key` already appended under (while the stream keeps it), nothing is appended or
+    /// published, and the position is that of the first append.
+    fn append(&self, channel: &str, envelope: Bytes, key: Option<&str>) -> BoxFuture<Result<Position, HubError>>;
     /// What `channel`'s stream holds after `since`, at most `limit` envelopes (fewer if
     /// they are large, at least one), and its newest position.
     fn read(&self, channel: &str, since: Position, limit: usize) -> BoxFuture<Result<Replay, HubError>>;

@@ -145,7 +145,7 @@ impl Hub {
     /// The room's history keeps it even when no member is here, so that members coming
     /// back recover it ([`Member::join_from`]).
     pub fn broadcast(&self, room: &str, message: impl Into<PreparedMessage>) -> usize {
-        self.inner.publish(Some(room), &message.into(), None).0
+        self.inner.publish(Some(room), &message.into(), None, None).0
     }
 
     /// Sends `message` to every member of `room`, as [`Hub::broadcast`] does, and returns
@@ -167,7 +167,29 @@ impl Hub {
     /// number and keep the publication (its server is unreachable): no member received
     /// it. Never in-process.
     pub async fn publish(&self, room: &str, message: impl Into<PreparedMessage>) -> Result<Position, HubError> {
-        self.inner.publish(Some(room), &message.into(), None).1.position().await
+        self.inner.publish(Some(room), &message.into(), None, None).1.position().await
+    }
+
+    /// Publishes `message` to `room` once under `key`, as [`Hub::publish`] does: while
+    /// the room's history keeps the publication made under `key`, publishing under it
+    /// again publishes nothing and returns the first one's position. A client that did
+    /// not hear back before its connection dropped sends again with the same key (its
+    /// name and a message number, say), through any hub, and nobody receives it twice.
+    ///
+    /// ```
+    /// use wsdriver::hub::Hub;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), wsdriver::hub::HubError> {
+    /// let hub = Hub::new();
+    /// let first = hub.publish_once("chat", "alice/1", "hello").await?;
+    /// assert_eq!(hub.publish_once("chat", "alice/1", "hello").await?, first);
+    /// assert_eq!(hub.publish("chat", "next").await?.offset, first.offset + 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Hub::publish`].
+    pub async fn publish_once(&self, room: &str, key: &str, message: impl Into<PreparedMessage>) -> Result<Position, HubError> {
+        self.inner.publish(Some(room), &message.into(), None, Some(key)).1.position().await
     }
 
     /// Sends `message` to every member of every hub sharing the backplane.
@@ -175,7 +197,7 @@ impl Hub {
     /// # Panics
     /// The first time, outside a Tokio runtime (see [`Hub::register`]).
     pub fn broadcast_all(&self, message: impl Into<PreparedMessage>) -> usize {
-        self.inner.publish(None, &message.into(), None).0
+        self.inner.publish(None, &message.into(), None, None).0
     }
 
     /// Members of `room` on this hub.
@@ -271,13 +293,13 @@ impl Inner {
     /// Publishes: numbered and delivered here (then handed to an unnumbered backplane),
     /// or appended to the backplane's history, which delivers it to every hub, this one
     /// included. Returns the local members it is for, and where it went.
-    fn publish(&self, room: Option<&str>, message: &PreparedMessage, except: Option<u64>) -> (usize, Sent) {
+    fn publish(&self, room: Option<&str>, message: &PreparedMessage, except: Option<u64>, key: Option<&str>) -> (usize, Sent) {
         let origin = Origin { node: self.node, except: except.unwrap_or(0) };
         if let Some(history) = self.history() {
-            let append = history.append(&channel_of(room), backplane::encode(origin, message));
+            let append = history.append(&channel_of(room), backplane::encode(origin, message), key);
             return (self.audience(room, except), Sent::Appended(append));
         }
-        let (delivered, position) = self.deliver_local(room, message, except);
+        let (delivered, position) = self.deliver_local(room, message, except, key);
         if let Some(backplane) = &self.backplane {
             backplane.publish(&channel_of(room), backplane::encode(origin, message));
         }
@@ -310,7 +332,7 @@ impl Inner {
     /// Puts `message` in the ring of `room` (or of everyone), numbered next, creating the
     /// room if it has none: one shared frame, whatever the number of members, and no
     /// waiting; each member's pump takes it from there.
-    fn deliver_local(&self, room: Option<&str>, message: &PreparedMessage, except: Option<u64>) -> (usize, Position) {
+    fn deliver_local(&self, room: Option<&str>, message: &PreparedMessage, except: Option<u64>, key: Option<&str>) -> (usize, Position) {
         if room.is_none() {
             self.everyone_on();
         }
@@ -331,7 +353,7 @@ impl Inner {
             },
             None => (&self.everyone, state.members.len(), except.is_some()),
         };
-        let position = ring.publish(|position| self.frame(room, position, message), except);
+        let position = ring.publish(key, |position| self.frame(room, position, message), except);
         // The count is of members, who stay members until dropped, whether or not their
         // connections are still open.
         (members - usize::from(sender_inside), position)
@@ -409,7 +431,7 @@ impl Inner {
         };
         let Some(position) = position else {
             if origin.node != self.node {
-                self.deliver_local(room, &message, None);
+                self.deliver_local(room, &message, None, None);
             }
             return;
         };
@@ -819,7 +841,7 @@ impl Member {
     /// Sends `message` to every other member of `room`, on every hub: not to this one.
     /// Returns how many local members it is for.
     pub fn broadcast_others(&self, room: &str, message: impl Into<PreparedMessage>) -> usize {
-        self.hub.inner.publish(Some(room), &message.into(), Some(self.subscriber.id)).0
+        self.hub.inner.publish(Some(room), &message.into(), Some(self.subscriber.id), None).0
     }
 
     /// Sends `message` to every member of `room`, this one included, and returns its
@@ -837,7 +859,7 @@ impl Member {
     /// # Errors
     /// As [`Hub::publish`].
     pub async fn publish_others(&self, room: &str, message: impl Into<PreparedMessage>) -> Result<Position, HubError> {
-        self.hub.inner.publish(Some(room), &message.into(), Some(self.subscriber.id)).1.position().await
+        self.hub.inner.publish(Some(room), &message.into(), Some(self.subscriber.id), None).1.position().await
     }
 
     /// Sends `message` to every member, this one included, on every hub.
@@ -847,7 +869,7 @@ impl Member {
 
     /// Sends `message` to every other member, on every hub: not to this one.
     pub fn broadcast_all_others(&self, message: impl Into<PreparedMessage>) -> usize {
-        self.hub.inner.publish(None, &message.into(), Some(self.subscriber.id)).0
+        self.hub.inner.publish(None, &message.into(), Some(self.subscriber.id), None).0
     }
 
     /// Broadcasts this member missed because it could not keep up

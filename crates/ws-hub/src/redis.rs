@@ -70,10 +70,17 @@ end
 ";
 
 /// Numbers, keeps and publishes one envelope, as one step. KEYS: the stream, its meta
-/// hash. ARGV: envelope, channel, max count, max bytes, ttl ms, a new epoch, meta ttl ms.
-/// Returns the position, `OFFSET:EPOCH`.
+/// hash, the key it is published once under (its position is kept there as long as the
+/// stream keeps publications; `''` without one). ARGV: envelope, channel, max count, max
+/// bytes, ttl ms, a new epoch, meta ttl ms. Returns the position, `OFFSET:EPOCH`.
 const APPEND: &str = r"
-local stream, meta = KEYS[1], KEYS[2]
+local stream, meta, once = KEYS[1], KEYS[2], KEYS[3]
+if once ~= '' then
+  local first = redis.call('get', once)
+  if first then
+    return first
+  end
+end
 local epoch = epoch_of(stream, meta, ARGV[6], ARGV[7])
 local offset = redis.call('hincrby', meta, 'offset', 1)
 local now = now_ms()
@@ -82,6 +89,9 @@ redis.call('hincrby', meta, 'bytes', #ARGV[1])
 trim(stream, meta, tonumber(ARGV[3]), tonumber(ARGV[4]), now - tonumber(ARGV[5]))
 redis.call('pexpire', stream, ARGV[5])
 local position = offset .. ':' .. epoch
+if once ~= '' then
+  redis.call('set', once, position, 'PX', ARGV[5])
+end
 redis.call('publish', ARGV[2], position .. ' ' .. ARGV[1])
 return position
 ";
@@ -167,6 +177,8 @@ struct Queued {
     /// The room's channel, without the prefix.
     channel: String,
     envelope: Bytes,
+    /// The key it is published once under, if any.
+    key: Option<String>,
     reply: Option<oneshot::Sender<Result<Position, HubError>>>,
 }
 
@@ -198,7 +210,7 @@ struct Shared {
 impl Shared {
     /// The bytes a queued publication holds.
     fn cost(queued: &Queued) -> usize {
-        queued.channel.len() + queued.envelope.len()
+        queued.channel.len() + queued.envelope.len() + queued.key.as_ref().map_or(0, String::len)
     }
 
     fn key(&self, kind: &str, channel: &str) -> String {
@@ -339,9 +351,9 @@ fn backplane_error(why: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> 
 
 impl RedisBackplane {
     /// Queues a publication for the publishing connection, in call order.
-    fn enqueue(&self, channel: &str, envelope: Bytes, reply: Option<oneshot::Sender<Result<Position, HubError>>>) {
+    fn enqueue(&self, channel: &str, envelope: Bytes, key: Option<&str>, reply: Option<oneshot::Sender<Result<Position, HubError>>>) {
         let shared = &self.shared;
-        let queued = Queued { channel: channel.to_owned(), envelope, reply };
+        let queued = Queued { channel: channel.to_owned(), envelope, key: key.map(str::to_owned), reply };
         let cost = Shared::cost(&queued);
         let fits = shared.queued_bytes.fetch_add(cost, Ordering::AcqRel) + cost <= shared.max_queued_bytes;
         if !fits {
@@ -361,9 +373,9 @@ impl RedisBackplane {
 }
 
 impl History for RedisBackplane {
-    fn append(&self, channel: &str, envelope: Bytes) -> BoxFuture<Result<Position, HubError>> {
+    fn append(&self, channel: &str, envelope: Bytes, key: Option<&str>) -> BoxFuture<Result<Position, HubError>> {
         let (reply, position) = oneshot::channel();
-        self.enqueue(channel, envelope, Some(reply));
+        self.enqueue(channel, envelope, key, Some(reply));
         Box::pin(async move { position.await.unwrap_or_else(|_| Err(backplane_error("the backplane is shut down"))) })
     }
 
@@ -435,7 +447,7 @@ impl Backplane for RedisBackplane {
     }
 
     fn publish(&self, channel: &str, envelope: Bytes) {
-        self.enqueue(channel, envelope, None);
+        self.enqueue(channel, envelope, None, None);
     }
 
     fn ready(&self) -> BoxFuture<()> {
@@ -555,9 +567,10 @@ async fn publish_batch(
         bytes += Shared::cost(&item);
         pipe.cmd("EVALSHA")
             .arg(shared.append.get_hash())
-            .arg(2)
+            .arg(3)
             .arg(shared.key("stream", &item.channel))
             .arg(shared.key("meta", &item.channel))
+            .arg(item.key.as_ref().map_or_else(String::new, |key| shared.key("once", &format!("{}:{key}", item.channel))))
             .arg(&item.envelope[..])
             .arg(format!("{}{}", shared.prefix, item.channel))
             .arg(bounds.count)

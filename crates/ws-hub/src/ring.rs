@@ -11,7 +11,7 @@
 //! waiting to queue.
 
 use crate::position::Position;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -27,6 +27,8 @@ pub(crate) struct Broadcast {
     pub(crate) position: Position,
     /// The member it is not for.
     pub(crate) except: Option<u64>,
+    /// The key it was published once under, if any.
+    key: Option<Box<str>>,
     /// When the ring took it, for its time to live.
     at: Instant,
     /// The bytes of every publication of the ring still alive, this one's included until
@@ -57,6 +59,8 @@ struct Kept {
     touched: Instant,
     /// The stream's epoch: the ring's own, or the backplane's.
     epoch: u64,
+    /// The keys of the publications kept that were published once under a key.
+    keys: HashMap<Box<str>, Position>,
 }
 
 /// What wakes a pump: the publication, if it is still kept.
@@ -107,7 +111,14 @@ impl Ring {
     pub(crate) fn new(bounds: Bounds) -> Self {
         Self {
             wake: broadcast::Sender::new(bounds.capacity),
-            kept: Mutex::new(Kept { queue: VecDeque::new(), bytes: 0, last: 0, touched: Instant::now(), epoch: new_epoch() }),
+            kept: Mutex::new(Kept {
+                queue: VecDeque::new(),
+                bytes: 0,
+                last: 0,
+                touched: Instant::now(),
+                epoch: new_epoch(),
+                keys: HashMap::new(),
+            }),
             oldest: AtomicU64::new(1),
             alive: Arc::default(),
             bounds,
@@ -120,11 +131,15 @@ impl Ring {
 
     /// Adds a publication, numbered next, letting the oldest go past the ring's bounds,
     /// and wakes the pumps; `frame` makes what members are sent from its position. Never
-    /// waits for a member.
-    pub(crate) fn publish(&self, frame: impl FnOnce(Position) -> PreparedMessage, except: Option<u64>) -> Position {
+    /// waits for a member. Under a `key` the ring still keeps, nothing is added: the
+    /// position is that of the publication made under it.
+    pub(crate) fn publish(&self, key: Option<&str>, frame: impl FnOnce(Position) -> PreparedMessage, except: Option<u64>) -> Position {
         let kept = self.lock();
+        if let Some(position) = key.and_then(|key| kept.keys.get(key)) {
+            return *position;
+        }
         let position = Position { offset: kept.last + 1, epoch: kept.epoch };
-        self.push(kept, position, frame(position), except);
+        self.push(kept, position, frame(position), except, key);
         position
     }
 
@@ -136,11 +151,12 @@ impl Ring {
         if kept.epoch != position.epoch {
             kept.epoch = position.epoch;
             kept.queue.clear();
+            kept.keys.clear();
             kept.bytes = 0;
         } else if position.offset <= kept.last {
             return tracing::debug!(%position, last = kept.last, "a publication already received ignored");
         }
-        self.push(kept, position, frame(position), except);
+        self.push(kept, position, frame(position), except, None);
     }
 
     /// Takes `position` as the newest when the ring has seen nothing newer in its
@@ -151,6 +167,7 @@ impl Ring {
         if kept.epoch != position.epoch || kept.last < position.offset {
             if kept.epoch != position.epoch {
                 kept.queue.clear();
+                kept.keys.clear();
                 kept.bytes = 0;
             }
             kept.epoch = position.epoch;
@@ -159,11 +176,15 @@ impl Ring {
         }
     }
 
-    fn push(&self, mut kept: MutexGuard<'_, Kept>, position: Position, message: PreparedMessage, except: Option<u64>) {
+    fn push(&self, mut kept: MutexGuard<'_, Kept>, position: Position, message: PreparedMessage, except: Option<u64>, key: Option<&str>) {
         let cost = Broadcast::cost(&message);
         self.alive.fetch_add(cost, Ordering::Relaxed);
         let now = Instant::now();
-        let broadcast = Arc::new(Broadcast { message, position, except, at: now, alive: self.alive.clone() });
+        let key: Option<Box<str>> = key.map(Into::into);
+        if let Some(key) = &key {
+            kept.keys.insert(key.clone(), position);
+        }
+        let broadcast = Arc::new(Broadcast { message, position, except, key, at: now, alive: self.alive.clone() });
         kept.last = position.offset;
         kept.touched = now;
         kept.queue.push_back(broadcast.clone());
@@ -182,6 +203,9 @@ impl Ring {
                 break;
             }
             let cost = Broadcast::cost(&front.message);
+            if let Some(key) = &front.key {
+                kept.keys.remove(key);
+            }
             kept.queue.pop_front();
             kept.bytes -= cost;
         }
@@ -248,7 +272,7 @@ mod tests {
     }
 
     fn publish(ring: &Ring, message: PreparedMessage) -> Position {
-        ring.publish(|_| message, None)
+        ring.publish(None, |_| message, None)
     }
 
     #[tokio::test]
@@ -277,7 +301,7 @@ mod tests {
         let (a, b) = (ring(8, 1 << 20, LONG), ring(8, 1 << 20, LONG));
         assert_ne!(a.position().epoch, b.position().epoch, "each ring starts an epoch");
         assert_eq!(a.position().offset, 0);
-        let first = a.publish(|p| PreparedMessage::text(format!("at {}", p.offset)), None);
+        let first = a.publish(None, |p| PreparedMessage::text(format!("at {}", p.offset)), None);
         let second = publish(&a, PreparedMessage::text("x"));
         assert_eq!((first.offset, second.offset), (1, 2));
         assert_eq!(first.epoch, a.position().epoch);
@@ -352,5 +376,18 @@ mod tests {
         ring.publish_at(at(1, 8), |_| PreparedMessage::text("new"), None);
         assert_eq!(ring.position(), at(1, 8));
         assert_eq!(ring.since(at(0, 8)).backlog.map(|b| b.len()), Some(1), "another epoch starts afresh");
+    }
+
+    #[tokio::test]
+    async fn a_key_publishes_once_while_the_ring_keeps_it() {
+        let ring = ring(2, 1 << 20, LONG);
+        let mut rx = ring.subscribe();
+        let first = ring.publish(Some("k"), |_| PreparedMessage::text("once"), None);
+        assert_eq!(ring.publish(Some("k"), |_| PreparedMessage::text("twice"), None), first, "the same position");
+        assert_eq!(std::iter::from_fn(|| rx.try_recv().ok()).count(), 1, "published once");
+        publish(&ring, PreparedMessage::text("a"));
+        publish(&ring, PreparedMessage::text("b"));
+        let again = ring.publish(Some("k"), |_| PreparedMessage::text("after"), None);
+        assert_eq!(again.offset, 4, "gone from the ring, the key is forgotten");
     }
 }
