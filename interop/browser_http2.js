@@ -7,9 +7,7 @@
 // message>" and "echo: ok".
 const crypto = require('crypto');
 const fs = require('fs');
-const os = require('os');
-const path = require('path');
-const { chromium } = require('playwright-core');
+const { withChromium } = require('./chromium');
 
 function spkiHash(pemFile) {
   const cert = new crypto.X509Certificate(fs.readFileSync(pemFile));
@@ -18,15 +16,7 @@ function spkiHash(pemFile) {
 }
 
 async function main(pageUrl, wsUrl, pemFile) {
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'wsdriver-chromium-'));
-  const browser = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--ignore-certificate-errors-spki-list=' + spkiHash(pemFile)],
-  });
-  try {
+  await withChromium({ args: ['--ignore-certificate-errors-spki-list=' + spkiHash(pemFile)] }, async (browser) => {
     const page = await browser.newPage();
     page.on('console', (m) => console.log('chromium: ' + m.text()));
     // Chromium fetches a favicon on a connection of its own (no credentials): answered
@@ -57,10 +47,7 @@ async function main(pageUrl, wsUrl, pemFile) {
       throw new Error('unexpected exchange: ' + JSON.stringify(result));
     }
     console.log('echo: ok');
-  } finally {
-    await browser.close();
-    fs.rmSync(profile, { recursive: true, force: true });
-  }
+  });
 }
 
 main(process.argv[2], process.argv[3], process.argv[4])

@@ -1,10 +1,7 @@
 // Two pages in headless Chromium (Debian's), each on its own chat server process: join
 // the same room, type a message in one, wait for it in the other, save a screenshot.
 //   node chat_browser.js http://127.0.0.1:A/ http://127.0.0.1:B/ SCREENSHOT.png
-const fs = require('fs');
-const os = require('os');
-const path = require('path');
-const { chromium } = require('playwright-core');
+const { withChromium } = require('./chromium');
 
 const TIMEOUT = 15000;
 
@@ -22,15 +19,7 @@ async function join(context, url, name) {
 }
 
 async function main(urlA, urlB, screenshot) {
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'wsdriver-chat-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    viewport: { width: 900, height: 700 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  try {
+  await withChromium({ viewport: { width: 900, height: 700 } }, async (context) => {
     const alice = await join(context, urlA, 'alice');
     const bob = await join(context, urlB, 'bob');
     // Alice sees Bob arrive through the other server.
@@ -49,10 +38,7 @@ async function main(urlA, urlB, screenshot) {
 
     await bob.screenshot({ path: screenshot, fullPage: true });
     console.log(`screenshot: ${screenshot}`);
-  } finally {
-    await context.close();
-    fs.rmSync(profile, { recursive: true, force: true });
-  }
+  });
 }
 
 main(process.argv[2], process.argv[3], process.argv[4])

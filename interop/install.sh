@@ -3,8 +3,9 @@
 # playwright-core (interop/node_modules), Python `websockets` (a virtualenv in
 # ~/.cache/wsdriver-interop), Debian's Chromium, Debian's redis-server (the hub's
 # backplane tests start their own on a loopback port), and Debian's tinyproxy and
-# microsocks (the client's proxy tests start their own), and tmux (the terminal test of
-# `wsdriver connect`). Safe to run again.
+# microsocks (the client's proxy tests start their own), tmux (the terminal test of
+# `wsdriver connect`) and haproxy (the chat failover tests, and scripts/chat-cluster).
+# Safe to run again.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -14,6 +15,7 @@ missing=()
 [ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
 [ -x /usr/bin/microsocks ] || missing+=(microsocks)
 [ -x /usr/bin/tmux ] || missing+=(tmux)
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "interop: installing Debian's ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -1,20 +1,26 @@
 //! The chat every chat example serves: one `Handler`, one hub, one page, whatever the
 //! server (axum in `main.rs`, actix-web in `actix.rs`).
 //!
-//! The page speaks JSON. It sends `{"type":"join","room":…,"name":…}` once, then
-//! `{"type":"say","text":…}`; it receives `joined`, `message` and `presence` events.
+//! The page speaks JSON. It sends `{"type":"join","room":…,"name":…,"since":…}` once per
+//! connection, then `{"type":"say","id":…,"text":…}`; it receives `joined`, `message`,
+//! `ack`, `presence` and `error` events. Everything said in a room carries its
+//! `position`: the page keeps the last one and, when it reconnects (to this process or
+//! another), joins `since` it, so it gets what was said meanwhile, once and in order. A
+//! `say` is acknowledged with its position; the page sends it again, with the same id,
+//! until it is, and the hub publishes each id once.
 //! With `--redis URL` (or `REDIS_URL`) several chat processes share their rooms.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use wsdriver::hub::{Hub, Member, RedisBackplane, SlowPolicy};
-use wsdriver::{CloseCode, Config, Connection, Handler, Message};
+use wsdriver::hub::{Hub, Member, Position, Publication, RedisBackplane, SlowPolicy};
+use wsdriver::{CloseCode, Config, Connection, Handler, Message, PreparedMessage};
 
 /// The page, served at `/`.
 pub const PAGE: &str = include_str!("index.html");
 
 const MAX_NAME: usize = 32;
 const MAX_TEXT: usize = 2000;
+const MAX_ID: usize = 64;
 
 /// Command-line options: `[ADDR] [--redis URL]`.
 pub struct Options {
@@ -40,7 +46,7 @@ impl Options {
     /// messages, so a member that cannot keep up is closed with 1013 (try again later)
     /// and its page reconnects.
     pub fn hub(&self) -> Hub {
-        let builder = Hub::builder().queue_capacity(256).slow_policy(SlowPolicy::Close(CloseCode::TRY_AGAIN_LATER));
+        let builder = Hub::builder().queue_capacity(256).slow_policy(SlowPolicy::Close(CloseCode::TRY_AGAIN_LATER)).envelope(with_position);
         match &self.redis {
             Some(url) => match RedisBackplane::new(url) {
                 Ok(backplane) => builder.backplane(backplane.prefix("chat:")).build(),
@@ -70,20 +76,43 @@ pub fn config() -> Config {
         .keepalive(Some(Duration::from_secs(20)), Duration::from_secs(20))
 }
 
+/// What members are sent for a publication: the event, with its position added as
+/// `"position":"OFFSET:EPOCH"` (every event published is a JSON object).
+fn with_position(publication: &Publication<'_>) -> PreparedMessage {
+    match publication.message.as_text() {
+        Some(json) if json.starts_with('{') && json.len() > 2 => {
+            PreparedMessage::text(format!("{{\"position\":\"{}\",{}", publication.position, &json[1..]))
+        }
+        _ => publication.unchanged(),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Incoming {
-    Join { room: String, name: String },
-    Say { text: String },
+    Join {
+        room: String,
+        name: String,
+        /// The last position the page saw in this room, when it comes back.
+        #[serde(default)]
+        since: Option<String>,
+    },
+    Say {
+        text: String,
+        /// The page's id for this message: sent again with the same id, it is said once.
+        #[serde(default)]
+        id: Option<String>,
+    },
 }
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Outgoing<'a> {
-    Joined { room: &'a str, name: &'a str, server: &'a str },
-    Message { room: &'a str, name: &'a str, text: &'a str, server: &'a str },
+    Joined { room: &'a str, name: &'a str, server: &'a str, position: String, recovered: bool },
+    Message { room: &'a str, name: &'a str, text: &'a str, server: &'a str, id: Option<&'a str> },
+    Ack { id: &'a str, position: String },
     Presence { room: &'a str, name: &'a str, event: &'a str, here: usize },
-    Error { text: &'a str },
+    Error { text: &'a str, id: Option<&'a str> },
 }
 
 impl Outgoing<'_> {
@@ -130,28 +159,58 @@ impl Handler for Chat {
     async fn on_message(&mut self, ws: &Connection, message: Message) {
         let Some(text) = message.as_text() else { return };
         let (Some(member), Ok(incoming)) = (&self.member, serde_json::from_str::<Incoming>(text)) else {
-            return Self::reply(ws, &Outgoing::Error { text: "expected {\"type\":\"join\"|\"say\", …}" }).await;
+            return Self::reply(ws, &Outgoing::Error { text: "expected {\"type\":\"join\"|\"say\", …}", id: None }).await;
         };
         match incoming {
-            Incoming::Join { room, name } if self.joined.is_none() => {
+            Incoming::Join { room, name, since } if self.joined.is_none() => {
                 if !valid(&room, MAX_NAME) || !valid(&name, MAX_NAME) {
-                    return Self::reply(ws, &Outgoing::Error { text: "room and name: 1 to 32 characters" }).await;
+                    return Self::reply(ws, &Outgoing::Error { text: "room and name: 1 to 32 characters", id: None }).await;
                 }
-                member.join(&room);
-                Self::reply(ws, &Outgoing::Joined { room: &room, name: &name, server: &self.server }).await;
+                // From the last position the page saw: what was said meanwhile comes
+                // first. A first visit (or an unreadable position) starts from now.
+                let since = since.and_then(|s| s.parse::<Position>().ok()).unwrap_or_default();
+                let recovery = match member.join_from(&room, since).await {
+                    Ok(recovery) => recovery,
+                    Err(error) => {
+                        tracing::warn!(%error, room, "could not join");
+                        let _ = ws.close(CloseCode::TRY_AGAIN_LATER, "the room is unavailable");
+                        return;
+                    }
+                };
+                let joined = Outgoing::Joined {
+                    room: &room,
+                    name: &name,
+                    server: &self.server,
+                    position: recovery.position().to_string(),
+                    recovered: recovery.is_recovered(),
+                };
+                Self::reply(ws, &joined).await;
                 self.joined = Some((room, name));
                 self.presence("join");
             }
-            Incoming::Join { .. } => Self::reply(ws, &Outgoing::Error { text: "already in a room" }).await,
-            Incoming::Say { text } => {
+            Incoming::Join { .. } => Self::reply(ws, &Outgoing::Error { text: "already in a room", id: None }).await,
+            Incoming::Say { text, id } => {
                 let Some((room, name)) = &self.joined else {
-                    return Self::reply(ws, &Outgoing::Error { text: "join a room first" }).await;
+                    return Self::reply(ws, &Outgoing::Error { text: "join a room first", id: None }).await;
                 };
-                if !valid(&text, MAX_TEXT) {
-                    return Self::reply(ws, &Outgoing::Error { text: "messages: 1 to 2000 characters" }).await;
+                let id = id.as_deref();
+                if !valid(&text, MAX_TEXT) || id.is_some_and(|id| !valid(id, MAX_ID)) {
+                    return Self::reply(ws, &Outgoing::Error { text: "messages: 1 to 2000 characters, ids 1 to 64", id }).await;
                 }
-                let event = Outgoing::Message { room, name, text: &text, server: &self.server };
-                self.hub.broadcast(room, event.to_json());
+                let event = Outgoing::Message { room, name, text: &text, server: &self.server, id }.to_json();
+                let said = match id {
+                    // Once per name and id: a page that sends again is heard once.
+                    Some(id) => self.hub.publish_once(room, &format!("{name}/{id}"), event).await,
+                    None => self.hub.publish(room, event).await,
+                };
+                match (said, id) {
+                    (Ok(position), Some(id)) => Self::reply(ws, &Outgoing::Ack { id, position: position.to_string() }).await,
+                    (Ok(_), None) => {}
+                    (Err(error), _) => {
+                        tracing::warn!(%error, room, "could not publish");
+                        Self::reply(ws, &Outgoing::Error { text: "not sent, try again", id }).await;
+                    }
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! handshake pieces, raw frame I/O for feeding bad input, and server starters.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod haproxy;
 pub mod proxy_servers;
 pub mod redis_server;
 pub mod servers;
@@ -466,6 +467,28 @@ pub fn growth_per_wave(samples: &[u64]) -> f64 {
     slopes.sort_by(f64::total_cmp);
     let mid = slopes.len() / 2;
     if slopes.len() % 2 == 0 { (slopes[mid - 1] + slopes[mid]) / 2.0 } else { slopes[mid] }
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A new empty directory under the system's temporary directory.
+    pub fn new(prefix: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("wsdriver-{prefix}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A free loopback address (nothing listens on it once returned).

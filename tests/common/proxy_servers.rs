@@ -3,6 +3,7 @@
 //! and password, and a log of what they did.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use super::TempDir;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -15,15 +16,6 @@ pub struct Proxy {
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
     _dir: Option<TempDir>,
-}
-
-/// A directory removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn free_addr() -> SocketAddr {

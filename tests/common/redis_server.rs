@@ -18,8 +18,21 @@ impl RedisServer {
 
     /// Starts one on `port`, returning once it accepts connections.
     pub fn start_on(port: u16) -> Self {
+        Self::spawn(port, &["--save", "", "--appendonly", "no"])
+    }
+
+    /// Starts one on `port` that writes every change to an append-only file in `dir`
+    /// before it answers, and reads it back when started again on the same `dir`: what it
+    /// acknowledged survives `SIGKILL`.
+    pub fn start_persistent(port: u16, dir: &std::path::Path) -> Self {
+        let dir = dir.to_str().unwrap();
+        Self::spawn(port, &["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir])
+    }
+
+    fn spawn(port: u16, persistence: &[&str]) -> Self {
         let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(persistence)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -13,6 +13,7 @@ mod backpressure;
 mod bad_frames;
 mod browser_http2;
 mod chat;
+mod chat_failover;
 mod client;
 mod client_http2;
 mod client_interop;

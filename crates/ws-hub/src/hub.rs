@@ -363,7 +363,7 @@ impl Inner {
     /// published.
     fn frame(&self, room: Option<&str>, position: Position, message: &PreparedMessage) -> PreparedMessage {
         match &self.envelope {
-            Some(envelope) => envelope(&Publication { room, position, message: message.message() }),
+            Some(envelope) => envelope(&Publication { room, position, message: message.message(), prepared: message }),
             None => message.clone(),
         }
     }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use ws_core::Message;
+use ws_core::{Message, PreparedMessage};
 
 /// A publication's place in its room's stream: an offset that grows by one with every
 /// publication, and the epoch of the stream it counts in.
@@ -64,6 +64,15 @@ pub struct Publication<'a> {
     pub position: Position,
     /// What was published.
     pub message: &'a Message,
+    pub(crate) prepared: &'a PreparedMessage,
+}
+
+impl Publication<'_> {
+    /// What was published, as it was encoded: for an envelope that sends some
+    /// publications as they are, without encoding them again.
+    pub fn unchanged(&self) -> PreparedMessage {
+        self.prepared.clone()
+    }
 }
 
 /// What joining a room from a position gave ([`Member::join_from`](crate::Member::join_from)).
