@@ -6,8 +6,9 @@
 //   JOINED [servers]   once every page is in the room (the server each went through)
 //   HALF               once half of all messages are acknowledged (disrupt now)
 //   REFUSED            once a server refused to send a message (it could not reach Redis)
-//   RESULT {...}       once every page has everything acknowledged and has received
-//                      everything (or after a minute): what each page showed, in order
+//   RESULT {...}       once every page has everything acknowledged, has received
+//                      everything and counts PAGES in the room (or after a minute): what
+//                      each page showed, in order
 const { withChromium } = require('./chromium');
 
 const LIMIT = 60000;
@@ -19,6 +20,7 @@ const state = () => ({
   notices: chat.notices,
   said: chat.nextId - 1,
   refused: chat.refused,
+  here: chat.here,
   pending: chat.pending.length,
   ids: chat.log.map((m) => m.id),
 });
@@ -69,7 +71,9 @@ async function main(url, pages, messages, interval) {
         refused = true;
         console.log('REFUSED');
       }
-      const done = states.every((s) => s.said === messages && s.pending === 0 && s.ids.length >= total);
+      // Everything said, acknowledged and received, and every page shows everyone in the
+      // room (once the entries of a process that died have expired).
+      const done = states.every((s) => s.said === messages && s.pending === 0 && s.ids.length >= total && s.here === pages);
       if (done || Date.now() - started > LIMIT) break;
       await new Promise((r) => setTimeout(r, 100)); // polling the pages' state
     }

@@ -6,7 +6,9 @@
 //! cargo run --example chat -- 127.0.0.1:8081 --redis redis://127.0.0.1:6379/
 //! ```
 //!
-//! Several processes started with the same `--redis` (or `REDIS_URL`) share their rooms.
+//! Several processes started with the same `--redis` (or `REDIS_URL`) share their rooms,
+//! their history and who is in them; `--presence-ttl SECONDS` (default 30) bounds how
+//! long the members of a process that died still count.
 
 mod room;
 

@@ -3,7 +3,7 @@
 //!
 //! The page speaks JSON. It sends `{"type":"join","room":…,"name":…,"since":…}` once per
 //! connection, then `{"type":"say","id":…,"text":…}`; it receives `joined`, `message`,
-//! `ack`, `presence` and `error` events. Everything said in a room carries its
+//! `ack`, `presence` (with how many are in the room, on every process) and `error` events. Everything said in a room carries its
 //! `position`: the page keeps the last one and, when it reconnects (to this process or
 //! another), joins `since` it, so it gets what was said meanwhile, once and in order. A
 //! `say` is acknowledged with its position; the page sends it again, with the same id,
@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use wsdriver::hub::{Hub, Member, Position, Publication, RedisBackplane, SlowPolicy};
+use wsdriver::hub::{Hub, Member, Position, PresenceEvent, PresenceKind, Publication, RedisBackplane, SlowPolicy};
 use wsdriver::{CloseCode, Config, Connection, Handler, Message, PreparedMessage};
 
 /// The page, served at `/`.
@@ -22,31 +22,49 @@ const MAX_NAME: usize = 32;
 const MAX_TEXT: usize = 2000;
 const MAX_ID: usize = 64;
 
-/// Command-line options: `[ADDR] [--redis URL]`.
+/// Command-line options: `[ADDR] [--redis URL] [--presence-ttl SECONDS]`.
 pub struct Options {
     pub addr: String,
     pub redis: Option<String>,
+    /// How soon the members of a chat process that died leave the rooms' counts.
+    pub presence_ttl: Option<Duration>,
 }
 
 impl Options {
     pub fn from_args() -> Self {
         let mut addr = None;
         let mut redis = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty());
+        let mut presence_ttl = None;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--redis" => redis = args.next(),
+                "--presence-ttl" => match args.next().and_then(|s| s.parse::<f64>().ok()).and_then(|s| Duration::try_from_secs_f64(s).ok())
+                {
+                    Some(ttl) => presence_ttl = Some(ttl),
+                    None => {
+                        eprintln!("chat: --presence-ttl takes a number of seconds");
+                        std::process::exit(2);
+                    }
+                },
                 _ => addr = Some(arg),
             }
         }
-        Self { addr: addr.unwrap_or_else(|| "127.0.0.1:8080".to_owned()), redis }
+        Self { addr: addr.unwrap_or_else(|| "127.0.0.1:8080".to_owned()), redis, presence_ttl }
     }
 
     /// The hub: in-process, or shared through Redis. A chat must not silently lose
     /// messages, so a member that cannot keep up is closed with 1013 (try again later)
     /// and its page reconnects.
     pub fn hub(&self) -> Hub {
-        let builder = Hub::builder().queue_capacity(256).slow_policy(SlowPolicy::Close(CloseCode::TRY_AGAIN_LATER)).envelope(with_position);
+        let mut builder = Hub::builder()
+            .queue_capacity(256)
+            .slow_policy(SlowPolicy::Close(CloseCode::TRY_AGAIN_LATER))
+            .envelope(with_position)
+            .on_presence(presence_event);
+        if let Some(ttl) = self.presence_ttl {
+            builder = builder.presence_ttl(ttl);
+        }
         match &self.redis {
             Some(url) => match RedisBackplane::new(url) {
                 Ok(backplane) => builder.backplane(backplane.prefix("chat:")).build(),
@@ -87,6 +105,14 @@ fn with_position(publication: &Publication<'_>) -> PreparedMessage {
     }
 }
 
+/// What a room's members are sent when someone joins or leaves it, with how many are in
+/// it on every chat process.
+fn presence_event(event: &PresenceEvent<'_>) -> Option<PreparedMessage> {
+    let name = String::from_utf8_lossy(&event.who.info);
+    let kind = if event.kind == PresenceKind::Join { "join" } else { "leave" };
+    Some(PreparedMessage::text(Outgoing::Presence { room: event.room, name: &name, event: kind, here: event.count }.to_json()))
+}
+
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Incoming {
@@ -108,7 +134,7 @@ enum Incoming {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Outgoing<'a> {
-    Joined { room: &'a str, name: &'a str, server: &'a str, position: String, recovered: bool },
+    Joined { room: &'a str, name: &'a str, server: &'a str, position: String, recovered: bool, here: usize },
     Message { room: &'a str, name: &'a str, text: &'a str, server: &'a str, id: Option<&'a str> },
     Ack { id: &'a str, position: String },
     Presence { room: &'a str, name: &'a str, event: &'a str, here: usize },
@@ -138,13 +164,6 @@ impl Chat {
     async fn reply(ws: &Connection, event: &Outgoing<'_>) {
         let _ = ws.send_text(event.to_json()).await;
     }
-
-    fn presence(&self, event: &str) {
-        if let Some((room, name)) = &self.joined {
-            let here = self.hub.presence(room);
-            self.hub.broadcast(room, Outgoing::Presence { room, name, event, here }.to_json());
-        }
-    }
 }
 
 fn valid(field: &str, max: usize) -> bool {
@@ -169,6 +188,7 @@ impl Handler for Chat {
                 // From the last position the page saw: what was said meanwhile comes
                 // first. A first visit (or an unreadable position) starts from now.
                 let since = since.and_then(|s| s.parse::<Position>().ok()).unwrap_or_default();
+                member.set_info(name.clone());
                 let recovery = match member.join_from(&room, since).await {
                     Ok(recovery) => recovery,
                     Err(error) => {
@@ -177,16 +197,18 @@ impl Handler for Chat {
                         return;
                     }
                 };
+                // Everyone in the room, on every chat process sharing the Redis.
+                let here = self.hub.presence_count(&room).await.unwrap_or_else(|_| self.hub.local_presence(&room));
                 let joined = Outgoing::Joined {
                     room: &room,
                     name: &name,
                     server: &self.server,
                     position: recovery.position().to_string(),
                     recovered: recovery.is_recovered(),
+                    here,
                 };
                 Self::reply(ws, &joined).await;
                 self.joined = Some((room, name));
-                self.presence("join");
             }
             Incoming::Join { .. } => Self::reply(ws, &Outgoing::Error { text: "already in a room", id: None }).await,
             Incoming::Say { text, id } => {
@@ -216,10 +238,8 @@ impl Handler for Chat {
     }
 
     async fn on_close(&mut self, _ws: &Connection, _code: CloseCode, _reason: &str) {
-        if let (Some(member), Some((room, _))) = (self.member.take(), &self.joined) {
-            member.leave(room);
-        }
-        self.presence("leave");
+        // Leaving every room, which tells who is there.
+        self.member.take();
     }
 }
 

@@ -48,8 +48,10 @@ fn failover(disruption: Disruption) {
     let mut redis = RedisServer::start_persistent(redis_port, &data.0);
     let url = redis.url();
     let (a, b) = (free_addr(), free_addr());
-    let mut axum = EchoProcess::start_example_with("chat", a, &["--redis", &url]);
-    let _actix = EchoProcess::start_example_with("chat_actix", b, &["--redis", &url]);
+    // The members of a process that dies leave the rooms' counts within about a second.
+    let args = ["--redis", &url, "--presence-ttl", "1"];
+    let mut axum = EchoProcess::start_example_with("chat", a, &args);
+    let _actix = EchoProcess::start_example_with("chat_actix", b, &args);
     let proxy = Haproxy::start(&[a, b]);
 
     let mut node = Command::new("node")
@@ -100,9 +102,9 @@ fn failover(disruption: Disruption) {
         .collect();
     let summary = |page: &serde_json::Value| {
         let shown = page["ids"].as_array().map_or(0, Vec::len);
-        let (client, said, pending, refused) = (&page["client"], &page["said"], &page["pending"], &page["refused"]);
+        let (client, said, pending, refused, here) = (&page["client"], &page["said"], &page["pending"], &page["refused"], &page["here"]);
         format!(
-            "{client} said {said}, {pending} pending, {refused} refused, servers {}, notices {}, shown {shown}",
+            "{client} said {said}, {pending} pending, {refused} refused, {here} here, servers {}, notices {}, shown {shown}",
             page["servers"], page["notices"]
         )
     };
@@ -111,6 +113,7 @@ fn failover(disruption: Disruption) {
         assert_eq!(page["said"], MESSAGES, "every page said everything:\n{report}");
         assert_eq!(page["pending"], 0, "every message acknowledged:\n{report}");
         assert_eq!(page["notices"].as_array().map(Vec::len), Some(0), "every page recovered every time:\n{report}");
+        assert_eq!(page["here"], PAGES, "every page counts everyone in the room, and no one else:\n{report}");
     }
     let first = &shown[0];
     assert_eq!(first.len(), PAGES * MESSAGES, "none lost, none twice:\n{report}");

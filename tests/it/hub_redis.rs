@@ -9,7 +9,7 @@ use common::bounded;
 use common::redis_server::RedisServer;
 use std::time::Duration;
 use tokio::io::DuplexStream;
-use wsdriver::hub::{Hub, HubBuilder, Member, Position, Publication, Recovery, RedisBackplane};
+use wsdriver::hub::{Hub, HubBuilder, Member, Position, PresenceEvent, PresenceKind, Publication, Recovery, RedisBackplane};
 use wsdriver::{Config, Message, PreparedMessage, Role, WebSocket};
 
 fn hub_with(redis: &RedisServer, builder: HubBuilder) -> (Hub, RedisBackplane) {
@@ -169,6 +169,58 @@ async fn a_key_publishes_once_across_hubs() {
     assert_eq!(second.offset, first.offset + 1);
     assert_eq!(next_at(&mut b).await, (first, "hello".to_owned()));
     assert_eq!(next_at(&mut b).await, (second, "again".to_owned()), "the first was received once");
+}
+
+/// Presence across hubs: who is in a room and how many, whichever hub they are on, with
+/// joins and leaves announced everywhere; the members of a hub that stops refreshing its
+/// entries (it died, or lost Redis) leave within the presence time to live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (interop/install.sh)"]
+async fn presence_spans_hubs_and_expires_with_a_dead_one() {
+    let redis = RedisServer::start();
+    let announcing = || {
+        Hub::builder().presence_ttl(Duration::from_millis(600)).on_presence(|event: &PresenceEvent<'_>| {
+            let verb = if event.kind == PresenceKind::Join { "joined" } else { "left" };
+            Some(PreparedMessage::text(format!("{} {verb}: {}", String::from_utf8_lossy(&event.who.info), event.count)))
+        })
+    };
+    let (hub_a, plane_a) = hub_with(&redis, announcing());
+    let (hub_b, plane_b) = hub_with(&redis, announcing());
+    let (alice, mut a) = member(&hub_a);
+    let (bob, mut b) = member(&hub_b);
+    alice.set_info("alice");
+    bob.set_info("bob");
+    bounded(alice.join_from("room", Position::default())).await.unwrap();
+    assert_eq!(next(&mut a).await, Message::text("alice joined: 1"));
+    bounded(bob.join_from("room", Position::default())).await.unwrap();
+    assert_eq!(next(&mut a).await, Message::text("bob joined: 2"), "announced on the other hub");
+    assert_eq!(next(&mut b).await, Message::text("bob joined: 2"));
+    bounded(plane_a.connected()).await;
+    bounded(plane_b.connected()).await;
+    for hub in [&hub_a, &hub_b] {
+        let mut present: Vec<_> = bounded(hub.presence("room")).await.unwrap().into_iter().map(|p| p.info).collect();
+        present.sort();
+        assert_eq!(present, ["alice", "bob"], "the same on both hubs");
+        assert_eq!(bounded(hub.presence_count("room")).await.unwrap(), 2);
+    }
+    assert_eq!(hub_a.local_presence("room"), 1);
+
+    // Carol comes and goes on hub B: both joins and leaves reach hub A.
+    let (carol, _c) = member(&hub_b);
+    carol.set_info("carol");
+    carol.join("room");
+    assert_eq!(next(&mut a).await, Message::text("carol joined: 3"));
+    drop(carol);
+    assert_eq!(next(&mut a).await, Message::text("carol left: 2"));
+
+    // Hub B stops (its backplane shut down, Bob's connection closed, his member not yet
+    // dropped): nothing tells Redis he left, and nothing refreshes his entry. After the
+    // presence time to live, hub A removes it and says so.
+    hub_b.close_all(wsdriver::CloseCode::GOING_AWAY, "going away");
+    bounded(plane_b.disconnected()).await;
+    assert_eq!(next(&mut a).await, Message::text("bob left: 1"));
+    assert_eq!(bounded(hub_a.presence_count("room")).await.unwrap(), 1);
+    drop(bob);
 }
 
 /// A hub whose subscription drops for a moment while others keep publishing misses

@@ -3,7 +3,7 @@
 //! pub/sub system, plus an optional [`History`] for a backplane that numbers and keeps
 //! publications; [`RedisBackplane`](crate::RedisBackplane) is the one provided, with both.
 
-use crate::{HubError, Position};
+use crate::{HubError, Position, PresenceKind, Present};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::future::Future;
 use std::pin::Pin;
@@ -41,6 +41,27 @@ pub trait Backplane: Send + Sync + 'static {
     fn history(&self) -> Option<&dyn History> {
         None
     }
+    /// The backplane's presence store, if it keeps who is in each room for every hub.
+    fn presence(&self) -> Option<&dyn PresenceStore> {
+        None
+    }
+}
+
+/// Who is in each room, for every hub sharing a backplane: entries that expire unless
+/// their hub refreshes them, and join and leave events sent to every hub subscribed to the
+/// room's channel ([`Inbox::presence`]).
+pub trait PresenceStore: Send + Sync {
+    /// Adds `member` to `channel`'s room until `ttl` from now, or moves its expiry if it
+    /// is there; a member that was not there is announced (a join).
+    fn join(&self, channel: &str, member: &str, info: Bytes, ttl: Duration) -> BoxFuture<Result<(), HubError>>;
+    /// Removes `member`, announcing it (a leave) if it was there.
+    fn leave(&self, channel: &str, member: &str) -> BoxFuture<Result<(), HubError>>;
+    /// Removes the entries that expired, announcing each (a leave).
+    fn sweep(&self, channel: &str) -> BoxFuture<Result<(), HubError>>;
+    /// Who is in `channel`'s room.
+    fn list(&self, channel: &str) -> BoxFuture<Result<Vec<Present>, HubError>>;
+    /// How many are in `channel`'s room.
+    fn count(&self, channel: &str) -> BoxFuture<Result<usize, HubError>>;
 }
 
 /// A backplane's numbered, bounded history of each channel.
@@ -113,6 +134,15 @@ impl Inbox {
     pub fn deliver_at(&self, channel: &str, position: Position, envelope: &[u8]) {
         if let Some(hub) = self.hub.upgrade() {
             hub.deliver_remote(channel, Some(position), envelope);
+        }
+    }
+
+    /// Delivers a join or leave that a [`PresenceStore`] announced on `channel`: the
+    /// hub's [presence hook](crate::HubBuilder::on_presence) tells the room's local
+    /// members.
+    pub fn presence(&self, channel: &str, kind: PresenceKind, who: &Present, count: usize) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.deliver_presence(channel, kind, who, count);
         }
     }
 

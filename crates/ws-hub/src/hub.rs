@@ -3,17 +3,33 @@
 use crate::HubError;
 use crate::backplane::{self, ALL_CHANNEL, Backplane, BoxFuture, History, HistoryBounds, Inbox, Origin};
 use crate::position::{Position, Publication, Recovery};
+use crate::presence::{PresenceEvent, PresenceKind, Present};
 use crate::ring::{Bounds, Replayed, Ring};
 use crate::subscriber::{Pump, Recover, SlowPolicy, Start, Subscriber};
+use bytes::Bytes;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use ws_core::{CloseCode, Connection, PreparedMessage};
 
 /// Makes the message members are sent from a publication.
 type Envelope = dyn Fn(&Publication<'_>) -> PreparedMessage + Send + Sync;
+
+/// Makes the message a room's members are sent when someone joins or leaves it.
+type OnPresence = dyn Fn(&PresenceEvent<'_>) -> Option<PreparedMessage> + Send + Sync;
+
+/// A join or leave for the presence store, in the order they happened.
+enum PresenceOp {
+    Join { channel: String, member: String, info: Bytes },
+    Leave { channel: String, member: String },
+}
+
+/// Joins and leaves waiting for the presence store; past it they are dropped (an entry
+/// not added is added by the next refresh, one not removed expires).
+const PRESENCE_QUEUE: usize = 16 << 10;
 
 /// A room: the ring its publications go through (its history), and who is in it.
 struct Room {
@@ -49,6 +65,10 @@ pub(crate) struct Inner {
     backplane: Option<Box<dyn Backplane>>,
     /// Publications read from the backplane's history to fill gaps.
     pub(crate) recovered: AtomicU64,
+    presence_ttl: Duration,
+    on_presence: Option<Box<OnPresence>>,
+    /// Joins and leaves on their way to the backplane's presence store, if it has one.
+    presence_ops: Option<mpsc::Sender<PresenceOp>>,
 }
 
 /// A broadcast hub: connections register as [`Member`]s, join rooms, and receive what is
@@ -80,7 +100,7 @@ pub(crate) struct Inner {
 ///
 /// let member = hub.register(server.connection());
 /// member.join("lobby");
-/// assert_eq!(hub.presence("lobby"), 1);
+/// assert_eq!(hub.local_presence("lobby"), 1);
 /// assert_eq!(hub.broadcast("lobby", "hello, lobby"), 1);
 /// assert_eq!(client.recv().await.transpose()?, Some(Message::text("hello, lobby")));
 /// # Ok(()) }
@@ -116,6 +136,8 @@ impl Hub {
             bounds: Bounds { capacity: 128, max_bytes: 4 << 20, ttl: Duration::from_secs(300) },
             idle_rooms: 1024,
             envelope: None,
+            presence_ttl: Duration::from_secs(30),
+            on_presence: None,
             policy: SlowPolicy::DropOldest,
             backplane: None,
         }
@@ -200,9 +222,44 @@ impl Hub {
         self.inner.publish(None, &message.into(), None, None).0
     }
 
-    /// Members of `room` on this hub.
-    pub fn presence(&self, room: &str) -> usize {
+    /// Members of `room` on this hub (see [`Hub::presence_count`] for every hub).
+    pub fn local_presence(&self, room: &str) -> usize {
         self.inner.read().rooms.get(room).map_or(0, |r| r.members.len())
+    }
+
+    /// Who is in `room`, on every hub sharing a backplane that keeps presence (the Redis
+    /// one), or on this hub without one.
+    ///
+    /// ```
+    /// use wsdriver::hub::Hub;
+    /// use wsdriver::{Config, Role, WebSocket};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), wsdriver::hub::HubError> {
+    /// let hub = Hub::new();
+    /// # let (a, _b) = tokio::io::duplex(1024);
+    /// let member = hub.register(WebSocket::from_raw(a, Role::Server, &Config::default()).connection());
+    /// member.set_info("alice");
+    /// member.join("lobby");
+    /// let present = hub.presence("lobby").await?;
+    /// assert_eq!(present[0].info, "alice");
+    /// assert_eq!(hub.presence_count("lobby").await?, 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`HubError::Backplane`] when the backplane could not be asked.
+    pub async fn presence(&self, room: &str) -> Result<Vec<Present>, HubError> {
+        self.inner.present_in(room).await
+    }
+
+    /// How many are in `room`, as [`Hub::presence`] counts them.
+    ///
+    /// # Errors
+    /// As [`Hub::presence`].
+    pub async fn presence_count(&self, room: &str) -> Result<usize, HubError> {
+        match self.inner.backplane.as_deref().and_then(|b| b.presence()) {
+            Some(store) => store.count(&backplane::room_channel(room)).await,
+            None => Ok(self.local_presence(room)),
+        }
     }
 
     /// Members registered on this hub.
@@ -475,13 +532,13 @@ impl Inner {
     /// Adds the member to `room`, returning the pump feeding it from the room's ring,
     /// after replaying what followed `since` if the room's history holds it. Here, the
     /// history is the ring; with a backplane that keeps history, see [`Inner::join_numbered`].
-    fn join(&self, room: &str, subscriber: &Arc<Subscriber>, since: Option<Position>) -> (Pump, Recovery) {
+    fn join(&self, name: &str, subscriber: &Arc<Subscriber>, since: Option<Position>) -> (Pump, Recovery) {
         // Make sure there is a runtime before the room changes: a panic leaves no
         // half-joined room.
         let _ = tokio::runtime::Handle::current();
-        let recover = self.recover(Some(room));
+        let recover = self.recover(Some(name));
         let mut state = self.write();
-        let room = self.room(&mut state, room);
+        let room = self.room(&mut state, name);
         let (start, recovery) = match since {
             Some(since) => {
                 let since = room.ring.since(since);
@@ -498,7 +555,10 @@ impl Inner {
             }
         };
         room.members.insert(subscriber.id);
-        (subscriber.spawn_pump(&room.ring, start, self.policy), recovery)
+        let pump = subscriber.spawn_pump(&room.ring, start, self.policy);
+        drop(state);
+        self.presence_changed(name, subscriber, PresenceKind::Join);
+        (pump, recovery)
     }
 
     /// [`Inner::join`] from `since` with a backplane that keeps history: the member
@@ -526,7 +586,8 @@ impl Inner {
         let (position, page) = match replay.await {
             Ok(replayed) => replayed,
             Err(error) => {
-                self.leave(name, subscriber.id);
+                // Never announced: it leaves as quietly as it came.
+                self.remove(name, subscriber.id);
                 return Err(error);
             }
         };
@@ -544,7 +605,9 @@ impl Inner {
                 (Recovery::Reset { position }, start)
             }
         };
-        Ok((subscriber.spawn_pump(&ring, start, self.policy), recovery))
+        let pump = subscriber.spawn_pump(&ring, start, self.policy);
+        self.presence_changed(name, subscriber, PresenceKind::Join);
+        Ok((pump, recovery))
     }
 
     /// The backplane's link came back: for each ring, reads what its stream holds after
@@ -587,13 +650,153 @@ impl Inner {
         }
     }
 
+    /// Takes the member out of `room`, and tells who is there.
     fn leave(&self, room: &str, id: u64) {
+        if let Some(subscriber) = self.remove(room, id) {
+            self.presence_changed(room, &subscriber, PresenceKind::Leave);
+        }
+    }
+
+    /// Takes the member out of `room`, returning it if it was in.
+    fn remove(&self, room: &str, id: u64) -> Option<Arc<Subscriber>> {
         let mut state = self.write();
-        let Some(members) = state.rooms.get_mut(room).map(|r| &mut r.members) else { return };
-        members.remove(&id);
+        let members = &mut state.rooms.get_mut(room)?.members;
+        if !members.remove(&id) {
+            return None;
+        }
         if members.is_empty() {
             self.idle(&mut state, room.into());
         }
+        state.members.get(&id).cloned()
+    }
+
+    /// Refreshes the presence entries of this hub's members, and removes (announcing
+    /// them) the expired ones of the rooms it has members in: those of hubs that died.
+    async fn refresh_presence(&self) {
+        let Some(store) = self.backplane.as_deref().and_then(|b| b.presence()) else { return };
+        let mut entries = Vec::new();
+        let mut rooms = Vec::new();
+        {
+            let state = self.read();
+            for (name, room) in state.rooms.iter().filter(|(_, r)| !r.members.is_empty()) {
+                let channel = backplane::room_channel(name);
+                for subscriber in room.members.iter().filter_map(|id| state.members.get(id)) {
+                    let who = self.present(subscriber);
+                    entries.push(store.join(&channel, &who.member, who.info, self.presence_ttl));
+                }
+                rooms.push(channel);
+            }
+        }
+        // Concurrently: a multiplexed connection pipelines them.
+        let mut refreshes = tokio::task::JoinSet::new();
+        entries.into_iter().for_each(|entry| drop(refreshes.spawn(entry)));
+        rooms.iter().for_each(|channel| drop(refreshes.spawn(store.sweep(channel))));
+        while let Some(done) = refreshes.join_next().await {
+            if let Ok(Err(error)) = done {
+                tracing::debug!(%error, "presence refresh failed");
+            }
+        }
+    }
+
+    /// Applies a join or leave to the presence store.
+    async fn apply(&self, op: PresenceOp) {
+        let Some(store) = self.backplane.as_deref().and_then(|b| b.presence()) else { return };
+        let result = match op {
+            PresenceOp::Join { channel, member, info } => store.join(&channel, &member, info, self.presence_ttl).await,
+            PresenceOp::Leave { channel, member } => store.leave(&channel, &member).await,
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, "presence change not stored (the next refresh repairs it)");
+        }
+    }
+}
+
+/// Keeps a hub's presence entries: applies its joins and leaves in order, and refreshes
+/// its entries (and sweeps its rooms' expired ones) three times per time to live. Ends
+/// with the hub.
+async fn keep_presence(hub: Weak<Inner>, mut ops: mpsc::Receiver<PresenceOp>, ttl: Duration) {
+    let mut refresh = tokio::time::interval((ttl / 3).max(Duration::from_millis(10)));
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            op = ops.recv() => {
+                let (Some(op), Some(hub)) = (op, hub.upgrade()) else { return };
+                hub.apply(op).await;
+            }
+            _ = refresh.tick() => {
+                let Some(hub) = hub.upgrade() else { return };
+                hub.refresh_presence().await;
+            }
+        }
+    }
+}
+
+/// Presence: who is in each room, and telling the room.
+impl Inner {
+    /// This hub's name for a member, unique across hubs.
+    fn member_name(&self, id: u64) -> String {
+        format!("{:x}:{id}", self.node)
+    }
+
+    fn present(&self, subscriber: &Subscriber) -> Present {
+        Present { member: self.member_name(subscriber.id), info: subscriber.info.lock().unwrap_or_else(|e| e.into_inner()).clone() }
+    }
+
+    /// A member joined or left `room`: the presence store is told (and announces it to
+    /// every hub), or, without one, the room's local members are.
+    fn presence_changed(&self, room: &str, subscriber: &Subscriber, kind: PresenceKind) {
+        let who = self.present(subscriber);
+        match &self.presence_ops {
+            Some(ops) => {
+                let channel = backplane::room_channel(room);
+                let op = match kind {
+                    PresenceKind::Leave => PresenceOp::Leave { channel, member: who.member },
+                    _ => PresenceOp::Join { channel, member: who.member, info: who.info },
+                };
+                if ops.try_send(op).is_err() {
+                    tracing::warn!(room, "presence change dropped: the presence store is too far behind");
+                }
+            }
+            None => {
+                let count = self.read().rooms.get(room).map_or(0, |r| r.members.len());
+                self.tell_room(room, kind, &who, count);
+            }
+        }
+    }
+
+    /// A join or leave the presence store announced on `channel`.
+    pub(crate) fn deliver_presence(&self, channel: &str, kind: PresenceKind, who: &Present, count: usize) {
+        if let Some(room) = channel.strip_prefix(backplane::ROOM_PREFIX) {
+            self.tell_room(room, kind, who, count);
+        }
+    }
+
+    /// Sends the presence hook's message to the room's local members, without waiting
+    /// (a member whose write buffer is full misses it).
+    fn tell_room(&self, room: &str, kind: PresenceKind, who: &Present, count: usize) {
+        let Some(on_presence) = &self.on_presence else { return };
+        let state = self.read();
+        let Some(members) = state.rooms.get(room).map(|r| &r.members) else { return };
+        if members.is_empty() {
+            return;
+        }
+        let Some(message) = on_presence(&PresenceEvent { room, kind, who, count }) else { return };
+        for subscriber in members.iter().filter_map(|id| state.members.get(id)) {
+            if subscriber.conn.feed_prepared(&message).is_ok() {
+                subscriber.conn.flush_queued();
+            }
+        }
+    }
+
+    /// Who is in `room`: every hub's members with a presence store, this hub's without.
+    async fn present_in(&self, room: &str) -> Result<Vec<Present>, HubError> {
+        if let Some(store) = self.backplane.as_deref().and_then(|b| b.presence()) {
+            return store.list(&backplane::room_channel(room)).await;
+        }
+        let state = self.read();
+        let members =
+            state.rooms.get(room).map(|r| r.members.iter().filter_map(|id| state.members.get(id)).map(|s| self.present(s)).collect());
+        Ok(members.unwrap_or_default())
     }
 }
 
@@ -610,6 +813,8 @@ pub struct HubBuilder {
     bounds: Bounds,
     idle_rooms: usize,
     envelope: Option<Box<Envelope>>,
+    presence_ttl: Duration,
+    on_presence: Option<Box<OnPresence>>,
     policy: SlowPolicy,
     backplane: Option<Box<dyn Backplane>>,
 }
@@ -622,6 +827,8 @@ impl fmt::Debug for HubBuilder {
             .field("history_ttl", &self.bounds.ttl)
             .field("idle_rooms", &self.idle_rooms)
             .field("envelope", &self.envelope.is_some())
+            .field("presence_ttl", &self.presence_ttl)
+            .field("on_presence", &self.on_presence.is_some())
             .field("policy", &self.policy)
             .field("backplane", &self.backplane.is_some())
             .finish()
@@ -700,8 +907,48 @@ impl HubBuilder {
         self
     }
 
-    /// Builds the hub and starts its backplane.
+    /// How long a member's presence entry lasts without being refreshed (default 30 s):
+    /// with a backplane that keeps presence, each hub refreshes its members' entries
+    /// three times per time to live, so the members of a hub that died (or lost its
+    /// backplane) leave every room's presence within it, plus a third of it, and a leave
+    /// is announced for each.
+    pub fn presence_ttl(mut self, ttl: Duration) -> Self {
+        self.presence_ttl = ttl.max(Duration::from_millis(30));
+        self
+    }
+
+    /// Makes the message a room's members are sent when someone joins or leaves it (or
+    /// its hub died), with the room's count across every hub: `None` sends nothing.
+    /// Without a hook, joins and leaves are not announced. The message goes straight to
+    /// each local member's connection, outside the room's stream (no position, no
+    /// history), and a member whose write buffer is full misses it.
+    ///
+    /// ```
+    /// use wsdriver::hub::{Hub, PresenceEvent, PresenceKind};
+    /// use wsdriver::PreparedMessage;
+    /// let hub = Hub::builder()
+    ///     .on_presence(|event: &PresenceEvent<'_>| {
+    ///         let verb = if event.kind == PresenceKind::Join { "joined" } else { "left" };
+    ///         let who = String::from_utf8_lossy(&event.who.info);
+    ///         Some(PreparedMessage::text(format!("{who} {verb}; {} here", event.count)))
+    ///     })
+    ///     .build();
+    /// ```
+    pub fn on_presence(mut self, hook: impl Fn(&PresenceEvent<'_>) -> Option<PreparedMessage> + Send + Sync + 'static) -> Self {
+        self.on_presence = Some(Box::new(hook));
+        self
+    }
+
+    /// Builds the hub and starts its backplane (with one, call it inside a Tokio
+    /// runtime: tasks keep the backplane's connections and the hub's presence entries).
     pub fn build(self) -> Hub {
+        let presence = self.backplane.as_deref().is_some_and(|b| b.presence().is_some());
+        let (presence_ops, ops) = if presence {
+            let (tx, rx) = mpsc::channel(PRESENCE_QUEUE);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let inner = Arc::new_cyclic(|this| Inner {
             this: this.clone(),
             node: rand::random(),
@@ -715,7 +962,16 @@ impl HubBuilder {
             everyone_on: AtomicBool::new(false),
             backplane: self.backplane,
             recovered: AtomicU64::new(0),
+            presence_ttl: self.presence_ttl,
+            on_presence: self.on_presence,
+            presence_ops,
         });
+        if let Some(ops) = ops {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(keep_presence(Arc::downgrade(&inner), ops, inner.presence_ttl))),
+                Err(_) => tracing::error!("the hub keeps presence with a task, and needs a tokio runtime; presence is not kept"),
+            }
+        }
         if let Some(backplane) = &inner.backplane {
             let bounds = HistoryBounds { count: inner.bounds.capacity, bytes: inner.bounds.max_bytes, ttl: inner.bounds.ttl };
             backplane.start(Inbox { hub: Arc::downgrade(&inner), bounds });
@@ -748,6 +1004,13 @@ impl Member {
     /// The member's connection.
     pub fn connection(&self) -> &Connection {
         &self.subscriber.conn
+    }
+
+    /// What this member says about itself in rooms' presence ([`Hub::presence`], the
+    /// [presence hook](HubBuilder::on_presence)): a user name, an id, some JSON. Set it
+    /// before joining; rooms joined earlier show it from their next refresh.
+    pub fn set_info(&self, info: impl Into<Bytes>) {
+        *self.subscriber.info.lock().unwrap_or_else(|e| e.into_inner()) = info.into();
     }
 
     /// Joins `room` (nothing happens if already in it): the member receives what is

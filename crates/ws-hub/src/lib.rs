@@ -28,15 +28,17 @@ mod backplane;
 mod error;
 mod hub;
 mod position;
+mod presence;
 #[cfg(feature = "redis")]
 mod redis;
 mod ring;
 mod subscriber;
 
-pub use backplane::{Backplane, BoxFuture, History, HistoryBounds, Inbox, Replay};
+pub use backplane::{Backplane, BoxFuture, History, HistoryBounds, Inbox, PresenceStore, Replay};
 pub use error::HubError;
 pub use hub::{Hub, HubBuilder, Member};
 pub use position::{ParsePositionError, Position, Publication, Recovery};
+pub use presence::{PresenceEvent, PresenceKind, Present};
 #[cfg(feature = "redis")]
 pub use redis::RedisBackplane;
 pub use subscriber::SlowPolicy;

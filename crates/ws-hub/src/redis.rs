@@ -1,9 +1,9 @@
 //! The Redis backplane: hubs in several processes share rooms, and their history,
 //! through one Redis.
 
-use crate::backplane::{Backplane, BoxFuture, History, HistoryBounds, Inbox, Replay};
+use crate::backplane::{Backplane, BoxFuture, History, HistoryBounds, Inbox, PresenceStore, Replay};
 use crate::ring::new_epoch;
-use crate::{HubError, Position};
+use crate::{HubError, Position, PresenceKind, Present};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink};
@@ -30,6 +30,65 @@ const META_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The most bytes of envelopes one read of history returns, past the first.
 const PAGE_BYTES: usize = 1 << 20;
 
+/// The time on the Redis server, in milliseconds: every process measures expiry by it.
+const NOW: &str = r"
+local function now_ms()
+  local now = redis.call('time')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+end
+";
+
+/// Adds or refreshes a presence entry. KEYS: the room's sorted set (member → expiry)
+/// and hash (member → info). ARGV: member, info, ttl ms, channel. A member that was not
+/// there is announced on the channel: `+COUNT MEMBER\nINFO`.
+const PRESENCE_JOIN: &str = r"
+local now = now_ms()
+local added = redis.call('zadd', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('hset', KEYS[2], ARGV[1], ARGV[2])
+redis.call('pexpire', KEYS[1], 2 * tonumber(ARGV[3]))
+redis.call('pexpire', KEYS[2], 2 * tonumber(ARGV[3]))
+if added == 1 then
+  local count = redis.call('zcount', KEYS[1], now, '+inf')
+  redis.call('publish', ARGV[4], '+' .. count .. ' ' .. ARGV[1] .. '\n' .. ARGV[2])
+end
+";
+
+/// Removes presence entries, announcing each (`-COUNT MEMBER\nINFO`). KEYS: as above.
+/// ARGV: channel, then the members to remove, or none to remove those that expired.
+const PRESENCE_LEAVE: &str = r"
+local now = now_ms()
+local members = {}
+for i = 2, #ARGV do
+  members[#members + 1] = ARGV[i]
+end
+if #ARGV == 1 then
+  members = redis.call('zrangebyscore', KEYS[1], '-inf', now)
+end
+for _, member in ipairs(members) do
+  if redis.call('zrem', KEYS[1], member) == 1 then
+    local info = redis.call('hget', KEYS[2], member) or ''
+    redis.call('hdel', KEYS[2], member)
+    local count = redis.call('zcount', KEYS[1], now, '+inf')
+    redis.call('publish', ARGV[1], '-' .. count .. ' ' .. member .. '\n' .. info)
+  end
+end
+";
+
+/// Who is in a room: `{member, info, member, info, ...}`, or with ARGV[1] = 'count', how
+/// many. KEYS: as above.
+const PRESENCE_LIST: &str = r"
+local now = now_ms()
+if ARGV[1] == 'count' then
+  return redis.call('zcount', KEYS[1], now, '+inf')
+end
+local out = {}
+for _, member in ipairs(redis.call('zrangebyscore', KEYS[1], now, '+inf')) do
+  out[#out + 1] = member
+  out[#out + 1] = redis.call('hget', KEYS[2], member) or ''
+end
+return out
+";
+
 /// Lets go of a stream's oldest entries past its bounds: count, bytes (the newest is kept
 /// whatever its size) and age. Entries are `d` (the envelope) and `t` (milliseconds).
 const TRIM: &str = r"
@@ -47,11 +106,6 @@ local function trim(stream, meta, max_count, max_bytes, oldest_ms)
     count = count - 1
   end
   redis.call('hset', meta, 'bytes', bytes)
-end
-
-local function now_ms()
-  local now = redis.call('time')
-  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 end
 
 -- The stream's epoch, starting a new stream when its position was lost.
@@ -201,10 +255,13 @@ struct Shared {
     max_queued_bytes: usize,
     /// The hub's history bounds, once it started the backplane.
     bounds: OnceLock<HistoryBounds>,
-    /// The publishing connection while connected, to read history on.
-    reader: Mutex<Option<MultiplexedConnection>>,
+    /// The publishing connection while connected, for history reads and presence.
+    connection: Mutex<Option<MultiplexedConnection>>,
     append: redis::Script,
     read: redis::Script,
+    presence_join: redis::Script,
+    presence_leave: redis::Script,
+    presence_list: redis::Script,
 }
 
 impl Shared {
@@ -266,9 +323,12 @@ impl RedisBackplane {
                 queued_bytes: AtomicUsize::new(0),
                 max_queued_bytes: MAX_QUEUED_BYTES,
                 bounds: OnceLock::new(),
-                reader: Mutex::new(None),
-                append: redis::Script::new(&format!("{TRIM}{APPEND}")),
-                read: redis::Script::new(&format!("{TRIM}{READ}")),
+                connection: Mutex::new(None),
+                append: redis::Script::new(&format!("{NOW}{TRIM}{APPEND}")),
+                read: redis::Script::new(&format!("{NOW}{TRIM}{READ}")),
+                presence_join: redis::Script::new(&format!("{NOW}{PRESENCE_JOIN}")),
+                presence_leave: redis::Script::new(&format!("{NOW}{PRESENCE_LEAVE}")),
+                presence_list: redis::Script::new(&format!("{NOW}{PRESENCE_LIST}")),
             }),
         })
     }
@@ -383,7 +443,7 @@ impl History for RedisBackplane {
         let shared = self.shared.clone();
         let channel = channel.to_owned();
         Box::pin(async move {
-            let Some(mut connection) = shared.reader.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            let Some(mut connection) = shared.connection.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
                 return Err(backplane_error("not connected to Redis"));
             };
             let bounds = shared.bounds();
@@ -406,6 +466,78 @@ impl History for RedisBackplane {
             parse_replay(reply).ok_or_else(|| backplane_error("unexpected answer from the history script"))
         })
     }
+}
+
+impl RedisBackplane {
+    /// Runs `script` on the connection with a room's presence keys, `args` after them.
+    fn presence_script<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        script: fn(&Shared) -> &redis::Script,
+        channel: &str,
+        args: Vec<Vec<u8>>,
+    ) -> BoxFuture<Result<T, HubError>> {
+        let shared = self.shared.clone();
+        let keys = [shared.key("presence", channel), shared.key("presence-info", channel)];
+        Box::pin(async move {
+            let Some(mut connection) = shared.connection.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+                return Err(backplane_error("not connected to Redis"));
+            };
+            let mut invocation = script(&shared).key(&keys[0]);
+            invocation.key(&keys[1]);
+            for arg in &args {
+                invocation.arg(&arg[..]);
+            }
+            invocation.invoke_async(&mut connection).await.map_err(backplane_error)
+        })
+    }
+
+    fn channel(&self, channel: &str) -> Vec<u8> {
+        format!("{}{channel}", self.shared.prefix).into_bytes()
+    }
+}
+
+impl PresenceStore for RedisBackplane {
+    fn join(&self, channel: &str, member: &str, info: Bytes, ttl: Duration) -> BoxFuture<Result<(), HubError>> {
+        let args = vec![member.as_bytes().to_vec(), info.to_vec(), millis(ttl).to_string().into_bytes(), self.channel(channel)];
+        self.presence_script(|s| &s.presence_join, channel, args)
+    }
+
+    fn leave(&self, channel: &str, member: &str) -> BoxFuture<Result<(), HubError>> {
+        self.presence_script(|s| &s.presence_leave, channel, vec![self.channel(channel), member.as_bytes().to_vec()])
+    }
+
+    fn sweep(&self, channel: &str) -> BoxFuture<Result<(), HubError>> {
+        self.presence_script(|s| &s.presence_leave, channel, vec![self.channel(channel)])
+    }
+
+    fn list(&self, channel: &str) -> BoxFuture<Result<Vec<Present>, HubError>> {
+        let list = self.presence_script::<Vec<Vec<u8>>>(|s| &s.presence_list, channel, vec![b"list".to_vec()]);
+        Box::pin(async move {
+            let flat = list.await?;
+            Ok(flat
+                .chunks_exact(2)
+                .map(|pair| Present { member: String::from_utf8_lossy(&pair[0]).into_owned(), info: Bytes::copy_from_slice(&pair[1]) })
+                .collect())
+        })
+    }
+
+    fn count(&self, channel: &str) -> BoxFuture<Result<usize, HubError>> {
+        self.presence_script(|s| &s.presence_list, channel, vec![b"count".to_vec()])
+    }
+}
+
+/// A presence announcement: `+COUNT MEMBER\nINFO` or `-COUNT MEMBER\nINFO`.
+fn parse_presence(payload: &[u8]) -> Option<(PresenceKind, Present, usize)> {
+    let kind = match payload.first()? {
+        b'+' => PresenceKind::Join,
+        b'-' => PresenceKind::Leave,
+        _ => return None,
+    };
+    let space = payload.iter().position(|b| *b == b' ')?;
+    let newline = payload.iter().position(|b| *b == b'\n')?;
+    let count = std::str::from_utf8(payload.get(1..space)?).ok()?.parse().ok()?;
+    let member = std::str::from_utf8(payload.get(space + 1..newline)?).ok()?.to_owned();
+    Some((kind, Present { member, info: Bytes::copy_from_slice(&payload[newline + 1..]) }, count))
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -459,6 +591,10 @@ impl Backplane for RedisBackplane {
         Some(self)
     }
 
+    fn presence(&self) -> Option<&dyn PresenceStore> {
+        Some(self)
+    }
+
     fn subscribe(&self, channel: &str) {
         self.want(channel, true);
     }
@@ -482,7 +618,7 @@ async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Queued>, inbox: Inb
             Err(error) => tracing::warn!(%error, retry_in = ?backoff, "redis backplane disconnected"),
         }
         shared.connected.send_replace(None);
-        *shared.reader.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *shared.connection.lock().unwrap_or_else(|e| e.into_inner()) = None;
         // Wait before retrying; broadcasts published meanwhile are dropped, not hoarded.
         let retry = tokio::time::sleep(backoff);
         tokio::pin!(retry);
@@ -499,7 +635,7 @@ async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Queued>, inbox: Inb
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     shared.connected.send_replace(None);
-    *shared.reader.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    *shared.connection.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
 /// One connected session: returns `Ok` on shutdown, the error that ended it otherwise.
@@ -517,7 +653,7 @@ async fn session(shared: &Shared, queued: &mut mpsc::Receiver<Queued>, inbox: &I
         .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
     let (mut sink, mut stream) = pubsub.split();
     let mut subscribed = HashSet::new();
-    *shared.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(publisher.clone());
+    *shared.connection.lock().unwrap_or_else(|e| e.into_inner()) = Some(publisher.clone());
     reconcile(shared, &mut sink, &mut subscribed).await?;
     *backoff = MIN_BACKOFF;
     tracing::info!(channels = subscribed.len(), "redis backplane connected");
@@ -530,9 +666,13 @@ async fn session(shared: &Shared, queued: &mut mpsc::Receiver<Queued>, inbox: &I
                     return Err(redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
                 };
                 let Some(channel) = message.get_channel_name().strip_prefix(shared.prefix.as_str()) else { continue };
-                match parse_published(message.get_payload_bytes()) {
-                    Some((position, envelope)) => inbox.deliver_at(channel, position, envelope),
-                    None => tracing::warn!(channel, "a publication without a position ignored"),
+                let payload = message.get_payload_bytes();
+                if let Some((kind, who, count)) = parse_presence(payload) {
+                    inbox.presence(channel, kind, &who, count);
+                } else if let Some((position, envelope)) = parse_published(payload) {
+                    inbox.deliver_at(channel, position, envelope);
+                } else {
+                    tracing::warn!(channel, "a message that is neither a publication nor a presence change ignored");
                 }
             }
             next = queued.recv() => {

@@ -4,6 +4,7 @@
 use crate::Position;
 use crate::hub::Inner;
 use crate::ring::{Replayed, Ring, Woken};
+use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -111,11 +112,13 @@ pub(crate) struct Subscriber {
     dropped: AtomicU64,
     /// The pump on the ring of broadcasts to all, once there is one.
     pub(crate) everyone: Mutex<Option<Pump>>,
+    /// What the member said about itself, for presence.
+    pub(crate) info: Mutex<Bytes>,
 }
 
 impl Subscriber {
     pub(crate) fn new(id: u64, conn: Connection) -> Self {
-        Self { id, conn, dropped: AtomicU64::new(0), everyone: Mutex::new(None) }
+        Self { id, conn, dropped: AtomicU64::new(0), everyone: Mutex::new(None), info: Mutex::default() }
     }
 
     /// Broadcasts this member lost to [`SlowPolicy::DropOldest`].

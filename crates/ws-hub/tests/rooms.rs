@@ -7,7 +7,7 @@ use common::{member, next_text};
 use std::time::Duration;
 use tokio::io::DuplexStream;
 use ws_core::{Message, WebSocket};
-use ws_hub::Hub;
+use ws_hub::{Hub, PresenceEvent, PresenceKind};
 
 /// Reads `count` messages, sorted (rooms are separate rings: broadcasts to different
 /// rooms, or to a room and to all, are not ordered with each other), then checks that a
@@ -50,17 +50,17 @@ async fn presence_follows_joins_leaves_and_drops() {
     let hub = Hub::new();
     let (alice, _a) = member(&hub);
     let (bob, _b) = member(&hub);
-    assert_eq!((hub.len(), hub.presence("room")), (2, 0));
+    assert_eq!((hub.len(), hub.local_presence("room")), (2, 0));
     alice.join("room");
     alice.join("room");
     bob.join("room");
-    assert_eq!(hub.presence("room"), 2);
+    assert_eq!(hub.local_presence("room"), 2);
     assert_eq!(alice.rooms(), ["room"]);
     alice.leave("room");
     alice.leave("room");
-    assert_eq!(hub.presence("room"), 1);
+    assert_eq!(hub.local_presence("room"), 1);
     drop(bob);
-    assert_eq!((hub.len(), hub.presence("room")), (1, 0));
+    assert_eq!((hub.len(), hub.local_presence("room")), (1, 0));
     assert!(hub.rooms().is_empty(), "an empty room is forgotten");
 }
 
@@ -115,7 +115,7 @@ async fn after_leaving_nothing_more_arrives_from_that_room() {
     }
     alice.leave("news");
     alice.leave("news");
-    assert_eq!(hub.presence("news"), 1);
+    assert_eq!(hub.local_presence("news"), 1);
     assert_eq!(hub.broadcast("news", "not for alice"), 1);
     hub.broadcast("chat", "for alice");
     assert_eq!(next_text(&mut a).await, "for alice");
@@ -124,4 +124,36 @@ async fn after_leaving_nothing_more_arrives_from_that_room() {
     assert_eq!(next_text(&mut a).await, "back in news", "once, not twice");
     hub.broadcast("chat", "marker");
     assert_eq!(next_text(&mut a).await, "marker");
+}
+
+#[tokio::test]
+async fn joins_and_leaves_are_announced_with_who_and_how_many() {
+    let hub = Hub::builder()
+        .on_presence(|event: &PresenceEvent<'_>| {
+            let verb = if event.kind == PresenceKind::Join { "joined" } else { "left" };
+            let who = String::from_utf8_lossy(&event.who.info);
+            Some(ws_core::PreparedMessage::text(format!("{who} {verb} {}: {}", event.room, event.count)))
+        })
+        .build();
+    let (alice, mut a) = member(&hub);
+    let (bob, mut b) = member(&hub);
+    alice.set_info("alice");
+    bob.set_info("bob");
+    alice.join("room");
+    assert_eq!(next_text(&mut a).await, "alice joined room: 1", "the one who joins is told too");
+    bob.join("room");
+    assert_eq!(next_text(&mut a).await, "bob joined room: 2");
+    assert_eq!(next_text(&mut b).await, "bob joined room: 2");
+    let mut present: Vec<_> = hub.presence("room").await.unwrap().into_iter().map(|p| p.info).collect();
+    present.sort();
+    assert_eq!(present, ["alice", "bob"]);
+    assert_eq!(hub.presence_count("room").await.unwrap(), 2);
+    assert!(hub.presence("elsewhere").await.unwrap().is_empty());
+
+    drop(bob);
+    assert_eq!(next_text(&mut a).await, "bob left room: 1", "a dropped member leaves");
+    alice.leave("room");
+    assert_eq!(hub.presence_count("room").await.unwrap(), 0);
+    alice.join("other");
+    assert_eq!(next_text(&mut a).await, "alice joined other: 1", "nothing about the room she left");
 }
