@@ -9,7 +9,10 @@ use common::bounded;
 use common::redis_server::RedisServer;
 use std::time::Duration;
 use tokio::io::DuplexStream;
-use wsdriver::hub::{Hub, HubBuilder, Member, Position, PresenceEvent, PresenceKind, Publication, Recovery, RedisBackplane};
+use wsdriver::hub::{
+    Hub, HubBuilder, HubError, JoinRequest, Member, Position, PresenceEvent, PresenceKind, Publication, PublishRequest, Recovery,
+    RedisBackplane, Refusal,
+};
 use wsdriver::{Config, Message, PreparedMessage, Role, WebSocket};
 
 fn hub_with(redis: &RedisServer, builder: HubBuilder) -> (Hub, RedisBackplane) {
@@ -221,6 +224,37 @@ async fn presence_spans_hubs_and_expires_with_a_dead_one() {
     assert_eq!(next(&mut a).await, Message::text("bob left: 1"));
     assert_eq!(bounded(hub_a.presence_count("room")).await.unwrap(), 1);
     drop(bob);
+}
+
+/// The hooks with Redis: what the publish hook rewrote on one hub is what the other
+/// hub's members get, and what history replays; a refused join reads no history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (interop/install.sh)"]
+async fn hooks_hold_across_hubs() {
+    let redis = RedisServer::start();
+    let guarded = || {
+        positioned()
+            .on_join(|request: JoinRequest| async move { if request.room == "closed" { Err(Refusal::error("closed")) } else { Ok(()) } })
+            .on_publish(|request: PublishRequest| async move {
+                let text = request.message.as_text().unwrap_or_default().to_uppercase();
+                if text.is_empty() { Err(Refusal::error("empty")) } else { Ok(Message::text(text)) }
+            })
+    };
+    let (hub_a, plane_a) = hub_with(&redis, guarded());
+    let (hub_b, plane_b) = hub_with(&redis, guarded());
+    let (alice, _a) = member(&hub_a);
+    let (bob, mut b) = member(&hub_b);
+    let start = bounded(bob.join_from("room", Position::default())).await.unwrap().position();
+    bounded(plane_a.connected()).await;
+    bounded(plane_b.connected()).await;
+
+    let said = bounded(alice.publish("room", "quiet words")).await.unwrap();
+    assert_eq!(next_at(&mut b).await, (said, "QUIET WORDS".to_owned()), "rewritten on A, received on B");
+    assert!(matches!(bounded(alice.publish("room", "")).await, Err(HubError::Refused(_))));
+    let (carol, mut c) = member(&hub_b);
+    assert!(matches!(bounded(carol.join_from("closed", Position::default())).await, Err(HubError::Refused(_))));
+    bounded(carol.join_from("room", start)).await.unwrap();
+    assert_eq!(next_at(&mut c).await, (said, "QUIET WORDS".to_owned()), "history holds what was published");
 }
 
 /// A hub whose subscription drops for a moment while others keep publishing misses

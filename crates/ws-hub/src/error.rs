@@ -8,4 +8,7 @@ pub enum HubError {
     /// unreachable, or answered with an error).
     #[error("the backplane failed: {0}")]
     Backplane(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A hook refused (and closed the connection, if the refusal says so).
+    #[error("refused: {0}")]
+    Refused(crate::Refusal),
 }

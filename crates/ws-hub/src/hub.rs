@@ -2,6 +2,7 @@
 
 use crate::HubError;
 use crate::backplane::{self, ALL_CHANNEL, Backplane, BoxFuture, History, HistoryBounds, Inbox, Origin};
+use crate::hooks::{self, ConnectHook, ConnectRequest, JoinHook, JoinRequest, PublishHook, PublishRequest, Refusal};
 use crate::position::{Position, Publication, Recovery};
 use crate::presence::{PresenceEvent, PresenceKind, Present};
 use crate::ring::{Bounds, Replayed, Ring};
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use ws_core::{CloseCode, Connection, PreparedMessage};
+use ws_core::{CloseCode, Connection, Message, PreparedMessage};
 
 /// Makes the message members are sent from a publication.
 type Envelope = dyn Fn(&Publication<'_>) -> PreparedMessage + Send + Sync;
@@ -67,6 +68,9 @@ pub(crate) struct Inner {
     pub(crate) recovered: AtomicU64,
     presence_ttl: Duration,
     on_presence: Option<Box<OnPresence>>,
+    on_connect: Option<Box<ConnectHook>>,
+    on_join: Option<Box<JoinHook>>,
+    on_publish: Option<Box<PublishHook>>,
     /// Joins and leaves on their way to the backplane's presence store, if it has one.
     presence_ops: Option<mpsc::Sender<PresenceOp>>,
 }
@@ -138,6 +142,9 @@ impl Hub {
             envelope: None,
             presence_ttl: Duration::from_secs(30),
             on_presence: None,
+            on_connect: None,
+            on_join: None,
+            on_publish: None,
             policy: SlowPolicy::DropOldest,
             backplane: None,
         }
@@ -159,6 +166,47 @@ impl Hub {
         state.members.insert(id, subscriber.clone());
         drop(state);
         Member { hub: self.clone(), subscriber, rooms: Mutex::default() }
+    }
+
+    /// Registers a connection once the [connect hook](HubBuilder::on_connect) accepted
+    /// the upgrade `request` it came with (without a hook, as [`Hub::register`] does):
+    /// the member's info is what the hook returned. A refusal with a code closes the
+    /// connection with it.
+    ///
+    /// ```
+    /// use wsdriver::hub::{ConnectRequest, Hub, HubError, Refusal};
+    /// use wsdriver::{CloseCode, Config, Role, WebSocket};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = Hub::builder()
+    ///     .on_connect(|request: ConnectRequest| async move {
+    ///         match request.uri.query() {
+    ///             Some("token=s3cret") => Ok("alice".into()),
+    ///             _ => Err(Refusal::close(CloseCode::POLICY_VIOLATION, "who are you?")),
+    ///         }
+    ///     })
+    ///     .build();
+    /// # let (a, _b) = tokio::io::duplex(1024);
+    /// # let socket = WebSocket::from_raw(a, Role::Server, &Config::default());
+    /// let request = http::Request::get("/chat?token=nope").body(()).unwrap();
+    /// let refused = hub.connect(socket.connection(), &request).await;
+    /// assert!(matches!(refused, Err(HubError::Refused(_))));
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`HubError::Refused`] when the hook refused.
+    pub async fn connect(&self, connection: Connection, request: impl Into<ConnectRequest>) -> Result<Member, HubError> {
+        let Some(hook) = &self.inner.on_connect else { return Ok(self.register(connection)) };
+        let mut request = request.into();
+        request.protocol = connection.protocol();
+        match hook(request).await {
+            Ok(info) => {
+                let member = self.register(connection);
+                member.set_info(info);
+                Ok(member)
+            }
+            Err(refusal) => Err(refuse(&connection, refusal)),
+        }
     }
 
     /// Sends `message` to every member of `room`, here and on every hub sharing the
@@ -303,6 +351,14 @@ impl Hub {
             backplane.shutdown();
         }
     }
+}
+
+/// Closes the connection if the refusal says so, and turns it into the caller's error.
+fn refuse(connection: &Connection, refusal: Refusal) -> HubError {
+    if let Some(code) = refusal.code() {
+        let _ = connection.close(code, refusal.reason());
+    }
+    HubError::Refused(refusal)
 }
 
 /// Where a publication went: numbered here, or handed to the backplane's history.
@@ -815,6 +871,9 @@ pub struct HubBuilder {
     envelope: Option<Box<Envelope>>,
     presence_ttl: Duration,
     on_presence: Option<Box<OnPresence>>,
+    on_connect: Option<Box<ConnectHook>>,
+    on_join: Option<Box<JoinHook>>,
+    on_publish: Option<Box<PublishHook>>,
     policy: SlowPolicy,
     backplane: Option<Box<dyn Backplane>>,
 }
@@ -829,6 +888,9 @@ impl fmt::Debug for HubBuilder {
             .field("envelope", &self.envelope.is_some())
             .field("presence_ttl", &self.presence_ttl)
             .field("on_presence", &self.on_presence.is_some())
+            .field("on_connect", &self.on_connect.is_some())
+            .field("on_join", &self.on_join.is_some())
+            .field("on_publish", &self.on_publish.is_some())
             .field("policy", &self.policy)
             .field("backplane", &self.backplane.is_some())
             .finish()
@@ -939,6 +1001,73 @@ impl HubBuilder {
         self
     }
 
+    /// Decides who may connect, from the upgrade request ([`Hub::connect`]): a cookie, an
+    /// `Authorization` header, a token in the URI or in `Sec-WebSocket-Protocol`. It
+    /// returns what the member says about itself (a user id, a name:
+    /// [`Member::set_info`]), or a [`Refusal`], which closes the connection if it carries
+    /// a code.
+    ///
+    /// ```
+    /// use wsdriver::hub::{ConnectRequest, Hub, Refusal};
+    /// use wsdriver::CloseCode;
+    /// let hub = Hub::builder()
+    ///     .on_connect(|request: ConnectRequest| async move {
+    ///         let token = request.headers.get("authorization").and_then(|v| v.to_str().ok());
+    ///         match token.and_then(|t| t.strip_prefix("Bearer ")) {
+    ///             Some(user) if !user.is_empty() => Ok(user.to_owned().into()),
+    ///             _ => Err(Refusal::close(CloseCode::from(4001), "unauthorized")),
+    ///         }
+    ///     })
+    ///     .build();
+    /// ```
+    pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(ConnectRequest) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Bytes, Refusal>> + Send + 'static,
+    {
+        self.on_connect = Some(hooks::boxed(hook));
+        self
+    }
+
+    /// Decides whether a member may join a room, when it asks to
+    /// ([`Member::join_from`]; [`Member::join`] is the server's own decision and asks no
+    /// one). A [`Refusal`] keeps it out (and closes its connection if it carries a code).
+    pub fn on_join<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(JoinRequest) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), Refusal>> + Send + 'static,
+    {
+        self.on_join = Some(hooks::boxed(hook));
+        self
+    }
+
+    /// Validates or rewrites what a member publishes ([`Member::publish`],
+    /// [`Member::publish_others`], [`Member::publish_once`]; the hub's own publications,
+    /// and the members' `broadcast` calls, which do not wait, are not asked about): the
+    /// message it returns is published instead, a [`Refusal`] publishes nothing (and
+    /// closes the connection if it carries a code).
+    ///
+    /// ```
+    /// use wsdriver::hub::{Hub, PublishRequest, Refusal};
+    /// use wsdriver::Message;
+    /// let hub = Hub::builder()
+    ///     .on_publish(|request: PublishRequest| async move {
+    ///         match request.message.as_text() {
+    ///             Some(text) if text.len() <= 2000 => Ok(Message::text(text.trim())),
+    ///             _ => Err(Refusal::error("text of 2000 bytes at most")),
+    ///         }
+    ///     })
+    ///     .build();
+    /// ```
+    pub fn on_publish<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(PublishRequest) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Message, Refusal>> + Send + 'static,
+    {
+        self.on_publish = Some(hooks::boxed(hook));
+        self
+    }
+
     /// Builds the hub and starts its backplane (with one, call it inside a Tokio
     /// runtime: tasks keep the backplane's connections and the hub's presence entries).
     pub fn build(self) -> Hub {
@@ -964,6 +1093,9 @@ impl HubBuilder {
             recovered: AtomicU64::new(0),
             presence_ttl: self.presence_ttl,
             on_presence: self.on_presence,
+            on_connect: self.on_connect,
+            on_join: self.on_join,
+            on_publish: self.on_publish,
             presence_ops,
         });
         if let Some(ops) = ops {
@@ -1066,6 +1198,12 @@ impl Member {
     /// # Panics
     /// Outside a Tokio runtime, as [`Member::join`].
     pub async fn join_from(&self, room: &str, since: Position) -> Result<Recovery, HubError> {
+        if let Some(hook) = &self.hub.inner.on_join {
+            let request = JoinRequest { who: self.hub.inner.present(&self.subscriber), room: room.to_owned() };
+            if let Err(refusal) = hook(request).await {
+                return Err(refuse(&self.subscriber.conn, refusal));
+            }
+        }
         if let Some(pump) = self.lock_rooms().remove(room) {
             pump.stop();
             self.hub.inner.leave(room, self.subscriber.id);
@@ -1113,7 +1251,33 @@ impl Member {
     /// # Errors
     /// As [`Hub::publish`].
     pub async fn publish(&self, room: &str, message: impl Into<PreparedMessage>) -> Result<Position, HubError> {
-        self.hub.publish(room, message).await
+        let message = self.checked(room, message.into()).await?;
+        self.hub.inner.publish(Some(room), &message, None, None).1.position().await
+    }
+
+    /// Publishes `message` to `room` once under `key`, as [`Hub::publish_once`] does.
+    ///
+    /// # Errors
+    /// As [`Member::publish`].
+    pub async fn publish_once(&self, room: &str, key: &str, message: impl Into<PreparedMessage>) -> Result<Position, HubError> {
+        let message = self.checked(room, message.into()).await?;
+        self.hub.inner.publish(Some(room), &message, None, Some(key)).1.position().await
+    }
+
+    /// What the [publish hook](HubBuilder::on_publish) makes of `message`.
+    async fn checked(&self, room: &str, message: PreparedMessage) -> Result<PreparedMessage, HubError> {
+        let Some(hook) = &self.hub.inner.on_publish else { return Ok(message) };
+        let request =
+            PublishRequest { who: self.hub.inner.present(&self.subscriber), room: room.to_owned(), message: message.message().clone() };
+        match hook(request).await {
+            Ok(rewritten) if &rewritten == message.message() => Ok(message),
+            Ok(Message::Text(text)) => Ok(PreparedMessage::text(text)),
+            Ok(Message::Binary(data)) => Ok(PreparedMessage::binary(data)),
+            Ok(_) => {
+                Err(HubError::Refused(Refusal::error("the publish hook returned a control frame: only text and binary are published")))
+            }
+            Err(refusal) => Err(refuse(&self.subscriber.conn, refusal)),
+        }
     }
 
     /// Sends `message` to every other member of `room`, not to this one, and returns its
@@ -1122,7 +1286,8 @@ impl Member {
     /// # Errors
     /// As [`Hub::publish`].
     pub async fn publish_others(&self, room: &str, message: impl Into<PreparedMessage>) -> Result<Position, HubError> {
-        self.hub.inner.publish(Some(room), &message.into(), Some(self.subscriber.id), None).1.position().await
+        let message = self.checked(room, message.into()).await?;
+        self.hub.inner.publish(Some(room), &message, Some(self.subscriber.id), None).1.position().await
     }
 
     /// Sends `message` to every member, this one included, on every hub.

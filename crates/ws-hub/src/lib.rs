@@ -26,6 +26,7 @@
 
 mod backplane;
 mod error;
+mod hooks;
 mod hub;
 mod position;
 mod presence;
@@ -36,6 +37,7 @@ mod subscriber;
 
 pub use backplane::{Backplane, BoxFuture, History, HistoryBounds, Inbox, PresenceStore, Replay};
 pub use error::HubError;
+pub use hooks::{ConnectRequest, JoinRequest, PublishRequest, Refusal};
 pub use hub::{Hub, HubBuilder, Member};
 pub use position::{ParsePositionError, Position, Publication, Recovery};
 pub use presence::{PresenceEvent, PresenceKind, Present};
