@@ -4,8 +4,8 @@
 # ~/.cache/wsdriver-interop), Debian's Chromium, Debian's redis-server (the hub's
 # backplane tests start their own on a loopback port), and Debian's tinyproxy and
 # microsocks (the client's proxy tests start their own), tmux (the terminal test of
-# `wsdriver connect`) and haproxy (the chat failover tests, and scripts/chat-cluster).
-# Safe to run again.
+# `wsdriver connect`), haproxy (the chat failover tests, and scripts/chat-cluster) and
+# nats-server (the NATS backplane's tests start their own). Safe to run again.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -16,6 +16,7 @@ missing=()
 [ -x /usr/bin/microsocks ] || missing+=(microsocks)
 [ -x /usr/bin/tmux ] || missing+=(tmux)
 [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+[ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "interop: installing Debian's ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -3,6 +3,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod haproxy;
+pub mod hub_member;
+pub mod nats_server;
 pub mod proxy_servers;
 pub mod redis_server;
 pub mod servers;

@@ -6,14 +6,15 @@
 use crate::common;
 
 use common::bounded;
+use common::hub_member::{member, next};
 use common::redis_server::RedisServer;
 use std::time::Duration;
 use tokio::io::DuplexStream;
 use wsdriver::hub::{
-    Hub, HubBuilder, HubError, JoinRequest, Member, Position, PresenceEvent, PresenceKind, Publication, PublishRequest, Recovery,
-    RedisBackplane, Refusal,
+    Hub, HubBuilder, HubError, JoinRequest, Position, PresenceEvent, PresenceKind, Publication, PublishRequest, Recovery, RedisBackplane,
+    Refusal,
 };
-use wsdriver::{Config, Message, PreparedMessage, Role, WebSocket};
+use wsdriver::{Message, PreparedMessage, WebSocket};
 
 fn hub_with(redis: &RedisServer, builder: HubBuilder) -> (Hub, RedisBackplane) {
     let backplane = RedisBackplane::new(&redis.url()).unwrap().prefix("test:");
@@ -28,21 +29,6 @@ fn hub(redis: &RedisServer) -> (Hub, RedisBackplane) {
 fn positioned() -> HubBuilder {
     Hub::builder()
         .envelope(|p: &Publication<'_>| PreparedMessage::text(format!("{} {}", p.position, p.message.as_text().unwrap_or_default())))
-}
-
-fn member(hub: &Hub) -> (Member, WebSocket<DuplexStream>) {
-    let (a, b) = tokio::io::duplex(64 << 10);
-    let server = WebSocket::from_raw(a, Role::Server, &Config::default());
-    let member = hub.register(server.connection());
-    tokio::spawn(async move {
-        let mut server = server;
-        while server.recv().await.is_some() {}
-    });
-    (member, WebSocket::from_raw(b, Role::Client, &Config::default()))
-}
-
-async fn next(client: &mut WebSocket<DuplexStream>) -> Message {
-    bounded(client.recv()).await.unwrap().unwrap()
 }
 
 /// The next positioned line: its position and its text.

@@ -24,6 +24,7 @@ mod events_every_server;
 mod examples;
 mod handshake_rejections;
 mod http2;
+mod hub_nats;
 mod hub_redis;
 mod hub_slow_subscriber;
 mod interop;

@@ -28,6 +28,10 @@ mod backplane;
 mod error;
 mod hooks;
 mod hub;
+#[cfg(any(feature = "redis", feature = "nats"))]
+mod link;
+#[cfg(feature = "nats")]
+mod nats;
 mod position;
 mod presence;
 #[cfg(feature = "redis")]
@@ -39,6 +43,8 @@ pub use backplane::{Backplane, BoxFuture, History, HistoryBounds, Inbox, Presenc
 pub use error::HubError;
 pub use hooks::{ConnectRequest, JoinRequest, PublishRequest, Refusal};
 pub use hub::{Hub, HubBuilder, Member};
+#[cfg(feature = "nats")]
+pub use nats::NatsBackplane;
 pub use position::{ParsePositionError, Position, Publication, Recovery};
 pub use presence::{PresenceEvent, PresenceKind, Present};
 #[cfg(feature = "redis")]

@@ -2,6 +2,7 @@
 //! through one Redis.
 
 use crate::backplane::{Backplane, BoxFuture, History, HistoryBounds, Inbox, PresenceStore, Replay};
+use crate::link::{Link, Outbox, link_methods};
 use crate::ring::new_epoch;
 use crate::{HubError, Position, PresenceKind, Present};
 use bytes::Bytes;
@@ -9,10 +10,9 @@ use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink};
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 /// Broadcasts waiting for the Redis connection; more are dropped (and counted).
 const PUBLISH_QUEUE: usize = 16 << 10;
@@ -237,22 +237,13 @@ struct Queued {
 }
 
 struct Shared {
-    publish: mpsc::Sender<Queued>,
-    queued: Mutex<Option<mpsc::Receiver<Queued>>>,
+    outbox: Outbox<Queued>,
     client: redis::Client,
     prefix: String,
-    /// The channels the hub wants, and how many times that set changed; the task
-    /// subscribes to exactly these.
-    wanted: Mutex<(HashSet<String>, u64)>,
-    /// Wakes the task: the wanted set changed, or shutdown.
-    changed: Notify,
-    shutdown: AtomicBool,
-    /// `None` while disconnected; else the version of the wanted set subscribed to.
-    connected: watch::Sender<Option<u64>>,
-    dropped: AtomicU64,
+    /// The channels the hub wants (the task subscribes to exactly these), whether it
+    /// is connected, and what was dropped.
+    link: Link,
     /// Bytes of the broadcasts queued or being published, and their bound.
-    queued_bytes: AtomicUsize,
-    max_queued_bytes: usize,
     /// The hub's history bounds, once it started the backplane.
     bounds: OnceLock<HistoryBounds>,
     /// The publishing connection while connected, for history reads and presence.
@@ -278,18 +269,12 @@ impl Shared {
         self.bounds.get().copied().unwrap_or(HistoryBounds { count: 128, bytes: 4 << 20, ttl: Duration::from_secs(300) })
     }
 
-    /// A queued publication that will not be made: counted, and its waiter told.
-    fn drop_queued(&self, queued: Queued, why: &str) {
-        self.release(Shared::cost(&queued));
-        self.dropped.fetch_add(1, Ordering::Relaxed);
+    /// A publication that will not be made: counted, and its waiter told.
+    fn refuse(&self, queued: Queued, why: &str) {
+        self.link.count_dropped(1);
         if let Some(reply) = queued.reply {
             let _ = reply.send(Err(backplane_error(why)));
         }
-    }
-
-    /// Queued broadcasts were published or dropped: their bytes are free.
-    fn release(&self, bytes: usize) {
-        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 }
 
@@ -308,20 +293,12 @@ impl RedisBackplane {
     /// prefix `wsdriver:`. Nothing connects until the hub starts it.
     pub fn new(url: &str) -> redis::RedisResult<Self> {
         let client = redis::Client::open(url)?;
-        let (publish, queued) = mpsc::channel(PUBLISH_QUEUE);
         Ok(Self {
             shared: Arc::new(Shared {
-                publish,
-                queued: Mutex::new(Some(queued)),
+                outbox: Outbox::new(PUBLISH_QUEUE, MAX_QUEUED_BYTES),
                 client,
                 prefix: "wsdriver:".to_owned(),
-                wanted: Mutex::default(),
-                changed: Notify::new(),
-                shutdown: AtomicBool::new(false),
-                connected: watch::Sender::new(None),
-                dropped: AtomicU64::new(0),
-                queued_bytes: AtomicUsize::new(0),
-                max_queued_bytes: MAX_QUEUED_BYTES,
+                link: Link::new(),
                 bounds: OnceLock::new(),
                 connection: Mutex::new(None),
                 append: redis::Script::new(&format!("{NOW}{TRIM}{APPEND}")),
@@ -346,62 +323,12 @@ impl RedisBackplane {
     /// it broadcasts are dropped and counted. Call it before cloning the backplane.
     pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.max_queued_bytes = bytes;
+            shared.outbox.max_bytes = bytes;
         }
         self
     }
 
-    /// Bytes of broadcasts waiting to be published, or being published.
-    pub fn queued_bytes(&self) -> usize {
-        self.shared.queued_bytes.load(Ordering::Acquire)
-    }
-
-    /// Whether both connections to Redis are up.
-    pub fn is_connected(&self) -> bool {
-        self.shared.connected.borrow().is_some()
-    }
-
-    /// Waits until both connections to Redis are up and subscribed to the channels of
-    /// every room that has local members now.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: it only observes.
-    pub async fn connected(&self) {
-        let version = self.wanted().1;
-        let mut rx = self.shared.connected.subscribe();
-        let _ = rx.wait_for(|subscribed| subscribed.is_some_and(|v| v >= version)).await;
-    }
-
-    /// Waits until the backplane has lost its connection to Redis (it is reconnecting).
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: it only observes.
-    pub async fn disconnected(&self) {
-        let mut rx = self.shared.connected.subscribe();
-        let _ = rx.wait_for(Option::is_none).await;
-    }
-
-    /// Publications dropped because Redis was unreachable or too slow.
-    pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
-    }
-
-    fn wanted(&self) -> std::sync::MutexGuard<'_, (HashSet<String>, u64)> {
-        self.shared.wanted.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn want(&self, channel: &str, subscribe: bool) {
-        let channel = format!("{}{channel}", self.shared.prefix);
-        let mut wanted = self.wanted();
-        let changed = if subscribe { wanted.0.insert(channel) } else { wanted.0.remove(&channel) };
-        if changed {
-            wanted.1 += 1;
-            drop(wanted);
-            self.shared.changed.notify_one();
-        }
-    }
+    link_methods!("Redis");
 }
 
 /// A [`HubError`] saying why the backplane could not do something.
@@ -414,20 +341,12 @@ impl RedisBackplane {
     fn enqueue(&self, channel: &str, envelope: Bytes, key: Option<&str>, reply: Option<oneshot::Sender<Result<Position, HubError>>>) {
         let shared = &self.shared;
         let queued = Queued { channel: channel.to_owned(), envelope, key: key.map(str::to_owned), reply };
-        let cost = Shared::cost(&queued);
-        let fits = shared.queued_bytes.fetch_add(cost, Ordering::AcqRel) + cost <= shared.max_queued_bytes;
-        if !fits {
-            return shared.drop_queued(queued, "too many publications waiting for Redis");
-        }
         if !self.is_connected() {
-            return shared.drop_queued(queued, "not connected to Redis");
+            return shared.refuse(queued, "not connected to Redis");
         }
-        if let Err(error) = shared.publish.try_send(queued) {
-            let why = match &error {
-                mpsc::error::TrySendError::Full(_) => "too many publications waiting for Redis",
-                mpsc::error::TrySendError::Closed(_) => "the backplane is shut down",
-            };
-            shared.drop_queued(error.into_inner(), why);
+        let cost = Shared::cost(&queued);
+        if let Err((queued, why)) = shared.outbox.push(queued, cost) {
+            shared.refuse(queued, why);
         }
     }
 }
@@ -569,7 +488,7 @@ fn parse_published(payload: &[u8]) -> Option<(Position, &[u8])> {
 impl Backplane for RedisBackplane {
     fn start(&self, inbox: Inbox) {
         let _ = self.shared.bounds.set(inbox.history_bounds());
-        let Some(queued) = self.shared.queued.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let Some(queued) = self.shared.outbox.take_receiver() else { return };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(run(self.shared.clone(), queued, inbox));
@@ -596,28 +515,27 @@ impl Backplane for RedisBackplane {
     }
 
     fn subscribe(&self, channel: &str) {
-        self.want(channel, true);
+        self.shared.link.want(format!("{}{channel}", self.shared.prefix), true);
     }
 
     fn unsubscribe(&self, channel: &str) {
-        self.want(channel, false);
+        self.shared.link.want(format!("{}{channel}", self.shared.prefix), false);
     }
 
     fn shutdown(&self) {
-        self.shared.shutdown.store(true, Ordering::Relaxed);
-        self.shared.changed.notify_one();
+        self.shared.link.shut();
     }
 }
 
 /// Keeps a session with Redis up until shutdown.
 async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Queued>, inbox: Inbox) {
     let mut backoff = MIN_BACKOFF;
-    while !shared.shutdown.load(Ordering::Relaxed) {
+    while !shared.link.is_shut() {
         match session(&shared, &mut queued, &inbox, &mut backoff).await {
             Ok(()) => break,
             Err(error) => tracing::warn!(%error, retry_in = ?backoff, "redis backplane disconnected"),
         }
-        shared.connected.send_replace(None);
+        shared.link.down();
         *shared.connection.lock().unwrap_or_else(|e| e.into_inner()) = None;
         // Wait before retrying; broadcasts published meanwhile are dropped, not hoarded.
         let retry = tokio::time::sleep(backoff);
@@ -625,16 +543,19 @@ async fn run(shared: Arc<Shared>, mut queued: mpsc::Receiver<Queued>, inbox: Inb
         loop {
             tokio::select! {
                 () = &mut retry => break,
-                () = shared.changed.notified() => if shared.shutdown.load(Ordering::Relaxed) { return },
+                () = shared.link.changed() => if shared.link.is_shut() { return },
                 next = queued.recv() => match next {
-                    Some(item) => shared.drop_queued(item, "not connected to Redis"),
+                    Some(item) => {
+                        shared.outbox.release(Shared::cost(&item));
+                        shared.refuse(item, "not connected to Redis");
+                    }
                     None => return,
                 },
             }
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
-    shared.connected.send_replace(None);
+    shared.link.down();
     *shared.connection.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
@@ -679,8 +600,8 @@ async fn session(shared: &Shared, queued: &mut mpsc::Receiver<Queued>, inbox: &I
                 let Some(first) = next else { return Ok(()) };
                 publish_batch(shared, &mut publisher, first, queued).await?;
             }
-            () = shared.changed.notified() => {
-                if shared.shutdown.load(Ordering::Relaxed) {
+            () = shared.link.changed() => {
+                if shared.link.is_shut() {
                     return Ok(());
                 }
                 reconcile(shared, &mut sink, &mut subscribed).await?;
@@ -724,7 +645,7 @@ async fn publish_batch(
     let result = pipe.query_async::<Vec<String>>(publisher).await;
     // Counted until written: the pipeline holds a copy meanwhile.
     drop(pipe);
-    shared.release(bytes);
+    shared.outbox.release(bytes);
     match result {
         Ok(positions) => {
             for (reply, position) in replies.into_iter().zip(positions) {
@@ -736,7 +657,7 @@ async fn publish_batch(
             Ok(())
         }
         Err(error) => {
-            shared.dropped.fetch_add(replies.len() as u64, Ordering::Relaxed);
+            shared.link.count_dropped(replies.len() as u64);
             for reply in replies.into_iter().flatten() {
                 let _ = reply.send(Err(backplane_error(error.to_string())));
             }
@@ -747,7 +668,7 @@ async fn publish_batch(
 
 /// Subscribes to the wanted channels not subscribed yet and unsubscribes from the rest.
 async fn reconcile(shared: &Shared, sink: &mut PubSubSink, subscribed: &mut HashSet<String>) -> redis::RedisResult<()> {
-    let (wanted, version) = shared.wanted.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (wanted, version) = shared.link.wanted();
     let add: Vec<&String> = wanted.difference(subscribed).collect();
     let remove: Vec<&String> = subscribed.difference(&wanted).collect();
     if !add.is_empty() {
@@ -757,6 +678,6 @@ async fn reconcile(shared: &Shared, sink: &mut PubSubSink, subscribed: &mut Hash
         sink.unsubscribe(&remove).await?;
     }
     *subscribed = wanted;
-    shared.connected.send_replace(Some(version));
+    shared.link.up(version);
     Ok(())
 }
