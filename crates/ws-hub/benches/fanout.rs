@@ -11,6 +11,12 @@
 //! descriptors in one process, more than machines commonly allow, and the kernel's share
 //! would be the same for both approaches.
 //!
+//! The cross-process cell: one process publishes 64-byte messages through Redis (the
+//! backplane numbers, keeps and publishes each), another delivers them to 1,000 members;
+//! deliveries per second, and the latency from publish to receipt (each message carries the
+//! time it was published; both processes read the same clock). It starts its own
+//! `redis-server` on a loopback port (or uses `REDIS_URL`), and is skipped without one.
+//!
 //! `cargo bench -p ws-hub --bench fanout [-- --subscribers N --rounds R --json PATH]`; the
 //! JSON (`benches/results/fanout.json`) is what `benches/charts.py` draws.
 
@@ -23,7 +29,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, DuplexStream};
 use tokio::sync::{Notify, broadcast};
 use ws_core::{Config, Message, Role, WebSocket};
-use ws_hub::Hub;
+use ws_hub::{Hub, RedisBackplane};
 
 const PIPE_BUFFER: usize = 64 << 10;
 const RING: usize = 1024;
@@ -186,11 +192,153 @@ fn child(approach: Approach, subscribers: usize) {
     });
 }
 
+/// The cross-process cell's size: members in the subscribing process, messages, payload.
+const CROSS_SUBSCRIBERS: usize = 1000;
+const CROSS_MESSAGES: usize = 1000;
+const CROSS_PAYLOAD: usize = 64;
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn redis_hub(url: &str) -> (Hub, RedisBackplane) {
+    let backplane = RedisBackplane::new(url).expect("a Redis URL").prefix("fanout:");
+    (Hub::builder().queue_capacity(RING).backplane(backplane.clone()).build(), backplane)
+}
+
+/// The subscribing process: `CROSS_SUBSCRIBERS` members of the room, each read by a
+/// client that records, for every message, the time from its publication to its receipt.
+/// Prints `READY` once subscribed, then `RESULT deliveries/s p50 p99 max` (microseconds).
+fn redis_subscribers(url: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let (hub, backplane) = redis_hub(url);
+        let latencies = Arc::new(std::sync::Mutex::new(hdrhistogram::Histogram::<u64>::new(3).expect("histogram")));
+        let first_sent = Arc::new(AtomicU64::new(u64::MAX));
+        let last_received = Arc::new(AtomicU64::new(0));
+        let config = Config::default().write_buffer_high_water(64 << 10);
+        let mut readers = Vec::with_capacity(CROSS_SUBSCRIBERS);
+        let mut members = Vec::with_capacity(CROSS_SUBSCRIBERS);
+        for _ in 0..CROSS_SUBSCRIBERS {
+            let (server_end, client_end) = tokio::io::duplex(PIPE_BUFFER);
+            let mut server = WebSocket::from_raw(server_end, Role::Server, &config);
+            let member = hub.register(server.connection());
+            member.join("room");
+            members.push(member);
+            tokio::spawn(async move { while server.recv().await.is_some() {} });
+            let (latencies, first_sent, last_received) = (latencies.clone(), first_sent.clone(), last_received.clone());
+            readers.push(tokio::spawn(async move {
+                let mut client = WebSocket::from_raw(client_end, Role::Client, &Config::default());
+                let mut mine = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+                for _ in 0..CROSS_MESSAGES {
+                    let message = client.recv().await.expect("every message").expect("a message");
+                    let now = now_ns();
+                    let sent = u64::from_be_bytes(message.as_bytes()[..8].try_into().expect("a timestamp"));
+                    mine.record(now.saturating_sub(sent) / 1000).expect("a latency");
+                    first_sent.fetch_min(sent, Ordering::Relaxed);
+                    last_received.fetch_max(now, Ordering::Relaxed);
+                }
+                latencies.lock().unwrap().add(&mine).expect("merge");
+            }));
+        }
+        backplane.connected().await;
+        println!("READY");
+        for reader in readers {
+            tokio::time::timeout(Duration::from_secs(120), reader).await.expect("every member received every message").unwrap();
+        }
+        let elapsed = (last_received.load(Ordering::Relaxed) - first_sent.load(Ordering::Relaxed)) as f64 / 1e9;
+        let h = latencies.lock().unwrap();
+        let rate = (CROSS_SUBSCRIBERS * CROSS_MESSAGES) as f64 / elapsed;
+        println!("RESULT {rate} {} {} {}", h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max());
+        drop(members);
+    });
+}
+
+/// The publishing process: `CROSS_MESSAGES` messages as fast as the hub takes them, each
+/// carrying the time it was published; returns once Redis has the last one.
+fn redis_publisher(url: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let (hub, backplane) = redis_hub(url);
+        backplane.connected().await;
+        for n in 0..CROSS_MESSAGES {
+            let mut payload = vec![0u8; CROSS_PAYLOAD];
+            payload[..8].copy_from_slice(&now_ns().to_be_bytes());
+            payload[8..16].copy_from_slice(&(n as u64).to_be_bytes());
+            if n + 1 < CROSS_MESSAGES {
+                hub.broadcast("room", payload);
+            } else {
+                // Appended in order: once the last is in Redis, every one is.
+                hub.publish("room", payload).await.expect("Redis took the last message");
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(backplane.dropped(), 0, "the backplane kept up");
+    });
+}
+
+/// A `redis-server` of the bench's own, on a loopback port, killed when dropped.
+struct OwnRedis(std::process::Child);
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Redis the cross-process cell uses: `REDIS_URL`, or one started here.
+fn redis() -> Option<(String, Option<OwnRedis>)> {
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        return Some((url, None));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let own = OwnRedis(child);
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > Duration::from_secs(10) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20)); // polling for the port, bounded
+    }
+    Some((format!("redis://127.0.0.1:{port}/"), Some(own)))
+}
+
+/// Runs the cross-process cell `rounds` times; the medians of deliveries/s, p50, p99 and
+/// max latency (microseconds).
+fn cross_process(exe: &std::path::Path, url: &str, rounds: usize) -> [f64; 4] {
+    use std::io::BufRead;
+    let mut runs = Vec::new();
+    for _ in 0..rounds {
+        let mut subscribers = std::process::Command::new(exe)
+            .args(["--only", "redis-subscribers", "--redis", url])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the subscribing process");
+        let mut lines = std::io::BufReader::new(subscribers.stdout.take().expect("its output")).lines().map_while(Result::ok);
+        assert!(lines.by_ref().any(|l| l == "READY"), "the subscribing process did not get ready");
+        let status =
+            std::process::Command::new(exe).args(["--only", "redis-publisher", "--redis", url]).status().expect("run the publisher");
+        assert!(status.success(), "the publishing process failed");
+        let result = lines.find_map(|l| l.strip_prefix("RESULT ").map(str::to_owned)).expect("the subscribing process's result");
+        assert!(subscribers.wait().expect("it exits").success());
+        let fields: Vec<f64> = result.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        runs.push([fields[0], fields[1], fields[2], fields[3]]);
+    }
+    std::array::from_fn(|i| median(runs.iter().map(|r| r[i]).collect()))
+}
+
 fn main() {
     let mut subscribers = 10_000;
     let mut rounds = 3;
     let mut only = None;
     let mut json = None;
+    let mut redis_url = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -198,12 +346,15 @@ fn main() {
             "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(rounds),
             "--only" => only = args.next(),
             "--json" => json = args.next(),
+            "--redis" => redis_url = args.next(),
             _ => {} // cargo bench passes --bench
         }
     }
     match only.as_deref() {
         Some("hub") => return child(Approach::Hub, subscribers),
         Some("baseline") => return child(Approach::Baseline, subscribers),
+        Some("redis-subscribers") => return redis_subscribers(&redis_url.expect("--redis URL")),
+        Some("redis-publisher") => return redis_publisher(&redis_url.expect("--redis URL")),
         _ => {}
     }
     println!(
@@ -254,8 +405,33 @@ fn main() {
             med(hub, 1) / med(base, 1).max(1.0)
         );
     }
+    let cross = match redis() {
+        Some((url, _own)) => {
+            let [rate, p50, p99, max] = cross_process(&exe, &url, rounds);
+            println!();
+            println!(
+                "cross-process: 1 publisher process -> Redis -> 1 process with {CROSS_SUBSCRIBERS} members, {CROSS_MESSAGES} messages of {CROSS_PAYLOAD} B at once, {rounds} rounds"
+            );
+            println!("| payload x messages | deliveries/s | latency p50 | p99 | max |");
+            println!("| --- | --- | --- | --- | --- |");
+            println!(
+                "| {CROSS_PAYLOAD} B x {CROSS_MESSAGES} | {:.2} M | {:.2} ms | {:.2} ms | {:.2} ms |",
+                rate / 1e6,
+                p50 / 1e3,
+                p99 / 1e3,
+                max / 1e3
+            );
+            format!(
+                r#", "cross_process": {{"subscribers": {CROSS_SUBSCRIBERS}, "payload": {CROSS_PAYLOAD}, "messages": {CROSS_MESSAGES}, "deliveries_per_sec": {rate:.0}, "p50_us": {p50:.0}, "p99_us": {p99:.0}, "max_us": {max:.0}}}"#
+            )
+        }
+        None => {
+            println!("cross-process cell skipped: no redis-server (set REDIS_URL, or install it)");
+            String::new()
+        }
+    };
     if let Some(path) = json {
-        let text = format!("{{\"subscribers\": {subscribers}, \"rounds\": {rounds}, \"results\": [\n{}\n]}}\n", rows.join(",\n"));
+        let text = format!("{{\"subscribers\": {subscribers}, \"rounds\": {rounds}, \"results\": [\n{}\n]{cross}}}\n", rows.join(",\n"));
         std::fs::write(&path, text).expect("write the --json file");
     }
 }
