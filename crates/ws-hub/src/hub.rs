@@ -56,6 +56,7 @@ pub(crate) struct Inner {
     next_id: AtomicU64,
     bounds: Bounds,
     idle_rooms: usize,
+    idle_bytes: usize,
     envelope: Option<Box<Envelope>>,
     policy: SlowPolicy,
     state: RwLock<State>,
@@ -139,6 +140,7 @@ impl Hub {
         HubBuilder {
             bounds: Bounds { capacity: 128, max_bytes: 4 << 20, ttl: Duration::from_secs(300) },
             idle_rooms: 1024,
+            idle_bytes: 64 << 20,
             envelope: None,
             presence_ttl: Duration::from_secs(30),
             on_presence: None,
@@ -467,6 +469,11 @@ impl Inner {
             None => (&self.everyone, state.members.len(), except.is_some()),
         };
         let position = ring.publish(key, |position| self.frame(room, position, message), except);
+        drop(state);
+        if room.is_some() && members == 0 && self.history().is_none() {
+            // History kept for no one here: within the idle rooms' bounds.
+            self.sweep_idle(&mut self.write());
+        }
         // The count is of members, who stay members until dropped, whether or not their
         // connections are still open.
         (members - usize::from(sender_inside), position)
@@ -499,14 +506,24 @@ impl Inner {
             return self.remove_room(state, &name);
         }
         state.idle.push_back(name);
+        self.sweep_idle(state);
+    }
+
+    /// Lets go of the idle rooms past the hub's bounds, those left longest ago first.
+    fn sweep_idle(&self, state: &mut State) {
+        let idle: HashSet<&Arc<str>> = state.idle.iter().collect();
+        let mut bytes: usize =
+            idle.iter().filter_map(|n| state.rooms.get(*n)).filter(|r| r.members.is_empty()).map(|r| r.ring.alive_bytes()).sum();
         while let Some(oldest) = state.idle.front().cloned() {
             let room = state.rooms.get(&oldest);
             let still_idle = room.is_some_and(|r| r.members.is_empty());
-            if still_idle && state.idle.len() <= self.idle_rooms && !room.is_some_and(|r| r.ring.expired()) {
+            let within = state.idle.len() <= self.idle_rooms && bytes <= self.idle_bytes;
+            if still_idle && within && !room.is_some_and(|r| r.ring.expired()) {
                 break;
             }
             state.idle.pop_front();
             if still_idle {
+                bytes -= room.map_or(0, |r| r.ring.alive_bytes()).min(bytes);
                 self.remove_room(state, &oldest);
             }
         }
@@ -868,6 +885,7 @@ impl Drop for Inner {
 pub struct HubBuilder {
     bounds: Bounds,
     idle_rooms: usize,
+    idle_bytes: usize,
     envelope: Option<Box<Envelope>>,
     presence_ttl: Duration,
     on_presence: Option<Box<OnPresence>>,
@@ -885,6 +903,7 @@ impl fmt::Debug for HubBuilder {
             .field("max_ring_bytes", &self.bounds.max_bytes)
             .field("history_ttl", &self.bounds.ttl)
             .field("idle_rooms", &self.idle_rooms)
+            .field("idle_bytes", &self.idle_bytes)
             .field("envelope", &self.envelope.is_some())
             .field("presence_ttl", &self.presence_ttl)
             .field("on_presence", &self.on_presence.is_some())
@@ -933,6 +952,14 @@ impl HubBuilder {
     /// leaves.
     pub fn idle_rooms(mut self, rooms: usize) -> Self {
         self.idle_rooms = rooms;
+        self
+    }
+
+    /// The most bytes of history kept by rooms without members, all together (default
+    /// 64 MiB); past it the rooms left longest ago go first. Each room's own bound
+    /// ([`max_ring_bytes`](Self::max_ring_bytes)) still applies.
+    pub fn idle_bytes(mut self, bytes: usize) -> Self {
+        self.idle_bytes = bytes;
         self
     }
 
@@ -1084,6 +1111,7 @@ impl HubBuilder {
             next_id: AtomicU64::new(1),
             bounds: self.bounds,
             idle_rooms: self.idle_rooms,
+            idle_bytes: self.idle_bytes,
             envelope: self.envelope,
             policy: self.policy,
             state: RwLock::default(),

@@ -168,3 +168,17 @@ async fn without_an_envelope_members_get_what_was_published() {
     let message = tokio::time::timeout(Duration::from_secs(10), a.recv()).await.unwrap().unwrap().unwrap();
     assert_eq!(message, Message::binary(vec![1u8, 2]));
 }
+
+#[tokio::test]
+async fn idle_rooms_keep_no_more_bytes_than_allowed() {
+    let hub = Hub::builder().idle_bytes(100_000).build();
+    let mut positions = Vec::new();
+    for room in ["a", "b", "c"] {
+        positions.push(hub.publish(room, vec![0u8; 30_000]).await.unwrap()); // about 60 KB each
+    }
+    let (one, _client) = member(&hub);
+    assert!(!one.join_from("a", positions[0]).await.unwrap().is_recovered(), "a went when b's came: past 100 KB");
+    assert!(!one.join_from("b", positions[1]).await.unwrap().is_recovered(), "b went when c's came");
+    assert!(one.join_from("c", positions[2]).await.unwrap().is_recovered(), "the newest stays");
+    assert!(hub.retained_bytes() < 200_000, "{} bytes retained", hub.retained_bytes());
+}
