@@ -192,6 +192,14 @@ pub(crate) struct Origin {
     pub(crate) except: u64,
 }
 
+impl Origin {
+    /// The member a broadcast is not for, as hub `node` sees it: only the publishing hub
+    /// knows its members.
+    pub(crate) fn except_on(self, node: u64) -> Option<u64> {
+        (self.node == node && self.except != 0).then_some(self.except)
+    }
+}
+
 /// A broadcast on the wire: version, kind, the publishing hub's id, the member it is not
 /// for, the payload.
 pub(crate) fn encode(origin: Origin, message: &PreparedMessage) -> Bytes {

@@ -1,7 +1,7 @@
 //! The hub: members, rooms, broadcasts and presence.
 
 use crate::HubError;
-use crate::backplane::{self, ALL_CHANNEL, Backplane, BoxFuture, History, HistoryBounds, Inbox, Origin};
+use crate::backplane::{self, ALL_CHANNEL, Backplane, BoxFuture, History, HistoryBounds, Inbox, Origin, PresenceStore};
 use crate::hooks::{self, ConnectHook, ConnectRequest, JoinHook, JoinRequest, PublishHook, PublishRequest, Refusal};
 use crate::position::{Position, Publication, Recovery};
 use crate::presence::{PresenceEvent, PresenceKind, Present};
@@ -306,7 +306,7 @@ impl Hub {
     /// # Errors
     /// As [`Hub::presence`].
     pub async fn presence_count(&self, room: &str) -> Result<usize, HubError> {
-        match self.inner.backplane.as_deref().and_then(|b| b.presence()) {
+        match self.inner.presence_store() {
             Some(store) => store.count(&backplane::room_channel(room)).await,
             None => Ok(self.local_presence(room)),
         }
@@ -405,6 +405,11 @@ impl Inner {
         self.backplane.as_deref()?.history()
     }
 
+    /// The backplane's presence store, when it keeps presence for every hub.
+    fn presence_store(&self) -> Option<&dyn PresenceStore> {
+        self.backplane.as_deref()?.presence()
+    }
+
     /// Publishes: numbered and delivered here (then handed to an unnumbered backplane),
     /// or appended to the backplane's history, which delivers it to every hub, this one
     /// included. Returns the local members it is for, and where it went.
@@ -455,8 +460,9 @@ impl Inner {
             if !self.read().rooms.contains_key(name) {
                 let mut state = self.write();
                 self.room(&mut state, name);
-                // A room with no member is idle from the start.
-                self.idle(&mut state, name.into());
+                // A room with no member is idle from the start (the idle rooms' bounds
+                // are applied once the publication is in).
+                state.idle.push_back(name.into());
             }
         }
         let state = self.read();
@@ -470,7 +476,7 @@ impl Inner {
         };
         let position = ring.publish(key, |position| self.frame(room, position, message), except);
         drop(state);
-        if room.is_some() && members == 0 && self.history().is_none() {
+        if room.is_some() && members == 0 {
             // History kept for no one here: within the idle rooms' bounds.
             self.sweep_idle(&mut self.write());
         }
@@ -568,7 +574,7 @@ impl Inner {
         if room.is_none() {
             self.everyone_on();
         }
-        let except = (origin.node == self.node && origin.except != 0).then_some(origin.except);
+        let except = origin.except_on(self.node);
         let state = self.read();
         let ring = match room {
             Some(name) => match state.rooms.get(name) {
@@ -592,7 +598,7 @@ impl Inner {
                     Ok((origin, message)) => replayed.push(Replayed {
                         position,
                         message: self.frame(room, position, &message),
-                        except: (origin.node == self.node && origin.except != 0).then_some(origin.except),
+                        except: origin.except_on(self.node),
                     }),
                     Err(error) => tracing::warn!(?room, %position, ?error, "malformed publication in the backplane's history skipped"),
                 }
@@ -746,7 +752,7 @@ impl Inner {
     /// Refreshes the presence entries of this hub's members, and removes (announcing
     /// them) the expired ones of the rooms it has members in: those of hubs that died.
     async fn refresh_presence(&self) {
-        let Some(store) = self.backplane.as_deref().and_then(|b| b.presence()) else { return };
+        let Some(store) = self.presence_store() else { return };
         let mut entries = Vec::new();
         let mut rooms = Vec::new();
         {
@@ -773,7 +779,7 @@ impl Inner {
 
     /// Applies a join or leave to the presence store.
     async fn apply(&self, op: PresenceOp) {
-        let Some(store) = self.backplane.as_deref().and_then(|b| b.presence()) else { return };
+        let Some(store) = self.presence_store() else { return };
         let result = match op {
             PresenceOp::Join { channel, member, info } => store.join(&channel, &member, info, self.presence_ttl).await,
             PresenceOp::Leave { channel, member } => store.leave(&channel, &member).await,
@@ -863,7 +869,7 @@ impl Inner {
 
     /// Who is in `room`: every hub's members with a presence store, this hub's without.
     async fn present_in(&self, room: &str) -> Result<Vec<Present>, HubError> {
-        if let Some(store) = self.backplane.as_deref().and_then(|b| b.presence()) {
+        if let Some(store) = self.presence_store() {
             return store.list(&backplane::room_channel(room)).await;
         }
         let state = self.read();
@@ -1279,8 +1285,7 @@ impl Member {
     /// # Errors
     /// As [`Hub::publish`].
     pub async fn publish(&self, room: &str, message: impl Into<PreparedMessage>) -> Result<Position, HubError> {
-        let message = self.checked(room, message.into()).await?;
-        self.hub.inner.publish(Some(room), &message, None, None).1.position().await
+        self.publish_checked(room, message.into(), None, None).await
     }
 
     /// Publishes `message` to `room` once under `key`, as [`Hub::publish_once`] does.
@@ -1288,8 +1293,19 @@ impl Member {
     /// # Errors
     /// As [`Member::publish`].
     pub async fn publish_once(&self, room: &str, key: &str, message: impl Into<PreparedMessage>) -> Result<Position, HubError> {
-        let message = self.checked(room, message.into()).await?;
-        self.hub.inner.publish(Some(room), &message, None, Some(key)).1.position().await
+        self.publish_checked(room, message.into(), None, Some(key)).await
+    }
+
+    /// Publishes what the [publish hook](HubBuilder::on_publish) makes of `message`.
+    async fn publish_checked(
+        &self,
+        room: &str,
+        message: PreparedMessage,
+        except: Option<u64>,
+        key: Option<&str>,
+    ) -> Result<Position, HubError> {
+        let message = self.checked(room, message).await?;
+        self.hub.inner.publish(Some(room), &message, except, key).1.position().await
     }
 
     /// What the [publish hook](HubBuilder::on_publish) makes of `message`.
@@ -1314,8 +1330,7 @@ impl Member {
     /// # Errors
     /// As [`Hub::publish`].
     pub async fn publish_others(&self, room: &str, message: impl Into<PreparedMessage>) -> Result<Position, HubError> {
-        let message = self.checked(room, message.into()).await?;
-        self.hub.inner.publish(Some(room), &message, Some(self.subscriber.id), None).1.position().await
+        self.publish_checked(room, message.into(), Some(self.subscriber.id), None).await
     }
 
     /// Sends `message` to every member, this one included, on every hub.

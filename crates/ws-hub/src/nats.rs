@@ -120,7 +120,7 @@ impl Backplane for NatsBackplane {
 
     fn publish(&self, channel: &str, envelope: Bytes) {
         let shared = &self.shared;
-        let cost = channel.len() + envelope.len();
+        let cost = cost(channel, &envelope);
         if !self.is_connected() || shared.outbox.push((channel.to_owned(), envelope), cost).is_err() {
             shared.link.count_dropped(1);
         }
@@ -142,6 +142,11 @@ impl Backplane for NatsBackplane {
     fn shutdown(&self) {
         self.shared.link.shut();
     }
+}
+
+/// The bytes a queued broadcast holds.
+fn cost(channel: &str, envelope: &Bytes) -> usize {
+    channel.len() + envelope.len()
 }
 
 /// Keeps the client and the subscriptions until shutdown.
@@ -182,7 +187,7 @@ async fn run(shared: Arc<Shared>, mut queued: tokio::sync::mpsc::Receiver<(Strin
             },
             next = queued.recv() => {
                 let Some((channel, envelope)) = next else { break };
-                let cost = channel.len() + envelope.len();
+                let cost = cost(&channel, &envelope);
                 let published = client.publish(shared.subject(&channel), envelope).await;
                 shared.outbox.release(cost);
                 if let Err(error) = published {

@@ -265,6 +265,11 @@ impl Shared {
         format!("{}{kind}:{channel}", self.prefix)
     }
 
+    /// The Redis channel of a hub channel.
+    fn channel(&self, channel: &str) -> String {
+        format!("{}{channel}", self.prefix)
+    }
+
     fn bounds(&self) -> HistoryBounds {
         self.bounds.get().copied().unwrap_or(HistoryBounds { count: 128, bytes: 4 << 20, ttl: Duration::from_secs(300) })
     }
@@ -409,24 +414,25 @@ impl RedisBackplane {
             invocation.invoke_async(&mut connection).await.map_err(backplane_error)
         })
     }
-
-    fn channel(&self, channel: &str) -> Vec<u8> {
-        format!("{}{channel}", self.shared.prefix).into_bytes()
-    }
 }
 
 impl PresenceStore for RedisBackplane {
     fn join(&self, channel: &str, member: &str, info: Bytes, ttl: Duration) -> BoxFuture<Result<(), HubError>> {
-        let args = vec![member.as_bytes().to_vec(), info.to_vec(), millis(ttl).to_string().into_bytes(), self.channel(channel)];
+        let args = vec![
+            member.as_bytes().to_vec(),
+            info.to_vec(),
+            millis(ttl).to_string().into_bytes(),
+            self.shared.channel(channel).into_bytes(),
+        ];
         self.presence_script(|s| &s.presence_join, channel, args)
     }
 
     fn leave(&self, channel: &str, member: &str) -> BoxFuture<Result<(), HubError>> {
-        self.presence_script(|s| &s.presence_leave, channel, vec![self.channel(channel), member.as_bytes().to_vec()])
+        self.presence_script(|s| &s.presence_leave, channel, vec![self.shared.channel(channel).into_bytes(), member.as_bytes().to_vec()])
     }
 
     fn sweep(&self, channel: &str) -> BoxFuture<Result<(), HubError>> {
-        self.presence_script(|s| &s.presence_leave, channel, vec![self.channel(channel)])
+        self.presence_script(|s| &s.presence_leave, channel, vec![self.shared.channel(channel).into_bytes()])
     }
 
     fn list(&self, channel: &str) -> BoxFuture<Result<Vec<Present>, HubError>> {
@@ -515,11 +521,11 @@ impl Backplane for RedisBackplane {
     }
 
     fn subscribe(&self, channel: &str) {
-        self.shared.link.want(format!("{}{channel}", self.shared.prefix), true);
+        self.shared.link.want(self.shared.channel(channel), true);
     }
 
     fn unsubscribe(&self, channel: &str) {
-        self.shared.link.want(format!("{}{channel}", self.shared.prefix), false);
+        self.shared.link.want(self.shared.channel(channel), false);
     }
 
     fn shutdown(&self) {
@@ -633,7 +639,7 @@ async fn publish_batch(
             .arg(shared.key("meta", &item.channel))
             .arg(item.key.as_ref().map_or_else(String::new, |key| shared.key("once", &format!("{}:{key}", item.channel))))
             .arg(&item.envelope[..])
-            .arg(format!("{}{}", shared.prefix, item.channel))
+            .arg(shared.channel(&item.channel))
             .arg(bounds.count)
             .arg(bounds.bytes)
             .arg(ttl)

@@ -63,6 +63,26 @@ struct Kept {
     keys: HashMap<Box<str>, Position>,
 }
 
+impl Kept {
+    /// The newest position.
+    fn position(&self) -> Position {
+        Position { offset: self.last, epoch: self.epoch }
+    }
+
+    /// The offset of the oldest publication kept (the next one's when empty).
+    fn oldest(&self) -> u64 {
+        self.queue.front().map_or(self.last + 1, |b| b.position.offset)
+    }
+
+    /// Starts the stream of `epoch`: what was kept belongs to another.
+    fn restart(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.queue.clear();
+        self.keys.clear();
+        self.bytes = 0;
+    }
+}
+
 /// What wakes a pump: the publication, if it is still kept.
 pub(crate) type Woken = Weak<Broadcast>;
 
@@ -149,10 +169,7 @@ impl Ring {
     pub(crate) fn publish_at(&self, position: Position, frame: impl FnOnce(Position) -> PreparedMessage, except: Option<u64>) {
         let mut kept = self.lock();
         if kept.epoch != position.epoch {
-            kept.epoch = position.epoch;
-            kept.queue.clear();
-            kept.keys.clear();
-            kept.bytes = 0;
+            kept.restart(position.epoch);
         } else if position.offset <= kept.last {
             return tracing::debug!(%position, last = kept.last, "a publication already received ignored");
         }
@@ -166,13 +183,10 @@ impl Ring {
         let mut kept = self.lock();
         if kept.epoch != position.epoch || kept.last < position.offset {
             if kept.epoch != position.epoch {
-                kept.queue.clear();
-                kept.keys.clear();
-                kept.bytes = 0;
+                kept.restart(position.epoch);
             }
-            kept.epoch = position.epoch;
             kept.last = position.offset;
-            self.oldest.store(kept.queue.front().map_or(kept.last + 1, |b| b.position.offset), Ordering::Release);
+            self.oldest.store(kept.oldest(), Ordering::Release);
         }
     }
 
@@ -209,13 +223,12 @@ impl Ring {
             kept.queue.pop_front();
             kept.bytes -= cost;
         }
-        self.oldest.store(kept.queue.front().map_or(kept.last + 1, |b| b.position.offset), Ordering::Release);
+        self.oldest.store(kept.oldest(), Ordering::Release);
     }
 
     /// The newest position.
     pub(crate) fn position(&self) -> Position {
-        let kept = self.lock();
-        Position { offset: kept.last, epoch: kept.epoch }
+        self.lock().position()
     }
 
     /// A pump's view of the ring, from the next publication on.
@@ -229,9 +242,8 @@ impl Ring {
     pub(crate) fn since(&self, since: Position) -> Since {
         let mut kept = self.lock();
         self.trim(&mut kept, Instant::now());
-        let position = Position { offset: kept.last, epoch: kept.epoch };
-        let oldest = kept.queue.front().map_or(kept.last + 1, |b| b.position.offset);
-        let reaches = since.epoch == kept.epoch && since.offset <= kept.last && since.offset + 1 >= oldest;
+        let position = kept.position();
+        let reaches = since.epoch == kept.epoch && since.offset <= kept.last && since.offset + 1 >= kept.oldest();
         let backlog = reaches.then(|| {
             kept.queue
                 .iter()
