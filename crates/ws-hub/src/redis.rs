@@ -40,10 +40,15 @@ end
 
 /// Adds or refreshes a presence entry. KEYS: the room's sorted set (member → expiry)
 /// and hash (member → info). ARGV: member, info, ttl ms, channel. A member that was not
-/// there is announced on the channel: `+COUNT MEMBER\nINFO`.
+/// there, or whose entry had expired (not yet swept, and left out of every count since),
+/// is announced on the channel: `+COUNT MEMBER\nINFO`.
 const PRESENCE_JOIN: &str = r"
 local now = now_ms()
+local before = redis.call('zscore', KEYS[1], ARGV[1])
 local added = redis.call('zadd', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+if before and tonumber(before) <= now then
+  added = 1
+end
 redis.call('hset', KEYS[2], ARGV[1], ARGV[2])
 redis.call('pexpire', KEYS[1], 2 * tonumber(ARGV[3]))
 redis.call('pexpire', KEYS[2], 2 * tonumber(ARGV[3]))
