@@ -3,7 +3,9 @@
 //!
 //! The page speaks JSON. It sends `{"type":"join","room":…,"name":…,"since":…}` once per
 //! connection, then `{"type":"say","id":…,"text":…}`; it receives `joined`, `message`,
-//! `ack`, `presence` (with how many are in the room, on every process) and `error` events. Everything said in a room carries its
+//! `ack`, `presence` and `error` events. A `presence` event (`join`, `leave`, or `count`
+//! when the room was counted again) says how many are in the room, on every process; the
+//! page's own join is announced to it too. Everything said in a room carries its
 //! `position`: the page keeps the last one and, when it reconnects (to this process or
 //! another), joins `since` it, so it gets what was said meanwhile, once and in order. A
 //! `say` is acknowledged with its position; the page sends it again, with the same id,
@@ -105,12 +107,16 @@ fn with_position(publication: &Publication<'_>) -> PreparedMessage {
     }
 }
 
-/// What a room's members are sent when someone joins or leaves it, with how many are in
-/// it on every chat process.
+/// What a room's members are sent when someone joins or leaves it, or it was counted
+/// again, with how many are in it on every chat process.
 fn presence_event(event: &PresenceEvent<'_>) -> Option<PreparedMessage> {
-    let name = String::from_utf8_lossy(&event.who.info);
-    let kind = if event.kind == PresenceKind::Join { "join" } else { "leave" };
-    Some(PreparedMessage::text(Outgoing::Presence { room: event.room, name: &name, event: kind, here: event.count }.to_json()))
+    let name = event.who.map(|who| String::from_utf8_lossy(&who.info));
+    let kind = match event.kind {
+        PresenceKind::Join => "join",
+        PresenceKind::Leave => "leave",
+        _ => "count",
+    };
+    Some(PreparedMessage::text(Outgoing::Presence { room: event.room, name: name.as_deref(), event: kind, here: event.count }.to_json()))
 }
 
 #[derive(Deserialize)]
@@ -134,11 +140,36 @@ enum Incoming {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Outgoing<'a> {
-    Joined { room: &'a str, name: &'a str, server: &'a str, position: String, recovered: bool, here: usize },
-    Message { room: &'a str, name: &'a str, text: &'a str, server: &'a str, id: Option<&'a str> },
-    Ack { id: &'a str, position: String },
-    Presence { room: &'a str, name: &'a str, event: &'a str, here: usize },
-    Error { text: &'a str, id: Option<&'a str> },
+    Joined {
+        room: &'a str,
+        name: &'a str,
+        server: &'a str,
+        position: String,
+        recovered: bool,
+    },
+    Message {
+        room: &'a str,
+        name: &'a str,
+        text: &'a str,
+        server: &'a str,
+        id: Option<&'a str>,
+    },
+    Ack {
+        id: &'a str,
+        position: String,
+    },
+    /// `name` is absent when `event` is `count`.
+    Presence {
+        room: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<&'a str>,
+        event: &'a str,
+        here: usize,
+    },
+    Error {
+        text: &'a str,
+        id: Option<&'a str>,
+    },
 }
 
 impl Outgoing<'_> {
@@ -197,15 +228,13 @@ impl Handler for Chat {
                         return;
                     }
                 };
-                // Everyone in the room, on every chat process sharing the Redis.
-                let here = self.hub.presence_count(&room).await.unwrap_or_else(|_| self.hub.local_presence(&room));
+                // How many are in the room comes with the announcement of this join.
                 let joined = Outgoing::Joined {
                     room: &room,
                     name: &name,
                     server: &self.server,
                     position: recovery.position().to_string(),
                     recovered: recovery.is_recovered(),
-                    here,
                 };
                 Self::reply(ws, &joined).await;
                 self.joined = Some((room, name));

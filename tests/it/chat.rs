@@ -14,14 +14,25 @@ use wsdriver::client::ClientStream;
 
 type Client = wsdriver::WebSocket<ClientStream>;
 
-/// Joins the lobby; returns the connection and how many are in the lobby now.
+/// Joins the lobby; returns the connection and how many are in the lobby now, as the
+/// announcement of its own arrival (to the room, itself included) says; it may come
+/// before or after `joined`.
 async fn join(addr: std::net::SocketAddr, name: &str) -> (Client, u64) {
     let (mut ws, _) = bounded(wsdriver::client::connect(format!("ws://{addr}/ws"))).await.unwrap();
     ws.send(Message::text(format!(r#"{{"type":"join","room":"lobby","name":"{name}"}}"#))).await.unwrap();
-    // Its own arrival is announced to the room, itself included, and may come first.
-    let joined = next_of(&mut ws, "joined").await;
-    assert_eq!(joined["name"].as_str(), Some(name));
-    (ws, joined["here"].as_u64().unwrap())
+    let (mut joined, mut here) = (false, None);
+    while !joined || here.is_none() {
+        let event = next_json(&mut ws).await;
+        match event["type"].as_str() {
+            Some("joined") => {
+                assert_eq!(event["name"].as_str(), Some(name));
+                joined = true;
+            }
+            Some("presence") if event["name"] == name && event["event"] == "join" => here = event["here"].as_u64(),
+            _ => {}
+        }
+    }
+    (ws, here.unwrap())
 }
 
 async fn next_json(ws: &mut Client) -> serde_json::Value {

@@ -272,7 +272,6 @@ impl Handler for ChatClient {
                 if !recovered || state.position.is_none() {
                     state.position = event["position"].as_str().map(str::to_owned);
                 }
-                state.here = event["here"].as_u64().unwrap() as usize;
                 state.servers.push(event["server"].as_str().unwrap().to_owned());
                 state.in_room = true;
             }

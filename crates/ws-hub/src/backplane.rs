@@ -62,6 +62,10 @@ pub trait PresenceStore: Send + Sync {
     fn list(&self, channel: &str) -> BoxFuture<Result<Vec<Present>, HubError>>;
     /// How many are in `channel`'s room.
     fn count(&self, channel: &str) -> BoxFuture<Result<usize, HubError>>;
+    /// Counts `channel`'s room and announces the count to every hub subscribed to the
+    /// channel ([`Inbox::counted`]), in order with the joins and leaves: a hub that
+    /// missed some (its link dropped) asks for it once it is back.
+    fn recount(&self, channel: &str) -> BoxFuture<Result<(), HubError>>;
 }
 
 /// A backplane's numbered, bounded history of each channel.
@@ -142,16 +146,28 @@ impl Inbox {
     /// members.
     pub fn presence(&self, channel: &str, kind: PresenceKind, who: &Present, count: usize) {
         if let Some(hub) = self.hub.upgrade() {
-            hub.deliver_presence(channel, kind, who, count);
+            hub.deliver_presence(channel, kind, Some(who), count);
         }
     }
 
-    /// Tells the hub that the backplane's link came back after it was lost: what was
-    /// published meanwhile did not arrive. With a [`History`], the hub reads what each
-    /// of its rooms missed from it and delivers it, in order.
+    /// Delivers a count a [`PresenceStore`] announced on `channel`
+    /// ([`PresenceStore::recount`]): the room's local members are told it, as a
+    /// [`PresenceKind::Recount`].
+    pub fn counted(&self, channel: &str, count: usize) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.deliver_presence(channel, PresenceKind::Recount, None, count);
+        }
+    }
+
+    /// Tells the hub that the backplane's link came back after it was lost (or came up
+    /// for the first time), once it receives on its channels again: what was published
+    /// meanwhile did not arrive. With a [`History`], the hub reads what each of its rooms
+    /// missed from it and delivers it, in order; with a [`PresenceStore`], it has each of
+    /// its rooms counted again ([`PresenceStore::recount`]).
     pub fn reconnected(&self) {
         if let Some(hub) = self.hub.upgrade() {
             hub.refill();
+            hub.recount();
         }
     }
 

@@ -838,21 +838,41 @@ impl Inner {
             }
             None => {
                 let count = self.read().rooms.get(room).map_or(0, |r| r.members.len());
-                self.tell_room(room, kind, &who, count);
+                self.tell_room(room, kind, Some(&who), count);
             }
         }
     }
 
-    /// A join or leave the presence store announced on `channel`.
-    pub(crate) fn deliver_presence(&self, channel: &str, kind: PresenceKind, who: &Present, count: usize) {
+    /// A join, leave or recount the presence store announced on `channel`.
+    pub(crate) fn deliver_presence(&self, channel: &str, kind: PresenceKind, who: Option<&Present>, count: usize) {
         if let Some(room) = channel.strip_prefix(backplane::ROOM_PREFIX) {
             self.tell_room(room, kind, who, count);
         }
     }
 
+    /// The backplane's link came back: the presence store announces the count of each
+    /// room with local members, which may have changed without this hub hearing of it.
+    pub(crate) fn recount(&self) {
+        if self.presence_store().is_none() || self.on_presence.is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let rooms: Vec<String> =
+            self.read().rooms.iter().filter(|(_, r)| !r.members.is_empty()).map(|(name, _)| backplane::room_channel(name)).collect();
+        let hub = self.this.clone();
+        runtime.spawn(async move {
+            for channel in rooms {
+                let Some(store) = hub.upgrade().and_then(|hub| hub.presence_store().map(|store| store.recount(&channel))) else { return };
+                if let Err(error) = store.await {
+                    tracing::debug!(%error, channel, "room not counted again");
+                }
+            }
+        });
+    }
+
     /// Sends the presence hook's message to the room's local members, without waiting
     /// (a member whose write buffer is full misses it).
-    fn tell_room(&self, room: &str, kind: PresenceKind, who: &Present, count: usize) {
+    fn tell_room(&self, room: &str, kind: PresenceKind, who: Option<&Present>, count: usize) {
         let Some(on_presence) = &self.on_presence else { return };
         let state = self.read();
         let Some(members) = state.rooms.get(room).map(|r| &r.members) else { return };
@@ -1018,14 +1038,23 @@ impl HubBuilder {
     /// each local member's connection, outside the room's stream (no position, no
     /// history), and a member whose write buffer is full misses it.
     ///
+    /// With a backplane that keeps presence, a hub whose link to it dropped has missed
+    /// the announcements made meanwhile: once it is back, each of its rooms is counted
+    /// again and announced as a [`PresenceKind::Recount`], with no `who`, so that members
+    /// showing a count show the right one.
+    ///
     /// ```
     /// use wsdriver::hub::{Hub, PresenceEvent, PresenceKind};
     /// use wsdriver::PreparedMessage;
     /// let hub = Hub::builder()
     ///     .on_presence(|event: &PresenceEvent<'_>| {
-    ///         let verb = if event.kind == PresenceKind::Join { "joined" } else { "left" };
-    ///         let who = String::from_utf8_lossy(&event.who.info);
-    ///         Some(PreparedMessage::text(format!("{who} {verb}; {} here", event.count)))
+    ///         let count = event.count;
+    ///         let text = match (event.kind, event.who) {
+    ///             (PresenceKind::Join, Some(who)) => format!("{} joined; {count} here", String::from_utf8_lossy(&who.info)),
+    ///             (PresenceKind::Leave, Some(who)) => format!("{} left; {count} here", String::from_utf8_lossy(&who.info)),
+    ///             _ => format!("{count} here"),
+    ///         };
+    ///         Some(PreparedMessage::text(text))
     ///     })
     ///     .build();
     /// ```

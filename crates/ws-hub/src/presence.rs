@@ -13,7 +13,7 @@ pub struct Present {
     pub info: Bytes,
 }
 
-/// Whether someone came or went.
+/// Whether someone came or went, or the room was counted again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PresenceKind {
@@ -23,19 +23,23 @@ pub enum PresenceKind {
     /// entry (the process died, or lost its backplane) for longer than the presence time
     /// to live.
     Leave,
+    /// No one in particular: the room was counted again, because announcements may have
+    /// been missed (this hub's link to the backplane dropped and came back). The count is
+    /// the room's; there is no `who`.
+    Recount,
 }
 
-/// A join or a leave, as the hub's [presence hook](crate::HubBuilder::on_presence) sees
-/// it, to tell the room's members.
+/// A join, a leave or a recount, as the hub's [presence
+/// hook](crate::HubBuilder::on_presence) sees it, to tell the room's members.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct PresenceEvent<'a> {
     /// The room.
     pub room: &'a str,
-    /// Joined or left.
+    /// Joined, left, or counted again.
     pub kind: PresenceKind,
-    /// Who.
-    pub who: &'a Present,
+    /// Who joined or left; `None` for a [recount](PresenceKind::Recount).
+    pub who: Option<&'a Present>,
     /// How many are in the room now, on every hub.
     pub count: usize,
 }

@@ -79,12 +79,16 @@ for _, member in ipairs(members) do
 end
 ";
 
-/// Who is in a room: `{member, info, member, info, ...}`, or with ARGV[1] = 'count', how
-/// many. KEYS: as above.
+/// Who is in a room: `{member, info, member, info, ...}`; with ARGV[1] = 'count', how
+/// many; with ARGV[1] = 'recount', announces how many on the channel ARGV[2]: `=COUNT`.
+/// KEYS: as above.
 const PRESENCE_LIST: &str = r"
 local now = now_ms()
 if ARGV[1] == 'count' then
   return redis.call('zcount', KEYS[1], now, '+inf')
+elseif ARGV[1] == 'recount' then
+  redis.call('publish', ARGV[2], '=' .. redis.call('zcount', KEYS[1], now, '+inf'))
+  return 0
 end
 local out = {}
 for _, member in ipairs(redis.call('zrangebyscore', KEYS[1], now, '+inf')) do
@@ -454,20 +458,28 @@ impl PresenceStore for RedisBackplane {
     fn count(&self, channel: &str) -> BoxFuture<Result<usize, HubError>> {
         self.presence_script(|s| &s.presence_list, channel, vec![b"count".to_vec()])
     }
+
+    fn recount(&self, channel: &str) -> BoxFuture<Result<(), HubError>> {
+        let args = vec![b"recount".to_vec(), self.shared.channel(channel).into_bytes()];
+        let recount = self.presence_script::<usize>(|s| &s.presence_list, channel, args);
+        Box::pin(async move { recount.await.map(drop) })
+    }
 }
 
-/// A presence announcement: `+COUNT MEMBER\nINFO` or `-COUNT MEMBER\nINFO`.
-fn parse_presence(payload: &[u8]) -> Option<(PresenceKind, Present, usize)> {
+/// A presence announcement: `+COUNT MEMBER\nINFO` (a join), `-COUNT MEMBER\nINFO` (a
+/// leave) or `=COUNT` (a recount, with no member).
+fn parse_presence(payload: &[u8]) -> Option<(PresenceKind, Option<Present>, usize)> {
     let kind = match payload.first()? {
         b'+' => PresenceKind::Join,
         b'-' => PresenceKind::Leave,
+        b'=' => return Some((PresenceKind::Recount, None, std::str::from_utf8(&payload[1..]).ok()?.parse().ok()?)),
         _ => return None,
     };
     let space = payload.iter().position(|b| *b == b' ')?;
     let newline = payload.iter().position(|b| *b == b'\n')?;
     let count = std::str::from_utf8(payload.get(1..space)?).ok()?.parse().ok()?;
     let member = std::str::from_utf8(payload.get(space + 1..newline)?).ok()?.to_owned();
-    Some((kind, Present { member, info: Bytes::copy_from_slice(&payload[newline + 1..]) }, count))
+    Some((kind, Some(Present { member, info: Bytes::copy_from_slice(&payload[newline + 1..]) }), count))
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -600,7 +612,10 @@ async fn session(shared: &Shared, queued: &mut mpsc::Receiver<Queued>, inbox: &I
                 let Some(channel) = message.get_channel_name().strip_prefix(shared.prefix.as_str()) else { continue };
                 let payload = message.get_payload_bytes();
                 if let Some((kind, who, count)) = parse_presence(payload) {
-                    inbox.presence(channel, kind, &who, count);
+                    match who {
+                        Some(who) => inbox.presence(channel, kind, &who, count),
+                        None => inbox.counted(channel, count),
+                    }
                 } else if let Some((position, envelope)) = parse_published(payload) {
                     inbox.deliver_at(channel, position, envelope);
                 } else {

@@ -131,7 +131,7 @@ async fn joins_and_leaves_are_announced_with_who_and_how_many() {
     let hub = Hub::builder()
         .on_presence(|event: &PresenceEvent<'_>| {
             let verb = if event.kind == PresenceKind::Join { "joined" } else { "left" };
-            let who = String::from_utf8_lossy(&event.who.info);
+            let who = String::from_utf8_lossy(&event.who?.info);
             Some(ws_core::PreparedMessage::text(format!("{who} {verb} {}: {}", event.room, event.count)))
         })
         .build();
