@@ -12,6 +12,10 @@ use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::task::AbortHandle;
 use ws_core::{CloseCode, Connection, Error, PreparedMessage};
 
+/// A pump writes what it fed once it is this many bytes, without waiting for the end of
+/// the burst.
+const WRITE_EVERY: usize = 16 << 10;
+
 /// What the hub does with a member whose connection cannot keep up.
 ///
 /// Each room keeps its last broadcasts in a ring shared by its members (one encoded frame
@@ -155,12 +159,15 @@ impl Subscriber {
                 return;
             }
         }
+        // Bytes fed since the last write.
+        let mut unwritten = 0;
         loop {
             let received = match live.try_recv() {
                 Ok(broadcast) => Ok(broadcast),
                 Err(TryRecvError::Empty) => {
                     // All that was available is fed: write it at once, then wait.
                     self.conn.flush_queued();
+                    unwritten = 0;
                     live.recv().await
                 }
                 Err(TryRecvError::Lagged(lost)) => Err(RecvError::Lagged(lost)),
@@ -183,8 +190,23 @@ impl Subscriber {
                                 }
                             }
                             last = Some(position);
-                            if broadcast.except != Some(self.id) && !self.feed(&broadcast.message, position.offset, &ring, policy).await {
-                                return;
+                            if broadcast.except != Some(self.id) {
+                                // The common case without a future: the frame fits.
+                                let fed = match self.conn.feed_prepared(&broadcast.message) {
+                                    Ok(()) => true,
+                                    Err(Error::Full) => self.feed(&broadcast.message, position.offset, &ring, policy).await,
+                                    Err(_) => false,
+                                };
+                                if !fed {
+                                    return;
+                                }
+                                // A long burst goes out as it is fed, a few frames per write, not
+                                // all at once from a write buffer grown to its high-water mark.
+                                unwritten += broadcast.message.frame().len();
+                                if unwritten >= WRITE_EVERY {
+                                    self.conn.flush_queued();
+                                    unwritten = 0;
+                                }
                             }
                             continue;
                         }
