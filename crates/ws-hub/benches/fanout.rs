@@ -18,7 +18,9 @@
 //! `redis-server` on a loopback port (or uses `REDIS_URL`), and is skipped without one.
 //!
 //! `cargo bench -p ws-hub --bench fanout [-- --subscribers N --rounds R --json PATH]`; the
-//! JSON (`benches/results/fanout.json`) is what `benches/charts.py` draws.
+//! JSON (`benches/results/fanout.json`) is what `benches/charts.py` draws. One approach
+//! and one payload alone, in this process (for callgrind): `--only hub|baseline
+//! --payload 64`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly
 
@@ -177,14 +179,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Runs one approach in this process and prints one `RESULT` line per workload.
-fn child(approach: Approach, subscribers: usize) {
+fn child(approach: Approach, subscribers: usize, payload: Option<usize>) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(async {
         let before = rss_kib("VmRSS:");
         let setup = setup(approach, subscribers);
         tokio::task::yield_now().await;
         let per_subscriber = rss_kib("VmRSS:").saturating_sub(before) as f64 / subscribers as f64;
-        for (size, count) in WORKLOADS {
+        for (size, count) in WORKLOADS.into_iter().filter(|(size, _)| payload.is_none_or(|p| p == *size)) {
             let (elapsed, peak) = run(&setup, approach, subscribers, size, count).await;
             let rate = (subscribers * count) as f64 / elapsed.as_secs_f64();
             println!("RESULT {size} {rate} {peak} {per_subscriber}");
@@ -335,6 +337,7 @@ fn cross_process(exe: &std::path::Path, url: &str, rounds: usize) -> [f64; 4] {
 
 fn main() {
     let mut subscribers = 10_000;
+    let mut payload = None;
     let mut rounds = 3;
     let mut only = None;
     let mut json = None;
@@ -345,14 +348,15 @@ fn main() {
             "--subscribers" => subscribers = args.next().and_then(|v| v.parse().ok()).unwrap_or(subscribers),
             "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(rounds),
             "--only" => only = args.next(),
+            "--payload" => payload = args.next().and_then(|v| v.parse().ok()),
             "--json" => json = args.next(),
             "--redis" => redis_url = args.next(),
             _ => {} // cargo bench passes --bench
         }
     }
     match only.as_deref() {
-        Some("hub") => return child(Approach::Hub, subscribers),
-        Some("baseline") => return child(Approach::Baseline, subscribers),
+        Some("hub") => return child(Approach::Hub, subscribers, payload),
+        Some("baseline") => return child(Approach::Baseline, subscribers, payload),
         Some("redis-subscribers") => return redis_subscribers(&redis_url.expect("--redis URL")),
         Some("redis-publisher") => return redis_publisher(&redis_url.expect("--redis URL")),
         _ => {}
@@ -384,7 +388,7 @@ fn main() {
         }
     }
     let med = |v: &[[f64; 3]], i: usize| median(v.iter().map(|r| r[i]).collect());
-    let mut rows = Vec::new();
+    let (mut rows, mut ratio_rows) = (Vec::new(), Vec::new());
     println!("| payload x messages | approach | deliveries/s | peak RSS growth while publishing | RSS per subscriber (both ends) |");
     println!("| --- | --- | --- | --- | --- |");
     for (size, count) in WORKLOADS {
@@ -399,11 +403,17 @@ fn main() {
                 med(r, 2)
             ));
         }
+        // The machine's speed drifts between rounds more than the two approaches differ
+        // within one: the ratio is each round's (its two runs back to back), the median
+        // of them, with every round's shown.
+        let ratios: Vec<f64> = hub.iter().zip(base).map(|(h, b)| h[0] / b[0]).collect();
+        let each = ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ");
         println!(
-            "| {size} B x {count} | hub / baseline | {:.2}x | {:.2}x | |",
-            med(hub, 0) / med(base, 0),
+            "| {size} B x {count} | hub / baseline | {:.2}x (rounds: {each}) | {:.2}x | |",
+            median(ratios.clone()),
             med(hub, 1) / med(base, 1).max(1.0)
         );
+        ratio_rows.push(format!(r#"{{"payload": {size}, "messages": {count}, "each_round": [{each}]}}"#));
     }
     let cross = match redis() {
         Some((url, _own)) => {
@@ -431,7 +441,11 @@ fn main() {
         }
     };
     if let Some(path) = json {
-        let text = format!("{{\"subscribers\": {subscribers}, \"rounds\": {rounds}, \"results\": [\n{}\n]{cross}}}\n", rows.join(",\n"));
+        let text = format!(
+            "{{\"subscribers\": {subscribers}, \"rounds\": {rounds}, \"results\": [\n{}\n], \"hub_over_baseline\": [{}]{cross}}}\n",
+            rows.join(",\n"),
+            ratio_rows.join(", ")
+        );
         std::fs::write(&path, text).expect("write the --json file");
     }
 }
