@@ -17,6 +17,8 @@ const PUBLISH_QUEUE: usize = 16 << 10;
 const MAX_QUEUED_BYTES: usize = 16 << 20;
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long a round trip to the server may take before it is tried again.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A [`Backplane`] over NATS core publish/subscribe (the `nats` feature): each room is a
 /// subject, `{prefix}` followed by the room's channel name in hexadecimal (room names
@@ -202,8 +204,8 @@ async fn run(shared: Arc<Shared>, mut queued: tokio::sync::mpsc::Receiver<(Strin
 }
 
 /// Subscribes to the wanted channels not subscribed yet and unsubscribes from the rest;
-/// once connected, waits until the server has them (a flush is a round trip) and says the
-/// link is up. (The client subscribes again by itself after it reconnects.)
+/// then waits until the server has them (a round trip) and says the link is up. (The
+/// client subscribes again by itself after it reconnects.)
 async fn reconcile(shared: &Shared, client: &async_nats::Client, inbox: &Inbox, subscribed: &mut HashMap<String, JoinHandle<()>>) {
     let (wanted, version) = shared.link.wanted();
     subscribed.retain(|channel, task| {
@@ -231,11 +233,29 @@ async fn reconcile(shared: &Shared, client: &async_nats::Client, inbox: &Inbox, 
             Err(error) => tracing::warn!(%error, channel, "nats subscription failed"),
         }
     }
-    if client.connection_state() != async_nats::connection::State::Connected {
-        return;
+    loop {
+        match round_trip(client).await {
+            Ok(()) => return shared.link.up(version),
+            Err(error) => tracing::debug!(%error, "no round trip to nats"),
+        }
+        // Disconnected: the next `Connected` event comes back here.
+        if client.connection_state() != async_nats::connection::State::Connected {
+            return;
+        }
     }
-    match client.flush().await {
-        Ok(()) => shared.link.up(version),
-        Err(error) => tracing::debug!(%error, "nats flush failed"),
+}
+
+/// Waits until the server has processed everything this client sent before: a message
+/// to itself, on a subject of its own, comes back after it. (`Client::flush` only writes
+/// to the socket: another client's publication could still reach the server before this
+/// one's subscriptions.)
+async fn round_trip(client: &async_nats::Client) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let subject = client.new_inbox();
+    let mut probe = client.subscribe(subject.clone()).await?;
+    client.publish(subject, Bytes::new()).await?;
+    match tokio::time::timeout(ROUND_TRIP_TIMEOUT, probe.next()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("the probe's subscription ended".into()),
+        Err(_) => Err("no answer within 5 s".into()),
     }
 }
