@@ -6,15 +6,15 @@
 use crate::common;
 
 use common::bounded;
-use common::hub_member::{member, next};
+use common::hub_member::{member, member_via, next};
 use common::redis_server::RedisServer;
 use std::time::Duration;
 use tokio::io::DuplexStream;
 use wsdriver::hub::{
-    Hub, HubBuilder, HubError, JoinRequest, Position, PresenceEvent, PresenceKind, Publication, PublishRequest, Recovery, RedisBackplane,
-    Refusal,
+    ConnectRequest, Hub, HubBuilder, HubError, JoinRequest, Position, PresenceEvent, PresenceKind, Publication, PublishRequest, Recovery,
+    RedisBackplane, Refusal,
 };
-use wsdriver::{Message, PreparedMessage, WebSocket};
+use wsdriver::{CloseCode, Message, PreparedMessage, WebSocket};
 
 fn hub_with(redis: &RedisServer, builder: HubBuilder) -> (Hub, RedisBackplane) {
     let backplane = RedisBackplane::new(&redis.url()).unwrap().prefix("test:");
@@ -246,7 +246,8 @@ async fn a_hub_back_from_a_lost_link_counts_its_rooms_again() {
     drop(alice);
 }
 
-/// The hooks with Redis: what the publish hook rewrote on one hub is what the other
+/// The hooks with Redis: who the connect hook let in, and what it said about them, is
+/// what the other hub hears; what the publish hook rewrote on one hub is what the other
 /// hub's members get, and what history replays; a refused join reads no history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server (interop/install.sh)"]
@@ -254,6 +255,18 @@ async fn hooks_hold_across_hubs() {
     let redis = RedisServer::start();
     let guarded = || {
         positioned()
+            .on_connect(|request: ConnectRequest| async move {
+                let token = request.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                match token.strip_prefix("Bearer ") {
+                    Some(user) if !user.is_empty() => Ok(user.to_owned().into()),
+                    _ => Err(Refusal::close(CloseCode::from(4001), "who are you?")),
+                }
+            })
+            // Only Dave's arrival is announced here (the presence tests cover the rest).
+            .on_presence(|event: &PresenceEvent<'_>| {
+                let who = event.who.filter(|who| who.info == "dave")?;
+                Some(PreparedMessage::text(format!("{:?} {}", event.kind, String::from_utf8_lossy(&who.info))))
+            })
             .on_join(|request: JoinRequest| async move { if request.room == "closed" { Err(Refusal::error("closed")) } else { Ok(()) } })
             .on_publish(|request: PublishRequest| async move {
                 let text = request.message.as_text().unwrap_or_default().to_uppercase();
@@ -275,6 +288,21 @@ async fn hooks_hold_across_hubs() {
     assert!(matches!(bounded(carol.join_from("closed", Position::default())).await, Err(HubError::Refused(_))));
     bounded(carol.join_from("room", start)).await.unwrap();
     assert_eq!(next_at(&mut c).await, (said, "QUIET WORDS".to_owned()), "history holds what was published");
+
+    let upgrade = |token: Option<&str>| {
+        let request = http::Request::get("/chat");
+        let request = match token {
+            Some(token) => request.header("authorization", format!("Bearer {token}")),
+            None => request,
+        };
+        request.body(()).unwrap()
+    };
+    assert!(matches!(member_via(&hub_a, &upgrade(None)).await, Err(HubError::Refused(_))));
+    let (dave, _d) = member_via(&hub_a, &upgrade(Some("dave"))).await.unwrap();
+    dave.join("room");
+    assert_eq!(next(&mut b).await, Message::text("Join dave"), "the connect hook's answer, heard on the other hub");
+    let present = bounded(hub_b.presence("room")).await.unwrap();
+    assert!(present.iter().any(|p| p.info == "dave"), "{present:?}");
 }
 
 /// A hub whose subscription drops for a moment while others keep publishing misses
