@@ -853,18 +853,19 @@ impl Inner {
     /// The backplane's link came back: the presence store announces the count of each
     /// room with local members, which may have changed without this hub hearing of it.
     pub(crate) fn recount(&self) {
-        if self.presence_store().is_none() || self.on_presence.is_none() {
-            return;
-        }
+        let (Some(store), Some(_)) = (self.presence_store(), &self.on_presence) else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let rooms: Vec<String> =
-            self.read().rooms.iter().filter(|(_, r)| !r.members.is_empty()).map(|(name, _)| backplane::room_channel(name)).collect();
-        let hub = self.this.clone();
+        let recounts: Vec<_> = self
+            .read()
+            .rooms
+            .iter()
+            .filter(|(_, r)| !r.members.is_empty())
+            .map(|(name, _)| store.recount(&backplane::room_channel(name)))
+            .collect();
         runtime.spawn(async move {
-            for channel in rooms {
-                let Some(store) = hub.upgrade().and_then(|hub| hub.presence_store().map(|store| store.recount(&channel))) else { return };
-                if let Err(error) = store.await {
-                    tracing::debug!(%error, channel, "room not counted again");
+            for recount in recounts {
+                if let Err(error) = recount.await {
+                    tracing::debug!(%error, "room not counted again");
                 }
             }
         });
